@@ -1,0 +1,1 @@
+"""Rate cards, the append-only cost ledger and Cost per Issue analytics."""

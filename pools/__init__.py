@@ -1,0 +1,1 @@
+"""Capacity pools, the provider contract and registry, and the local E2B emulator."""

@@ -1,0 +1,93 @@
+"""The core domain every app leans on: organisations, memberships and roles, the audit log."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Organization(models.Model):
+    slug = models.SlugField(max_length=50, unique=True)
+    name = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.TextChoices):
+    ADMIN = "admin", "Admin"
+    FINANCE = "finance", "Finance"
+    MEMBER = "member", "Member"
+
+
+# What each role may do. Views ask `membership.can(<capability>)` through rensei.access;
+# navigation is drawn from the same table so a link never leads to a 403.
+CAPABILITIES: dict[str, frozenset[str]] = {
+    "integrations.manage": frozenset({Role.ADMIN}),
+    "capacity.view": frozenset({Role.ADMIN, Role.MEMBER}),
+    "capacity.manage": frozenset({Role.ADMIN}),
+    "sessions.view": frozenset({Role.ADMIN, Role.MEMBER, Role.FINANCE}),
+    "sessions.manage": frozenset({Role.ADMIN}),
+    "billing.view": frozenset({Role.ADMIN, Role.FINANCE}),
+}
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["org__name"]
+        constraints = [
+            # One role per person per org; the org switcher lists a user's memberships.
+            models.UniqueConstraint(fields=["user", "org"], name="membership_unique_user_org"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.org} ({self.role})"
+
+    def can(self, capability: str) -> bool:
+        return self.role in CAPABILITIES[capability]
+
+
+class Channel(models.TextChoices):
+    WEB = "web", "Web"
+    API = "api", "API"
+    JOB = "job", "Job"
+    ADMIN = "admin", "Admin"
+    CLI = "cli", "CLI"
+
+
+class AuditEvent(models.Model):
+    """Who did what to which object, through which channel. Never holds a secret."""
+
+    org = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="audit_events", null=True
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    actor_label = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=64)
+    target = models.CharField(max_length=200, blank=True)
+    channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.WEB)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # Integrations page: the org's latest events.
+            models.Index(fields=["org", "-created_at"], name="audit_org_recent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor_label or 'system'} {self.action} {self.target}"

@@ -1,0 +1,1 @@
+"""Issues, sessions and their state machine, provider jobs, the reconciler and the JSON API."""

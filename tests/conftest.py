@@ -1,0 +1,78 @@
+"""Shared fixtures: the four people every feature is tested with, and a CSRF-enforcing client.
+
+- Alice: admin of org A       - Bob: member of org A
+- Fiona: finance of org A     - Charlie: admin of org B (the outsider)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User as AbstractUser
+
+from rensei.models import Membership, Organization, Role
+from tests.support import CsrfClient
+
+pytest_plugins = ["tests.services", "tests.worker"]
+
+
+@pytest.fixture
+def org_a(db: None) -> Organization:
+    return Organization.objects.create(slug="org-a", name="Org A")
+
+
+@pytest.fixture
+def org_b(db: None) -> Organization:
+    return Organization.objects.create(slug="org-b", name="Org B")
+
+
+def _member(username: str, org: Organization, role: str, **extra: object) -> AbstractUser:
+    user = get_user_model().objects.create_user(
+        username=username, email=f"{username}@example.com", password="pw-" + username, **extra
+    )
+    Membership.objects.create(user=user, org=org, role=role)
+    return user
+
+
+@pytest.fixture
+def alice(org_a: Organization) -> AbstractUser:
+    return _member("alice", org_a, Role.ADMIN)
+
+
+@pytest.fixture
+def bob(org_a: Organization) -> AbstractUser:
+    return _member("bob", org_a, Role.MEMBER)
+
+
+@pytest.fixture
+def fiona(org_a: Organization) -> AbstractUser:
+    return _member("fiona", org_a, Role.FINANCE)
+
+
+@pytest.fixture
+def charlie(org_b: Organization) -> AbstractUser:
+    return _member("charlie", org_b, Role.ADMIN)
+
+
+@pytest.fixture
+def people(alice: AbstractUser, bob: AbstractUser, fiona: AbstractUser, charlie: AbstractUser):  # type: ignore[no-untyped-def]
+    return {"alice": alice, "bob": bob, "fiona": fiona, "charlie": charlie}
+
+
+@pytest.fixture
+def csrf_client() -> Iterator[CsrfClient]:
+    yield CsrfClient()
+
+
+@pytest.fixture
+def client_as(db: None):  # type: ignore[no-untyped-def]
+    """client_as(user) → a logged-in, CSRF-enforcing client for that user."""
+
+    def make(user: AbstractUser) -> CsrfClient:
+        client = CsrfClient()
+        client.force_login(user)
+        return client
+
+    return make
