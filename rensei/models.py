@@ -91,3 +91,54 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_label or 'system'} {self.action} {self.target}"
+
+
+class Credential(models.Model):
+    """An org's provider credential. The secret is stored encrypted (see rensei.crypto);
+    only its last four characters are ever shown."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="credentials")
+    provider = models.CharField(max_length=32, default="e2b")
+    secret_encrypted = models.TextField()
+    last_four = models.CharField(max_length=4)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            # One credential per provider per org; resolution reads it by (org, provider).
+            models.UniqueConstraint(
+                fields=["org", "provider"], name="credential_unique_org_provider"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} key ••••{self.last_four} ({self.org})"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the JSON API. Only a SHA-256 hash is stored; the token is shown
+    once at creation. ``prefix`` (the first characters) identifies it in lists."""
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16)
+    token_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

@@ -1,0 +1,210 @@
+"""The provider contract every sandbox provider meets.
+
+Providers never touch models: they take plain values (a credential string, a validated
+config, a spec) and return plain values (a handle, a result), so each can be tested against
+its emulator alone. A provider instance is bound to one credential; the jobs build one per
+call through ``pools.providers.for_pool``.
+
+Errors are one type, ``ProviderError``, whose ``permanent`` flag decides what the caller
+does: retry with backoff (transient: 429, 5xx, timeouts) or give up / fail over (permanent:
+bad credential, unknown template, unsupported operation).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+
+class ProviderError(Exception):
+    """A provider call failed. ``message`` is fit to show an admin; it never holds a secret."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class NotSupported(ProviderError):
+    """The provider cannot do this (its capability profile says so)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True)
+
+
+class ConfigError(ValueError):
+    """A pool config is invalid. ``errors`` maps each field name to its messages."""
+
+    def __init__(self, errors: Mapping[str, Sequence[str]]) -> None:
+        self.errors = {k: list(v) for k, v in errors.items()}
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in self.errors.items()))
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do. ``rows()`` gives (key, human label, value in words)."""
+
+    transport_model: str
+    supports_fs_snapshot: bool
+    supports_pause_resume: bool
+    supports_capacity_query: bool
+    max_concurrent: int | None
+    max_session_duration_seconds: int | None
+    os: str
+    arch: str
+    idle_cost_model: str
+    billing_model: str
+    supports_gpu: bool
+    supports_custom_network_policy: bool
+    egress_default: str
+    supports_exec: bool
+    # key -> explanation shown beside the value (e.g. "tier-gated by E2B")
+    notes: Mapping[str, str] = field(default_factory=dict)
+
+    LABELS: ClassVar[dict[str, str]] = {
+        "transport_model": "Transport model",
+        "supports_fs_snapshot": "Filesystem snapshot",
+        "supports_pause_resume": "Pause / resume",
+        "supports_capacity_query": "Capacity query",
+        "max_concurrent": "Max concurrent sandboxes",
+        "max_session_duration_seconds": "Max session duration",
+        "os": "OS",
+        "arch": "Architecture",
+        "idle_cost_model": "Idle cost model",
+        "billing_model": "Billing model",
+        "supports_gpu": "GPU",
+        "supports_custom_network_policy": "Custom network policy",
+        "egress_default": "Default egress",
+        "supports_exec": "One-shot exec (execCommand)",
+    }
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        out = []
+        for key, label in self.LABELS.items():
+            value: Any = getattr(self, key)
+            if isinstance(value, bool):
+                text = "yes" if value else "no"
+            elif value is None:
+                text = "none published"
+            else:
+                text = str(value)
+            note = self.notes.get(key)
+            out.append((key, label, f"{text} ({note})" if note else text))
+        return out
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What to start. ``metadata`` travels to the provider (E2B sandbox metadata)."""
+
+    session_id: str
+    request_id: str
+    org_slug: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout_seconds: int | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SandboxHandle:
+    sandbox_id: str
+    template: str
+    vcpu: int
+    memory_mb: int
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class SandboxInfo:
+    """One sandbox as the provider lists it (for the reconciler)."""
+
+    sandbox_id: str
+    template: str
+    state: str  # "running" | "paused"
+    metadata: Mapping[str, str]
+    started_at: datetime | None = None
+    end_at: datetime | None = None
+    vcpu: int = 0
+    memory_mb: int = 0
+
+
+class Provider(ABC):
+    """One sandbox provider, bound to one credential."""
+
+    kind: ClassVar[str]
+    label: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    runtime_kinds: ClassVar[tuple[str, ...]]
+    requirement_kinds: ClassVar[tuple[str, ...]]
+
+    def __init__(self, credential: str, *, api_url: str = "", sandbox_url: str = "") -> None:
+        self.credential = credential
+        self.api_url = api_url
+        self.sandbox_url = sandbox_url
+
+    @classmethod
+    @abstractmethod
+    def validate_config(cls, raw: Any) -> dict[str, Any]:
+        """Return the normalised config (defaults filled) or raise ``ConfigError``."""
+
+    @abstractmethod
+    def provision(self, config: Mapping[str, Any], spec: SandboxSpec) -> SandboxHandle:
+        """Start a sandbox; idempotent on ``spec.request_id``."""
+
+    @abstractmethod
+    def exec_command(
+        self,
+        handle: SandboxHandle | str,
+        command: str,
+        env: Mapping[str, str] | None = None,
+        timeout: int = 600,
+    ) -> ExecResult:
+        """Run ``command`` through /bin/bash; a non-zero exit is a result, not an error."""
+
+    @abstractmethod
+    def pause(self, handle: SandboxHandle | str) -> bool:
+        """Pause; False when it was already paused."""
+
+    @abstractmethod
+    def resume(
+        self, handle: SandboxHandle | str, timeout_seconds: int | None = None
+    ) -> SandboxHandle:
+        """Resume; the returned handle carries the id the provider answered with."""
+
+    @abstractmethod
+    def terminate(self, handle: SandboxHandle | str) -> bool:
+        """Kill; safe to call twice (False when it was already gone)."""
+
+    @abstractmethod
+    def status(self, handle: SandboxHandle | str) -> SandboxInfo | None:
+        """The sandbox as the provider sees it, None when it does not exist."""
+
+    @abstractmethod
+    def list_sandboxes(
+        self,
+        metadata: Mapping[str, str] | None = None,
+        states: Sequence[str] = ("running", "paused"),
+    ) -> list[SandboxInfo]:
+        """Every sandbox matching the metadata filter, across pages."""
