@@ -84,9 +84,6 @@ class Session(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-
-    def __str__(self) -> str:
-        return self.command[:60]
         constraints = [
             models.UniqueConstraint(
                 fields=["org", "api_idempotency_key"],
