@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -181,6 +182,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "heartbeat": {"task": "rensei.tasks.heartbeat", "schedule": 60.0},
+    # Reconciler: our records against E2B's view of the world.
+    "reconcile": {"task": "sessions.tasks.reconcile_all", "schedule": 60.0},
+    # Daily accrual: close and reopen running intervals at each UTC midnight.
+    "daily-accrual": {"task": "billing.tasks.daily_accrual", "schedule": crontab(minute=0, hour=0)},
 }
 
 # --- E2B ----------------------------------------------------------------------------------

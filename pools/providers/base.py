@@ -170,6 +170,10 @@ class Provider(ABC):
         """Return the normalised config (defaults filled) or raise ``ConfigError``."""
 
     @abstractmethod
+    def ping(self) -> float:
+        """One cheap authenticated call (Test connection); returns latency in ms."""
+
+    @abstractmethod
     def provision(self, config: Mapping[str, Any], spec: SandboxSpec) -> SandboxHandle:
         """Start a sandbox; idempotent on ``spec.request_id``."""
 
