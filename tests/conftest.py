@@ -15,7 +15,7 @@ from django.contrib.auth.models import User as AbstractUser
 from rensei.models import Membership, Organization, Role
 from tests.support import CsrfClient
 
-pytest_plugins = ["tests.services", "tests.worker"]
+pytest_plugins = ["tests.services", "tests.worker", "pools.e2b_emulator.pytest_plugin"]
 
 
 @pytest.fixture
@@ -76,3 +76,12 @@ def client_as(db: None):  # type: ignore[no-untyped-def]
         return client
 
     return make
+
+
+@pytest.fixture
+def e2b_settings(e2b_emulator, settings):  # type: ignore[no-untyped-def]
+    """The emulator, with Django settings (read by the provider layer) pointing at it."""
+    settings.E2B_API_URL = e2b_emulator.url
+    settings.E2B_SANDBOX_URL = e2b_emulator.url
+    settings.E2B_API_KEY = e2b_emulator.sdk_kwargs["api_key"]
+    return e2b_emulator
