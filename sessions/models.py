@@ -54,7 +54,8 @@ class Session(models.Model):
     provider = models.CharField(max_length=32, blank=True)
     runtime_kinds = models.JSONField(default=list, blank=True)
     requirement_kinds = models.JSONField(default=list, blank=True)
-    # Per-session env for the sandbox. Values may be sensitive: pages show names only.
+    # Per-session env for the sandbox: NAME → value encrypted with rensei.crypto (values may
+    # be secrets). Pages show the names (keys) only; sessions.services.session_env decrypts.
     env = models.JSONField(default=dict, blank=True)
     requested_pool = models.CharField(max_length=100, blank=True)
     state = models.CharField(
@@ -160,6 +161,10 @@ class CommandRun(models.Model):
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="command_runs")
     command = models.TextField()
     env_names = models.JSONField(default=list, blank=True)
+    # The per-command env values, encrypted (rensei.crypto), only until the exec job has
+    # used them: the job clears it, so values never outlive the run and never ride in a
+    # task argument.
+    env_encrypted = models.TextField(blank=True)
     timeout_seconds = models.PositiveIntegerField(default=600)
     state = models.CharField(
         max_length=16, choices=CommandRunState.choices, default=CommandRunState.QUEUED

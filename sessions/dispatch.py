@@ -1,0 +1,223 @@
+"""Dispatch: which pool runs a session, and why every other pool did not.
+
+The first enabled pool of the org (by order) whose effective provides cover the session's
+runtime and requirement kinds and that is under its soft concurrency cap wins. A pool at
+its cap makes the session wait ``queued`` (it starts when a slot frees: ``dispatch_waiting``
+runs when a session on the pool stops using one, and the reconciler retries every minute).
+No eligible pool at all fails the session with each pool's reason.
+
+``session.routing`` keeps the decision for the session page and the API::
+
+    {"chosen": "demo-e2b",
+     "skipped": [{"pool": "x", "reason": "disabled"},
+                 {"pool": "y", "reason": "missing toolchain:go"},
+                 {"pool": "z", "reason": "at its cap (2/2)"}],
+     "failed_over": [{"pool": "w", "reason": "unknown template"}],   # permanent errors
+     "waiting_for": ["z"]}                                            # while queued
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count
+
+from pools.kinds import covers
+from pools.models import CapacityPool
+from sessions.models import Session, SessionState
+from sessions.state import SLOT_STATES, transition
+
+S = SessionState
+
+PROVISIONING = "provisioning"
+WAITING = "waiting"
+FAILED = "failed"
+NOOP = "noop"
+
+
+@dataclass
+class Decision:
+    pool: CapacityPool | None
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    waiting_for: list[str] = field(default_factory=list)
+
+    def failure_message(self, session: Session) -> str:
+        if not self.skipped:
+            if session.requested_pool:
+                return f"The pool “{session.requested_pool}” no longer exists."
+            return (
+                "This organisation has no capacity pools: add one in Settings → Execution → "
+                "Capacity."
+            )
+        reasons = "; ".join(f"{s['pool']}: {s['reason']}" for s in self.skipped)
+        return f"No pool can run this session ({reasons})."
+
+
+def slots_in_use(pool_ids: list[int], exclude_session: int | None = None) -> dict[int, int]:
+    """Live sessions holding a slot on each pool (paused ones do not), in one query."""
+    rows = (
+        Session.objects.filter(pool_id__in=pool_ids, state__in=SLOT_STATES)
+        .exclude(pk=exclude_session or 0)
+        .values("pool_id")
+        .annotate(n=Count("id"))
+    )
+    return {row["pool_id"]: row["n"] for row in rows}
+
+
+def choose_pool(
+    session: Session, pools: list[CapacityPool], failed_over: list[dict[str, str]]
+) -> Decision:
+    """Pure decision over ``pools`` (already in priority order)."""
+    tried = {entry["pool"]: entry["reason"] for entry in failed_over}
+    in_use = slots_in_use([p.pk for p in pools], exclude_session=session.pk)
+    decision = Decision(pool=None)
+    for pool in pools:
+        if session.requested_pool and pool.name != session.requested_pool:
+            continue
+        reason = ""
+        if pool.name in tried:
+            reason = f"failed: {tried[pool.name]}"
+        elif not pool.enabled:
+            reason = "disabled"
+        else:
+            ok, missing = covers(pool, session.runtime_kinds, session.requirement_kinds)
+            if not ok:
+                reason = "missing " + ", ".join(missing)
+            elif pool.concurrency_cap is not None:
+                used = in_use.get(pool.pk, 0)
+                if used >= pool.concurrency_cap:
+                    reason = f"at its cap ({used}/{pool.concurrency_cap})"
+                    decision.waiting_for.append(pool.name)
+        if reason:
+            decision.skipped.append({"pool": pool.name, "reason": reason})
+            continue
+        decision.pool = pool
+        break
+    return decision
+
+
+def dispatch(
+    session: Session,
+    *,
+    failure: tuple[str, str] | None = None,
+    send: bool = True,
+) -> str:
+    """Route a ``queued`` session (or fail over a ``provisioning`` one) to a pool.
+
+    ``failure`` is (pool name, message) when the current pool failed permanently: that pool
+    is excluded and the session gets a fresh request id for the next one (the old request
+    made no sandbox, and E2B's idempotency key must not replay the failed create).
+    Returns PROVISIONING (a provision job is enqueued unless ``send`` is False),
+    WAITING, FAILED or NOOP (the session was no longer in a state dispatch may touch).
+    """
+    with transaction.atomic():
+        # Lock the org's pools: two dispatches cannot both take a pool's last slot.
+        pools = list(
+            CapacityPool.objects.select_for_update()
+            .filter(org_id=session.org_id)
+            .order_by("order", "name", "pk")
+        )
+        session.refresh_from_db()
+        expected = [S.PROVISIONING] if failure else [S.QUEUED]
+        if session.state not in expected:
+            return NOOP
+        routing: dict[str, Any] = dict(session.routing or {})
+        failed_over = list(routing.get("failed_over", []))
+        if failure:
+            failed_over.append({"pool": failure[0], "reason": failure[1][:300]})
+        decision = choose_pool(session, pools, failed_over)
+        new_routing: dict[str, Any] = {"skipped": decision.skipped}
+        if session.requested_pool:
+            new_routing["requested"] = session.requested_pool
+        if failed_over:
+            new_routing["failed_over"] = failed_over
+
+        if decision.pool is not None:
+            pool = decision.pool
+            new_routing["chosen"] = pool.name
+            values: dict[str, Any] = {
+                "pool": pool,
+                "provider": pool.provider,
+                "routing": new_routing,
+                "last_error": "",
+            }
+            if failure:
+                # A new pool is a new request: fresh id, fresh attempt budget.
+                values["request_id"] = uuid.uuid4()
+                values["attempts"] = 0
+            note = f"dispatched to {pool.name}"
+            if failure:
+                note = f"{failure[0]} failed ({failure[1][:200]}); trying {pool.name}"
+            if not transition(session, S.PROVISIONING, expected=expected, note=note, **values):
+                return NOOP
+            if send:
+                from sessions.tasks import enqueue, provision_session
+
+                enqueue(provision_session, session.pk)
+            return PROVISIONING
+
+        if decision.waiting_for:
+            new_routing["waiting_for"] = decision.waiting_for
+            note = "waiting for a slot in " + ", ".join(decision.waiting_for)
+            if failure:
+                return _back_to_queue(session, new_routing, note)
+            if new_routing != session.routing:
+                Session.objects.filter(pk=session.pk, state=S.QUEUED).update(routing=new_routing)
+                session.routing = new_routing
+            return WAITING
+
+        message = decision.failure_message(session)
+        if failure:
+            message = f"{message} Last error on {failure[0]}: {failure[1]}"
+        ok = transition(
+            session,
+            S.FAILED,
+            expected=expected,
+            note=message,
+            routing=new_routing,
+            last_error=message,
+        )
+        return FAILED if ok else NOOP
+
+
+def _back_to_queue(session: Session, routing: dict[str, Any], note: str) -> str:
+    """Fail-over found only full pools: wait ``queued`` with a fresh request id."""
+    ok = transition(
+        session,
+        S.QUEUED,
+        expected=[S.PROVISIONING],
+        note=note,
+        routing=routing,
+        pool=None,
+        request_id=uuid.uuid4(),
+        attempts=0,
+    )
+    return WAITING if ok else NOOP
+
+
+def dispatch_waiting(pool: CapacityPool, limit: int = 50) -> int:
+    """A slot may have freed on ``pool``: dispatch the org's waiting sessions, oldest first.
+
+    Returns how many started provisioning. Safe to call any time, from anywhere.
+    """
+    waiting = list(
+        Session.objects.filter(org_id=pool.org_id, state=S.QUEUED)
+        .filter(requested_pool__in=["", pool.name])
+        .order_by("created_at", "pk")[:limit]
+    )
+    started = 0
+    for session in waiting:
+        if dispatch(session) == PROVISIONING:
+            started += 1
+    return started
+
+
+def dispatch_org_waiting(org_id: int, limit: int = 50) -> int:
+    """Every waiting session of the org (the reconciler's retry)."""
+    waiting = list(
+        Session.objects.filter(org_id=org_id, state=S.QUEUED).order_by("created_at", "pk")[:limit]
+    )
+    return sum(1 for session in waiting if dispatch(session) == PROVISIONING)

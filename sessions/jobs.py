@@ -1,0 +1,467 @@
+"""The bodies of the session jobs: provision, pause, resume, terminate, exec.
+
+``sessions.tasks`` wraps each in a Celery task (ids in, nothing secret in the arguments);
+the logic lives here so the reconciler and tests can call it directly. Every job is safe
+to run twice: it starts with a conditional update, and a loser does nothing.
+
+Test hook, honoured only when set: ``RENSEI_TEST_CRASH_AFTER_CREATE`` makes the provision
+job SIGKILL its own worker process right after the provider created the sandbox and before
+the handle is saved: a crash at the worst moment. Its value is a marker file path (crash
+once: the first job to create the file dies) or ``always`` (crash every time, a poison
+task). Never set it outside tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from pools.providers import for_pool
+from pools.providers.base import ProviderError, SandboxHandle, SandboxInfo, SandboxSpec
+from rensei.audit import record
+from rensei.models import Channel
+from sessions.dispatch import FAILED, dispatch, dispatch_waiting
+from sessions.intervals import close_open_interval, open_interval
+from sessions.models import CommandRun, CommandRunState, Session, SessionState
+from sessions.services import command_env, describe, session_env
+from sessions.state import transition, transition_where
+
+log = logging.getLogger(__name__)
+S = SessionState
+
+MAX_PROVISION_ATTEMPTS = 5  # provision job starts per pool, crashes included
+TRANSIENT_RETRIES = 4  # so 1 + 4 transient retries fit within the attempt limit
+OTHER_RETRIES = 5
+OUTPUT_CAP = 64 * 1024  # bytes kept of each of stdout / stderr
+# Launches the runner unless it already runs ("[d]" keeps pgrep from matching this shell).
+RUNNER_IF_ABSENT = (
+    'pgrep -f "[d]onmai agent run" >/dev/null || '
+    "nohup donmai agent run >/tmp/donmai-runner.log 2>&1 &"
+)
+
+
+def backoff(retry: int, retry_after: float | None = None) -> float:
+    """Seconds before the next try: what the provider asked for, else 2, 4, 8… (≤ 60)."""
+    if retry_after:
+        return min(max(retry_after, 0.5), 300.0)
+    return min(60.0, 2.0 * 2**retry) + random.uniform(0, 1)
+
+
+def audit(session: Session, action: str, **detail: Any) -> None:
+    record(
+        org=session.org,
+        action=action,
+        target=describe(session),
+        channel=Channel.JOB,
+        detail=detail,
+    )
+
+
+def _load(session_id: int) -> Session | None:
+    return Session.objects.select_related("org", "pool", "issue").filter(pk=session_id).first()
+
+
+def _is_gone(exc: ProviderError) -> bool:
+    return exc.status_code == 404
+
+
+# --- provision ---------------------------------------------------------------------------
+
+
+def provision(session_id: int, *, retry: int = 0, can_retry: bool = True) -> float | None:
+    """Create (or adopt) the sandbox of a ``provisioning`` session.
+
+    Returns seconds to wait before retrying after a transient error, or None when done.
+    """
+    # The attempt counter moves before anything else, so a job that kills its worker every
+    # time still advances it (acks_late redelivers) and stops at the limit.
+    if not Session.objects.filter(pk=session_id, state=S.PROVISIONING).update(
+        attempts=F("attempts") + 1
+    ):
+        return None
+    session = _load(session_id)
+    if session is None or session.pool is None:
+        return None
+    if session.attempts > MAX_PROVISION_ATTEMPTS:
+        tried = session.attempts - 1
+        reason = f"Gave up after {tried} attempts"
+        reason += f": {session.last_error}" if session.last_error else " (the job kept stopping)."
+        if transition(session, S.FAILED, expected=[S.PROVISIONING], note=reason, last_error=reason):
+            audit(session, "session.failed", reason=reason)
+            _free_slot(session)
+        return None
+
+    pool = session.pool
+    adopted = False
+    try:
+        provider = for_pool(pool)
+        handle = _find_existing(provider, session) if session.attempts > 1 else None
+        if handle is not None:
+            adopted = True
+            if pool.config.get("launchRunnerInline"):
+                provider.exec_command(handle, RUNNER_IF_ABSENT, session_env(session), 60)
+        else:
+            handle = provider.provision(pool.config, _spec(session))
+            _test_crash_hook()
+    except ProviderError as exc:
+        return _provision_failed(session, exc, retry=retry, can_retry=can_retry)
+
+    if _record_handle(session, handle, note=("adopted" if adopted else "created")):
+        audit(
+            session,
+            "session.provisioned",
+            pool=pool.name,
+            sandbox=handle.sandbox_id,
+            adopted=adopted,
+        )
+        return None
+    # Lost the race: someone else recorded this sandbox (the reconciler adopted it), or the
+    # session moved on (terminated while we were creating) and nobody will use the sandbox.
+    session.refresh_from_db()
+    if session.sandbox_id != handle.sandbox_id:
+        try:
+            provider.terminate(handle)
+        except ProviderError as exc:
+            log.warning("could not kill unused sandbox %s: %s", handle.sandbox_id, exc)
+        audit(session, "session.sandbox_discarded", sandbox=handle.sandbox_id, state=session.state)
+    return None
+
+
+def _spec(session: Session) -> SandboxSpec:
+    timeout = session.pool.config.get("timeoutSeconds") if session.pool else None
+    return SandboxSpec(
+        session_id=str(session.pk),
+        request_id=str(session.request_id),
+        org_slug=session.org.slug,
+        env=session_env(session),
+        timeout_seconds=timeout if isinstance(timeout, int) else None,
+        metadata={
+            "rensei_org": session.org.slug,
+            "rensei_session": str(session.pk),
+            "rensei_request": str(session.request_id),
+        },
+    )
+
+
+def _find_existing(provider: Any, session: Session) -> SandboxHandle | None:
+    """The sandbox an earlier try of this very request made, if any (crash recovery)."""
+    found: list[SandboxInfo] = provider.list_sandboxes(
+        {"rensei_session": str(session.pk), "rensei_request": str(session.request_id)}
+    )
+    if not found:
+        return None
+    keep, *extra = sorted(found, key=lambda i: (i.started_at is None, i.started_at))
+    for info in extra:  # cannot happen with E2B's idempotency key; never leak one anyway
+        provider.terminate(info.sandbox_id)
+    return handle_from_info(keep)
+
+
+def handle_from_info(info: SandboxInfo) -> SandboxHandle:
+    return SandboxHandle(
+        sandbox_id=info.sandbox_id,
+        template=info.template,
+        vcpu=info.vcpu,
+        memory_mb=info.memory_mb,
+        started_at=info.started_at or timezone.now(),
+    )
+
+
+def _record_handle(session: Session, handle: SandboxHandle, note: str) -> bool:
+    """provisioning → running with the handle, and the running interval opened: one
+    transaction, and only if nobody recorded a sandbox first."""
+    now = timezone.now()
+    # Bill from the sandbox's own start, bounded by when we asked and by now (clock skew).
+    started = min(now, max(handle.started_at, session.created_at))
+    with transaction.atomic():
+        won = transition_where(
+            session,
+            S.RUNNING,
+            expected=[S.PROVISIONING],
+            where={"sandbox_id": ""},
+            values={
+                "sandbox_id": handle.sandbox_id,
+                "template": handle.template[:128],
+                "vcpu": handle.vcpu or None,
+                "memory_mb": handle.memory_mb or None,
+                "last_error": "",
+            },
+            note=f"sandbox {handle.sandbox_id} {note}",
+        )
+        if won:
+            open_interval(session, started)
+    return won
+
+
+def _provision_failed(
+    session: Session, exc: ProviderError, *, retry: int, can_retry: bool
+) -> float | None:
+    pool_name = session.pool.name if session.pool else "?"
+    if not exc.permanent and can_retry:
+        wait = backoff(retry, exc.retry_after)
+        note = f"{exc.message} (attempt {session.attempts} of {MAX_PROVISION_ATTEMPTS})"
+        Session.objects.filter(pk=session.pk, state=S.PROVISIONING).update(last_error=note)
+        return wait
+    message = exc.message if exc.permanent else f"{exc.message} (gave up after {retry + 1} tries)"
+    outcome = dispatch(session, failure=(pool_name, message))
+    audit(
+        session,
+        "session.failed_over" if outcome != FAILED else "session.failed",
+        pool=pool_name,
+        reason=message,
+        outcome=outcome,
+    )
+    return None
+
+
+def _test_crash_hook() -> None:
+    marker = os.environ.get("RENSEI_TEST_CRASH_AFTER_CREATE")
+    if not marker:
+        return
+    if marker != "always":
+        try:
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+    log.warning("RENSEI_TEST_CRASH_AFTER_CREATE: killing worker process %s", os.getpid())
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+# --- pause / resume / terminate ----------------------------------------------------------
+
+
+def _free_slot(session: Session) -> None:
+    """A slot may have freed on the session's pool: start waiting sessions."""
+    if session.pool_id is not None and session.pool is not None:
+        dispatch_waiting(session.pool)
+
+
+def mark_lost(session: Session, reason: str, *, at: datetime | None = None) -> bool:
+    """The sandbox is gone: ``lost``, with the running interval closed (and billed)."""
+    now = at or timezone.now()
+    with transaction.atomic():
+        won = transition(
+            session,
+            S.LOST,
+            expected=[S.RUNNING, S.PAUSED, S.PAUSING, S.RESUMING],
+            note=reason,
+            at=now,
+            last_error=reason,
+        )
+        if won:
+            close_open_interval(session, now, "lost")
+    if won:
+        audit(session, "session.lost", sandbox=session.sandbox_id, reason=reason)
+        _free_slot(session)
+    return won
+
+
+def mark_paused(session: Session, note: str, expected: list[str]) -> bool:
+    """→ paused, closing the running interval (paused time costs nothing)."""
+    now = timezone.now()
+    with transaction.atomic():
+        won = transition(session, S.PAUSED, expected=expected, note=note, at=now, last_error="")
+        if won:
+            close_open_interval(session, now, "pause")
+    if won:
+        audit(session, "session.paused", sandbox=session.sandbox_id, note=note)
+        _free_slot(session)
+    return won
+
+
+def mark_running(
+    session: Session, note: str, expected: list[str], sandbox_id: str | None = None
+) -> bool:
+    """→ running, opening a running interval."""
+    now = timezone.now()
+    values: dict[str, Any] = {"last_error": ""}
+    if sandbox_id:
+        values["sandbox_id"] = sandbox_id
+    with transaction.atomic():
+        won = transition(session, S.RUNNING, expected=expected, note=note, at=now, **values)
+        if won:
+            open_interval(session, now)
+    if won:
+        audit(session, "session.resumed", sandbox=session.sandbox_id, note=note)
+    return won
+
+
+def _action_failed(
+    session: Session,
+    exc: ProviderError,
+    *,
+    state: str,
+    back_to: str,
+    what: str,
+    retry: int,
+    can_retry: bool,
+) -> float | None:
+    if _is_gone(exc):
+        mark_lost(session, f"The sandbox was gone when {what}: {exc.message}")
+        return None
+    if not exc.permanent and can_retry:
+        Session.objects.filter(pk=session.pk, state=state).update(
+            last_error=f"{what.capitalize()} failed, will retry: {exc.message}"
+        )
+        return backoff(retry, exc.retry_after)
+    message = f"{what.capitalize()} failed: {exc.message}"
+    if transition(session, back_to, expected=[state], note=message, last_error=message):
+        audit(session, f"session.{what.split()[0]}_failed", reason=message)
+    return None
+
+
+def pause(session_id: int, *, retry: int = 0, can_retry: bool = True) -> float | None:
+    session = _load(session_id)
+    if session is None or session.state != S.PAUSING or session.pool is None:
+        return None
+    try:
+        for_pool(session.pool).pause(session.sandbox_id)
+    except ProviderError as exc:
+        return _action_failed(
+            session,
+            exc,
+            state=S.PAUSING,
+            back_to=S.RUNNING,
+            what="pausing",
+            retry=retry,
+            can_retry=can_retry,
+        )
+    mark_paused(session, "paused", expected=[S.PAUSING])
+    return None
+
+
+def resume(session_id: int, *, retry: int = 0, can_retry: bool = True) -> float | None:
+    session = _load(session_id)
+    if session is None or session.state != S.RESUMING or session.pool is None:
+        return None
+    timeout = session.pool.config.get("timeoutSeconds")
+    try:
+        handle = for_pool(session.pool).resume(
+            session.sandbox_id, timeout_seconds=timeout if isinstance(timeout, int) else None
+        )
+    except ProviderError as exc:
+        return _action_failed(
+            session,
+            exc,
+            state=S.RESUMING,
+            back_to=S.PAUSED,
+            what="resuming",
+            retry=retry,
+            can_retry=can_retry,
+        )
+    mark_running(session, "resumed", expected=[S.RESUMING], sandbox_id=handle.sandbox_id)
+    return None
+
+
+def terminate(session_id: int, *, retry: int = 0, can_retry: bool = True) -> float | None:
+    """Kill the sandbox (and any a racing provision made), close the interval, terminated."""
+    session = _load(session_id)
+    if session is None or session.state != S.TERMINATING:
+        return None
+    if session.pool is not None:
+        try:
+            provider = for_pool(session.pool)
+            if session.sandbox_id:
+                provider.terminate(session.sandbox_id)
+            # A provision job may have created a sandbox it has not recorded yet; it kills
+            # its own when its update fails, this catches one whose job died.
+            for info in provider.list_sandboxes({"rensei_session": str(session.pk)}):
+                provider.terminate(info.sandbox_id)
+        except ProviderError as exc:
+            if not _is_gone(exc):
+                message = f"Terminating failed: {exc.message}"
+                Session.objects.filter(pk=session.pk, state=S.TERMINATING).update(
+                    last_error=message
+                )
+                if not exc.permanent and can_retry:
+                    return backoff(retry, exc.retry_after)
+                # Stay terminating: the reconciler re-enqueues this job later.
+                audit(session, "session.terminate_failed", reason=message)
+                return None
+    now = timezone.now()
+    with transaction.atomic():
+        won = transition(
+            session,
+            S.TERMINATED,
+            expected=[S.TERMINATING],
+            at=now,
+            note="terminated",
+            last_error="",
+        )
+        if won:
+            close_open_interval(session, now, "terminate")
+    if won:
+        audit(session, "session.terminated", sandbox=session.sandbox_id)
+        _free_slot(session)
+    return None
+
+
+# --- exec --------------------------------------------------------------------------------
+
+
+def cap_output(text: str) -> tuple[str, bool]:
+    """At most OUTPUT_CAP bytes of UTF-8 (never a split character), NULs dropped (PostgreSQL
+    text cannot hold them)."""
+    text = (text or "").replace("\x00", "")
+    data = text.encode("utf-8", errors="replace")
+    if len(data) <= OUTPUT_CAP:
+        return text, False
+    return data[:OUTPUT_CAP].decode("utf-8", errors="ignore"), True
+
+
+def exec_command(run_id: int) -> None:
+    now = timezone.now()
+    if not CommandRun.objects.filter(pk=run_id, state=CommandRunState.QUEUED).update(
+        state=CommandRunState.RUNNING, started_at=now
+    ):
+        # Redelivered after the worker died mid-command: re-running it is not safe.
+        CommandRun.objects.filter(pk=run_id, state=CommandRunState.RUNNING).update(
+            state=CommandRunState.ERROR,
+            error="The worker stopped while the command ran; its outcome is unknown.",
+            finished_at=now,
+            env_encrypted="",
+        )
+        return
+    run = CommandRun.objects.select_related("session", "session__pool", "session__org").get(
+        pk=run_id
+    )
+    session = run.session
+    fields: dict[str, Any] = {"env_encrypted": ""}
+    if session.state != S.RUNNING or not session.sandbox_id or session.pool is None:
+        fields.update(
+            state=CommandRunState.ERROR, error=f"The session is {session.state}, not running."
+        )
+    else:
+        try:
+            result = for_pool(session.pool).exec_command(
+                session.sandbox_id, run.command, command_env(run), run.timeout_seconds
+            )
+        except ProviderError as exc:
+            fields.update(state=CommandRunState.ERROR, error=exc.message)
+        else:
+            stdout, out_cut = cap_output(result.stdout)
+            stderr, err_cut = cap_output(result.stderr)
+            fields.update(
+                state=CommandRunState.DONE,
+                exit_code=result.exit_code,
+                stdout=stdout,
+                stderr=stderr,
+                stdout_truncated=out_cut,
+                stderr_truncated=err_cut,
+            )
+    fields["finished_at"] = timezone.now()
+    CommandRun.objects.filter(pk=run_id, state=CommandRunState.RUNNING).update(**fields)
+    audit(
+        session,
+        "session.command_finished",
+        run=run_id,
+        state=fields["state"],
+        exit_code=fields.get("exit_code"),
+    )

@@ -1,0 +1,304 @@
+"""The reconciler: our session records against the provider's view of the world.
+
+Per org (beat every minute through ``sessions.tasks.reconcile_all``; ``manage.py reconcile``;
+the Capacity page's "Reconcile now" enqueues ``sessions.tasks.reconcile_org``):
+
+1. List the org's sandboxes by metadata ``{rensei_org: slug}``, running and paused.
+2. Each sandbox: ours and known → compare states; made for a ``provisioning`` session that
+   has not recorded it yet (same request id, older than ``ADOPT_GRACE``) → adopt; a fresh
+   health-check sandbox → leave; anything else → an orphan: kill it.
+3. Each running/paused session whose sandbox is missing from the list (and confirmed gone
+   by a direct look-up) → ``lost``, its running interval closed and billed. A running
+   session whose sandbox is paused (``e2b sandbox pause <id>``, auto-pause on timeout) →
+   ``paused``; a paused one that runs again → ``running``.
+4. Sessions stuck in a transitional state past their deadline: the job is enqueued again
+   (provisioning gives up after the attempt limit); queued sessions are dispatched again.
+
+Every decision goes through a conditional update, so a pass racing a job (or another pass)
+loses quietly, and a second pass right after the first changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
+
+from pools.models import CapacityPool
+from pools.providers import for_org
+from pools.providers.base import Provider, ProviderError, SandboxInfo
+from rensei.audit import record
+from rensei.models import Channel, Organization
+from sessions import jobs
+from sessions.dispatch import dispatch_org_waiting
+from sessions.models import (
+    LIVE_STATES,
+    CommandRun,
+    CommandRunState,
+    Session,
+    SessionState,
+)
+from sessions.services import describe
+from sessions.state import transition
+
+log = logging.getLogger(__name__)
+S = SessionState
+
+ADOPT_GRACE = timedelta(seconds=30)  # let the provision job record its own sandbox first
+HEALTH_CHECK_GRACE = timedelta(minutes=5)
+PROVISION_DEADLINE = timedelta(minutes=10)
+ACTION_DEADLINE = timedelta(minutes=5)  # pausing, resuming, terminating
+COMMAND_GRACE = timedelta(minutes=10)  # beyond a command's own timeout
+HEALTH_CHECK_PREFIX = "health-check-"
+
+SUMMARY_KEYS = (
+    "sandboxes_seen",
+    "orphans_killed",
+    "adopted",
+    "lost",
+    "marked_paused",
+    "marked_running",
+    "retried",
+    "failed",
+    "dispatched",
+    "commands_expired",
+    "errors",
+)
+
+
+def orgs_to_reconcile() -> list[int]:
+    """Orgs with a pool, or with a live session (a pool may have been disabled)."""
+    with_pools = CapacityPool.objects.values_list("org_id", flat=True)
+    with_live = Session.objects.filter(state__in=LIVE_STATES).values_list("org_id", flat=True)
+    return sorted(set(with_pools) | set(with_live))
+
+
+def reconcile_org(org_id: int) -> dict[str, int]:
+    """One pass over one org; returns counts per action (every key of SUMMARY_KEYS)."""
+    summary: Counter[str] = Counter({key: 0 for key in SUMMARY_KEYS})
+    org = Organization.objects.filter(pk=org_id).first()
+    if org is None:
+        return dict(summary)
+    kinds = set(CapacityPool.objects.filter(org=org).values_list("provider", flat=True))
+    kinds |= set(
+        Session.objects.filter(org=org, state__in=LIVE_STATES)
+        .exclude(provider="")
+        .values_list("provider", flat=True)
+    )
+    for kind in sorted(kinds):
+        try:
+            provider = for_org(org, kind)
+            _reconcile_sandboxes(org, kind, provider, summary)
+        except (ProviderError, LookupError) as exc:
+            summary["errors"] += 1
+            log.warning("reconcile %s/%s: %s", org.slug, kind, exc)
+            record(
+                org=org,
+                action="reconcile.failed",
+                target=kind,
+                channel=Channel.JOB,
+                detail={"reason": str(exc)[:500]},
+            )
+    _unstick(org, summary)
+    summary["dispatched"] += dispatch_org_waiting(org.pk)
+    _expire_commands(org, summary)
+    return dict(summary)
+
+
+def _reconcile_sandboxes(
+    org: Organization, kind: str, provider: Provider, summary: Counter[str]
+) -> None:
+    listed_at = timezone.now()
+    sandboxes = provider.list_sandboxes({"rensei_org": org.slug}, states=("running", "paused"))
+    summary["sandboxes_seen"] += len(sandboxes)
+    by_id = {sb.sandbox_id: sb for sb in sandboxes}
+    claimed = {
+        int(value) for sb in sandboxes if (value := sb.metadata.get("rensei_session", "")).isdigit()
+    }
+    # Read after listing: a session that recorded its sandbox in between is seen with it.
+    sessions = list(
+        Session.objects.select_related("org", "pool", "issue").filter(
+            Q(org=org, provider=kind)
+            & (Q(state__in=LIVE_STATES) | Q(sandbox_id__in=list(by_id)) | Q(pk__in=claimed))
+        )
+    )
+    live = [s for s in sessions if s.state in LIVE_STATES]
+    owner_of = {s.sandbox_id: s for s in live if s.sandbox_id}
+    by_pk = {s.pk: s for s in sessions}
+
+    for sb in sandboxes:
+        owner = owner_of.get(sb.sandbox_id)
+        if owner is not None:
+            _sync_state(owner, sb, summary)
+            continue
+        tag = sb.metadata.get("rensei_session", "")
+        if tag.startswith(HEALTH_CHECK_PREFIX) and _age(sb, listed_at) < HEALTH_CHECK_GRACE:
+            continue  # a pool check in progress kills its own sandbox
+        candidate = by_pk.get(int(tag)) if tag.isdigit() else None
+        if (
+            candidate is not None
+            and candidate.state == S.PROVISIONING
+            and not candidate.sandbox_id
+            and sb.metadata.get("rensei_request") == str(candidate.request_id)
+        ):
+            if _age(sb, listed_at) >= ADOPT_GRACE and _adopt(candidate, sb, provider):
+                summary["adopted"] += 1
+            continue
+        _kill_orphan(org, provider, sb, candidate, summary)
+
+    for session in live:
+        if (
+            session.sandbox_id
+            and session.sandbox_id not in by_id
+            and session.state in (S.RUNNING, S.PAUSED)
+            and session.state_changed_at < listed_at
+        ):
+            _check_missing(session, provider, summary)
+
+
+def _age(sb: SandboxInfo, now: datetime) -> timedelta:
+    return now - sb.started_at if sb.started_at else timedelta.max
+
+
+def _sync_state(session: Session, sb: SandboxInfo, summary: Counter[str]) -> None:
+    if session.state == S.RUNNING and sb.state == "paused":
+        if jobs.mark_paused(
+            session,
+            "paused outside the platform (E2B CLI, or auto-pause on timeout)",
+            expected=[S.RUNNING],
+        ):
+            summary["marked_paused"] += 1
+    elif (
+        session.state == S.PAUSED
+        and sb.state == "running"
+        and jobs.mark_running(session, "resumed outside the platform", expected=[S.PAUSED])
+    ):
+        summary["marked_running"] += 1
+
+
+def _adopt(session: Session, sb: SandboxInfo, provider: Provider) -> bool:
+    handle = jobs.handle_from_info(sb)
+    if not jobs._record_handle(session, handle, note="adopted by the reconciler"):
+        return False
+    if session.pool is not None and session.pool.config.get("launchRunnerInline"):
+        try:
+            from sessions.services import session_env
+
+            provider.exec_command(handle, jobs.RUNNER_IF_ABSENT, session_env(session), 60)
+        except ProviderError as exc:
+            log.warning("session %s: launching the runner failed: %s", session.pk, exc)
+    jobs.audit(session, "session.provisioned", sandbox=sb.sandbox_id, adopted=True, by="reconciler")
+    return True
+
+
+def _kill_orphan(
+    org: Organization,
+    provider: Provider,
+    sb: SandboxInfo,
+    session: Session | None,
+    summary: Counter[str],
+) -> None:
+    try:
+        provider.terminate(sb.sandbox_id)
+    except ProviderError as exc:
+        if exc.status_code != 404:
+            summary["errors"] += 1
+            log.warning("could not kill orphan sandbox %s: %s", sb.sandbox_id, exc)
+            return
+    summary["orphans_killed"] += 1
+    record(
+        org=org,
+        action="sandbox.orphan_killed",
+        target=f"sandbox {sb.sandbox_id}",
+        channel=Channel.JOB,
+        detail={
+            "session": sb.metadata.get("rensei_session", ""),
+            "session_state": session.state if session is not None else "",
+            "template": sb.template,
+            "sandbox_state": sb.state,
+        },
+    )
+
+
+def _check_missing(session: Session, provider: Provider, summary: Counter[str]) -> None:
+    """Not in the list: look it up directly before declaring it lost (lists can lag)."""
+    try:
+        info = provider.status(session.sandbox_id)
+    except ProviderError as exc:
+        summary["errors"] += 1
+        log.warning("status of %s: %s", session.sandbox_id, exc)
+        return
+    if info is None:
+        if jobs.mark_lost(
+            session, f"The sandbox {session.sandbox_id} no longer exists in the provider."
+        ):
+            summary["lost"] += 1
+    else:
+        _sync_state(session, info, summary)
+
+
+def _unstick(org: Organization, summary: Counter[str]) -> None:
+    from sessions import tasks
+
+    now = timezone.now()
+    stuck = Session.objects.select_related("org", "pool", "issue").filter(
+        Q(state=S.PROVISIONING, state_changed_at__lt=now - PROVISION_DEADLINE)
+        | Q(
+            state__in=[S.PAUSING, S.RESUMING, S.TERMINATING],
+            state_changed_at__lt=now - ACTION_DEADLINE,
+        ),
+        org=org,
+    )
+    job_for: dict[str, Any] = {
+        S.PROVISIONING: tasks.provision_session,
+        S.PAUSING: tasks.pause_session,
+        S.RESUMING: tasks.resume_session,
+        S.TERMINATING: tasks.terminate_session,
+    }
+    for session in stuck:
+        state = session.state
+        if state == S.PROVISIONING and session.attempts >= jobs.MAX_PROVISION_ATTEMPTS:
+            reason = f"Gave up after {session.attempts} attempts: provisioning did not finish" + (
+                f" ({session.last_error})" if session.last_error else "."
+            )
+            if transition(session, S.FAILED, expected=[state], note=reason, last_error=reason):
+                summary["failed"] += 1
+                jobs.audit(session, "session.failed", reason=reason, by="reconciler")
+                jobs._free_slot(session)
+            continue
+        # Same state again: restarts the deadline, so the next pass does not re-enqueue it.
+        note = f"still {state} after the deadline; the reconciler enqueued its job again"
+        if transition(session, state, expected=[state], note=note):
+            tasks.enqueue(job_for[state], session.pk)
+            summary["retried"] += 1
+            record(
+                org=org,
+                action="session.job_reenqueued",
+                target=describe(session),
+                channel=Channel.JOB,
+                detail={"state": state},
+            )
+
+
+def _expire_commands(org: Organization, summary: Counter[str]) -> None:
+    """Command runs whose job vanished (worker lost): error, and forget their env values."""
+    now = timezone.now()
+    candidates = CommandRun.objects.filter(
+        session__org=org,
+        state__in=[CommandRunState.QUEUED, CommandRunState.RUNNING],
+        created_at__lt=now - COMMAND_GRACE,
+    )
+    for run in candidates:
+        if run.created_at + timedelta(seconds=run.timeout_seconds) + COMMAND_GRACE > now:
+            continue
+        if CommandRun.objects.filter(pk=run.pk, state=run.state).update(
+            state=CommandRunState.ERROR,
+            error="The command's job never finished (the worker was lost?).",
+            finished_at=now,
+            env_encrypted="",
+        ):
+            summary["commands_expired"] += 1

@@ -1,0 +1,115 @@
+"""The session state machine: every change is a conditional UPDATE plus a timeline row.
+
+    queued → provisioning → running ⇄ (pausing → paused → resuming) → terminating → terminated
+    failed (could not provision) and lost (the sandbox vanished) are terminal too.
+
+``transition`` runs ``UPDATE … WHERE pk = … AND state IN (expected)`` and checks the row
+count, so when two workers (or twenty browser tabs) race, exactly one wins and the others
+get ``False``: a no-op, never an error. The winner writes the ``SessionTransition`` row in
+the same transaction, so the timeline never disagrees with the state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from sessions.models import TERMINAL_STATES, Session, SessionState, SessionTransition
+
+S = SessionState
+
+# Which states each state may move to. The machine refuses anything else (a bug, not a race).
+ALLOWED: dict[str, frozenset[str]] = {
+    S.QUEUED: frozenset({S.PROVISIONING, S.TERMINATING, S.FAILED}),
+    S.PROVISIONING: frozenset({S.RUNNING, S.QUEUED, S.TERMINATING, S.FAILED, S.PROVISIONING}),
+    S.RUNNING: frozenset({S.PAUSING, S.PAUSED, S.TERMINATING, S.LOST}),
+    S.PAUSING: frozenset({S.PAUSED, S.RUNNING, S.TERMINATING, S.LOST, S.PAUSING}),
+    S.PAUSED: frozenset({S.RESUMING, S.RUNNING, S.TERMINATING, S.LOST}),
+    S.RESUMING: frozenset({S.RUNNING, S.PAUSED, S.TERMINATING, S.LOST, S.RESUMING}),
+    S.TERMINATING: frozenset({S.TERMINATED, S.TERMINATING}),
+    S.TERMINATED: frozenset(),
+    S.FAILED: frozenset(),
+    S.LOST: frozenset(),
+}
+
+# A sandbox exists (or may exist) and counts against the pool's soft cap. Paused sandboxes
+# do not: E2B does not count them toward concurrency and they cost nothing.
+SLOT_STATES = frozenset({S.PROVISIONING, S.RUNNING, S.PAUSING, S.RESUMING, S.TERMINATING})
+# A job is in flight for these; the reconciler re-enqueues it when it takes too long.
+TRANSITIONAL_STATES = frozenset({S.PROVISIONING, S.PAUSING, S.RESUMING, S.TERMINATING})
+
+
+class IllegalTransition(ValueError):
+    """A caller asked for a move the machine does not have (a programming error)."""
+
+
+def transition(
+    session: Session,
+    to: str,
+    *,
+    expected: Iterable[str],
+    note: str = "",
+    at: datetime | None = None,
+    **fields: Any,
+) -> bool:
+    """Move ``session`` to ``to`` if its state is one of ``expected``; False if it was not.
+
+    ``fields`` are other columns written by the same UPDATE (e.g. ``sandbox_id``). On success
+    the in-memory ``session`` carries what was written.
+    """
+    return transition_where(session, to, expected=expected, note=note, at=at, values=fields)
+
+
+def transition_where(
+    session: Session,
+    to: str,
+    *,
+    expected: Iterable[str],
+    where: dict[str, Any] | None = None,
+    values: dict[str, Any] | None = None,
+    note: str = "",
+    at: datetime | None = None,
+) -> bool:
+    """``transition`` with extra WHERE conditions (e.g. ``{"sandbox_id": ""}``)."""
+    expected = frozenset(expected)
+    for state in expected:
+        if to not in ALLOWED[state]:
+            raise IllegalTransition(f"{state} → {to} is not a session transition")
+    now = at or timezone.now()
+    updates: dict[str, Any] = {"state": to, "state_changed_at": now, **(values or {})}
+    if to == S.RUNNING and session.started_at is None:
+        updates.setdefault("started_at", now)
+    if to in TERMINAL_STATES:
+        updates.setdefault("ended_at", now)
+    with transaction.atomic():
+        # Read the current state under the same conditions so the timeline can say where
+        # it came from; the UPDATE below is what decides the race.
+        current = (
+            Session.objects.filter(pk=session.pk, state__in=expected, **(where or {}))
+            .values_list("state", flat=True)
+            .first()
+        )
+        if current is None:
+            return False
+        won = Session.objects.filter(pk=session.pk, state=current, **(where or {})).update(
+            **updates
+        )
+        if not won:
+            return False
+        SessionTransition.objects.create(
+            session_id=session.pk, from_state=current, to_state=to, note=note[:2000]
+        )
+    for name, value in updates.items():
+        setattr(session, name, value)
+    return True
+
+
+def record_created(session: Session, note: str = "") -> None:
+    """The first timeline row: the session exists, ``queued``."""
+    SessionTransition.objects.create(
+        session=session, from_state="", to_state=session.state, note=note
+    )
