@@ -1,0 +1,318 @@
+"""The emulator's state: sandboxes, their lifecycle and the reaper.
+
+All sandbox state lives on the server's event loop; the test controls (controls.py)
+hop onto that loop when called from a test's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from connectrpc.code import Code
+
+from .controls import TestControls
+from .faults import CallLog, Faults
+from .processes import ManagedProcess
+from .sandbox import (
+    CONCURRENCY_MESSAGE,
+    DEFAULT_TIMEOUT_S,
+    MAX_TIMEOUT_S,
+    SANDBOX_NOT_FOUND,
+    ApiError,
+    Sandbox,
+    new_sandbox_id,
+    not_found,
+)
+from .templates import Template, build_registry, template_path, write_donmai_stub
+
+
+class Emulator(TestControls):
+    """Sandboxes plus knobs. Construct it, then ``await start()`` on the serving loop.
+
+    Knobs (all optional): ``api_keys`` accepted by ``X-API-Key`` (any non-empty key when
+    empty), ``max_running`` concurrent running sandboxes (429 beyond),
+    ``max_running_should_retry`` (None: no header, so the SDK retries 429s; False: send
+    ``Should-Retry: false``), ``latency_ms`` / ``latency_by_endpoint``, extra
+    ``templates`` (objects or ``id:vcpu:memory_mb[:donmai]`` specs), ``max_timeout_s``,
+    ``default_timeout_s``, ``reap_interval_s``.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_keys: Iterable[str] | None = None,
+        max_running: int | None = None,
+        max_running_should_retry: bool | None = None,
+        latency_ms: float = 0,
+        latency_by_endpoint: dict[str, float] | None = None,
+        templates: Iterable[Template | str] = (),
+        max_timeout_s: int = MAX_TIMEOUT_S,
+        default_timeout_s: int = DEFAULT_TIMEOUT_S,
+        reap_interval_s: float = 0.5,
+    ) -> None:
+        self.api_keys: set[str] = set(api_keys or ())
+        self.max_running = max_running
+        self.max_running_should_retry = max_running_should_retry
+        self.templates = build_registry(templates)
+        self.max_timeout_s = max_timeout_s
+        self.default_timeout_s = default_timeout_s
+        self.reap_interval_s = reap_interval_s
+        self.faults = Faults(latency_ms, latency_by_endpoint)
+        self.call_log = CallLog()
+        self.sandboxes: dict[str, Sandbox] = {}
+        self.root: Path | None = None
+        self.bin_dir: Path | None = None
+        self._idempotent: dict[str, dict[str, Any]] = {}
+        self._seq = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle of the emulator itself ------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self.root is None:
+            self.root = Path(tempfile.mkdtemp(prefix="e2b-emulator-"))
+            self.bin_dir = self.root / "bin"
+            write_donmai_stub(self.bin_dir)
+            (self.root / "sandboxes").mkdir()
+        if self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap_forever())
+
+    async def aclose(self) -> None:
+        """Kill every sandbox and remove every directory (idempotent)."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
+        procs = [p for sb in self.sandboxes.values() for p in sb.processes.values()]
+        for sandbox_id in list(self.sandboxes):
+            self._destroy(self.sandboxes[sandbox_id])
+        # Give the child watcher a moment to reap what we killed, so no zombie outlives us.
+        waits = [asyncio.create_task(p.finished.wait()) for p in procs]
+        if waits:
+            await asyncio.wait(waits, timeout=2)
+            for waiting in waits:
+                waiting.cancel()
+        for task in list(self._background):
+            task.cancel()
+        self.close_sync()
+
+    def close_sync(self) -> None:
+        """Last-resort cleanup usable without a loop: kill groups, remove the temp root."""
+        for sandbox in list(self.sandboxes.values()):
+            sandbox.signal_groups(signal.SIGKILL)
+            for proc in sandbox.processes.values():
+                proc.close()
+        self.sandboxes.clear()
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+    # -- control-plane operations (event loop) -------------------------------------------
+
+    def validate_timeout(self, timeout: Any) -> int:
+        if isinstance(timeout, bool) or not isinstance(timeout, int):
+            raise ApiError(400, "Timeout must be an integer number of seconds")
+        if timeout <= 0:
+            raise ApiError(400, "Timeout must be greater than 0")
+        if timeout > self.max_timeout_s:
+            if self.max_timeout_s % 3600 == 0:
+                limit = f"{self.max_timeout_s // 3600} hours"
+            else:
+                limit = f"{self.max_timeout_s} seconds"
+            raise ApiError(400, f"Timeout cannot be greater than {limit}")
+        return timeout
+
+    def _check_capacity(self) -> None:
+        if self.max_running is None:
+            return
+        if sum(1 for sb in self.sandboxes.values() if sb.state == "running") >= self.max_running:
+            headers = {}
+            if self.max_running_should_retry is not None:
+                headers["should-retry"] = "true" if self.max_running_should_retry else "false"
+            raise ApiError(429, CONCURRENCY_MESSAGE.format(n=self.max_running), headers)
+
+    def create(
+        self,
+        template_id: str,
+        timeout: int | None,
+        metadata: dict[str, str],
+        env_vars: dict[str, str],
+        auto_pause: bool = False,
+        auto_resume: bool | None = None,
+    ) -> Sandbox:
+        template = self.templates.get(template_id)
+        if template is None:
+            raise ApiError(404, f"template '{template_id}' not found")
+        seconds = self.default_timeout_s if timeout is None else self.validate_timeout(timeout)
+        self._check_capacity()
+        assert self.root is not None, "Emulator.start() was not awaited"
+        sandbox_id = new_sandbox_id()
+        home = self.root / "sandboxes" / sandbox_id
+        home.mkdir(parents=True)
+        self._seq += 1
+        now = time.monotonic()
+        sandbox = Sandbox(
+            sandbox_id=sandbox_id,
+            template=template,
+            metadata=dict(metadata),
+            env_vars=dict(env_vars),
+            auto_pause=auto_pause,
+            auto_resume=auto_resume,
+            access_token=secrets.token_urlsafe(24),
+            home=home,
+            started_at=datetime.now(UTC),
+            seq=self._seq,
+            end_mono=now + seconds,
+            run_started_mono=now,
+        )
+        self.sandboxes[sandbox_id] = sandbox
+        return sandbox
+
+    def remembered(self, key: str) -> dict[str, Any] | None:
+        return self._idempotent.get(key)
+
+    def remember(self, key: str, body: dict[str, Any]) -> None:
+        self._idempotent[key] = body
+
+    def get(self, sandbox_id: str) -> Sandbox:
+        # E2B also accepts the legacy "<sandboxID>-<clientID>" form.
+        sandbox = self.sandboxes.get(sandbox_id) or self.sandboxes.get(sandbox_id.split("-")[0])
+        if sandbox is None:
+            raise not_found(sandbox_id)
+        return sandbox
+
+    def kill(self, sandbox_id: str) -> None:
+        self._destroy(self.get(sandbox_id))
+
+    def pause(self, sandbox_id: str) -> None:
+        sandbox = self.get(sandbox_id)
+        if sandbox.state == "paused":
+            raise ApiError(409, f"Error pausing sandbox - sandbox '{sandbox_id}' is already paused")
+        self._pause(sandbox)
+
+    def connect(self, sandbox_id: str, timeout: int | None) -> bool:
+        """Connect semantics; returns True when a paused sandbox was resumed."""
+        sandbox = self.get(sandbox_id)
+        seconds = self.default_timeout_s if timeout is None else self.validate_timeout(timeout)
+        if sandbox.state == "running":
+            sandbox.end_mono = max(sandbox.end_mono, time.monotonic() + seconds)
+            return False
+        self._resume(sandbox, seconds)
+        return True
+
+    def resume(self, sandbox_id: str, timeout: int | None, auto_pause: bool | None) -> None:
+        """The legacy ``/resume``: only for paused sandboxes."""
+        sandbox = self.get(sandbox_id)
+        seconds = self.default_timeout_s if timeout is None else self.validate_timeout(timeout)
+        if sandbox.state != "paused":
+            raise ApiError(409, f'Sandbox "{sandbox_id}" is already running')
+        self._resume(sandbox, seconds)
+        if auto_pause is not None:
+            sandbox.auto_pause = auto_pause
+
+    def set_timeout(self, sandbox_id: str, timeout: Any) -> None:
+        sandbox = self.get(sandbox_id)
+        seconds = self.validate_timeout(timeout)
+        if sandbox.state != "running":
+            raise ApiError(409, f'Sandbox "{sandbox_id}" is not running')
+        now = time.monotonic()
+        lifetime_end = sandbox.run_started_mono + self.max_timeout_s
+        if now >= lifetime_end:
+            raise ApiError(400, "Max instance length exceeded")
+        sandbox.end_mono = min(now + seconds, lifetime_end)
+
+    def running_sandbox(self, sandbox_id: str) -> Sandbox | None:
+        sandbox = self.sandboxes.get(sandbox_id)
+        return sandbox if sandbox is not None and sandbox.state == "running" else None
+
+    def add_process(self, sandbox: Sandbox, proc: ManagedProcess) -> None:
+        sandbox.processes[proc.pid] = proc
+        sandbox.pgids.add(proc.pid)
+
+        async def forget_when_done() -> None:
+            await proc.finished.wait()
+            sandbox.processes.pop(proc.pid, None)
+
+        self._spawn_background(forget_when_done())
+
+    def sandbox_env(self, sandbox: Sandbox) -> tuple[str, dict[str, str]]:
+        """(PATH for the template, E2B's own variables) for a process of ``sandbox``."""
+        assert self.bin_dir is not None
+        extra = {
+            "E2B_SANDBOX": "true",
+            "E2B_SANDBOX_ID": sandbox.sandbox_id,
+            "E2B_TEMPLATE_ID": sandbox.template.template_id,
+        }
+        return template_path(sandbox.template, self.bin_dir), extra
+
+    # -- transitions ---------------------------------------------------------------------
+
+    def _pause(self, sandbox: Sandbox) -> None:
+        for proc in sandbox.processes.values():
+            # Streams do not survive a pause on E2B either; the SDK reports a timeout.
+            proc.abort_streams(Code.CANCELED, "context canceled: the sandbox was paused")
+            proc.freeze_deadline()
+        sandbox.signal_groups(signal.SIGSTOP)
+        sandbox.state = "paused"
+
+    def _resume(self, sandbox: Sandbox, seconds: int) -> None:
+        self._check_capacity()
+        sandbox.signal_groups(signal.SIGCONT)
+        for proc in sandbox.processes.values():
+            proc.thaw_deadline()
+        now = time.monotonic()
+        sandbox.state = "running"
+        sandbox.end_mono = now + seconds
+        sandbox.run_started_mono = now
+
+    def _destroy(self, sandbox: Sandbox) -> None:
+        for proc in sandbox.processes.values():
+            proc.abort_streams(Code.UNAVAILABLE, SANDBOX_NOT_FOUND)
+        sandbox.signal_groups(signal.SIGKILL)
+        self.sandboxes.pop(sandbox.sandbox_id, None)
+        shutil.rmtree(sandbox.home, ignore_errors=True)
+        procs = list(sandbox.processes.values())
+
+        async def sweep() -> None:
+            # A process that was mid-syscall when SIGKILLed may still create a file.
+            await asyncio.wait([asyncio.create_task(p.finished.wait()) for p in procs], timeout=2)
+            for proc in procs:
+                proc.close()
+            shutil.rmtree(sandbox.home, ignore_errors=True)
+
+        if procs:
+            self._spawn_background(sweep())
+
+    def _spawn_background(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.reap_interval_s)
+            self.reap()
+
+    def reap(self) -> None:
+        """Kill (or auto-pause) running sandboxes whose endAt has passed."""
+        now = time.monotonic()
+        for sandbox in list(self.sandboxes.values()):
+            if sandbox.state == "running" and sandbox.end_mono <= now:
+                if sandbox.auto_pause:
+                    self._pause(sandbox)
+                else:
+                    self._destroy(sandbox)
