@@ -93,6 +93,24 @@ class Capabilities:
         "supports_exec": "One-shot exec (execCommand)",
     }
 
+    # The product doc's names for the same keys (its "Capability profile" table).
+    DOC_KEYS: ClassVar[dict[str, str]] = {
+        "transport_model": "transportModel",
+        "supports_fs_snapshot": "supportsFsSnapshot",
+        "supports_pause_resume": "supportsPauseResume",
+        "supports_capacity_query": "supportsCapacityQuery",
+        "max_concurrent": "maxConcurrent",
+        "max_session_duration_seconds": "maxSessionDurationSeconds",
+        "os": "os",
+        "arch": "arch",
+        "idle_cost_model": "idleCostModel",
+        "billing_model": "billingModel",
+        "supports_gpu": "supportsGpu",
+        "supports_custom_network_policy": "supportsCustomNetworkPolicy",
+        "egress_default": "egressDefault",
+        "supports_exec": "supportsExecCommand",
+    }
+
     def rows(self) -> list[tuple[str, str, str]]:
         out = []
         for key, label in self.LABELS.items():
@@ -105,6 +123,27 @@ class Capabilities:
                 text = str(value)
             note = self.notes.get(key)
             out.append((key, label, f"{text} ({note})" if note else text))
+        return out
+
+    def doc_rows(self) -> list[tuple[str, str, str, str]]:
+        """(doc key, human label, value as the product doc writes it, value in words).
+
+        The doc writes JSON-ish literals (``true``, ``null``) with the note in brackets,
+        e.g. ``null (tier-gated by E2B)``; the pages show both forms side by side.
+        """
+        out = []
+        for key, label, words in self.rows():
+            value: Any = getattr(self, key)
+            if isinstance(value, bool):
+                literal = "true" if value else "false"
+            elif value is None:
+                literal = "null"
+            else:
+                literal = str(value)
+            note = self.notes.get(key)
+            out.append(
+                (self.DOC_KEYS[key], label, f"{literal} ({note})" if note else literal, words)
+            )
         return out
 
 
@@ -158,6 +197,8 @@ class Provider(ABC):
     capabilities: ClassVar[Capabilities]
     runtime_kinds: ClassVar[tuple[str, ...]]
     requirement_kinds: ClassVar[tuple[str, ...]]
+    # False for providers that need no secret (the in-memory fake used by tests).
+    requires_credential: ClassVar[bool] = True
 
     def __init__(self, credential: str, *, api_url: str = "", sandbox_url: str = "") -> None:
         self.credential = credential

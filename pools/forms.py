@@ -1,0 +1,271 @@
+"""The E2B pool form: typed fields for each config key, or a raw-JSON editor that wins.
+
+Both paths end in the one schema (``E2BProvider.validate_config`` → pools/config.py), so what
+the form saves is exactly what the admin, the API and the jobs accept. Field names are the
+config keys themselves, so an error from the schema lands on the field it names; errors from
+the raw-JSON editor land on ``raw_config`` and start with the key they are about.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.db.models import Max
+
+from pools import config as schema
+from pools.kinds import parse_provides
+from pools.models import CapacityPool
+from pools.providers import provider_class
+from pools.providers.base import ConfigError
+from rensei.models import Organization
+
+MAX_RAW_JSON = 64 * 1024
+# The typed fields a raw-JSON config replaces.
+RAW_REPLACES = (
+    "templateId",
+    "launchRunnerInline",
+    "timeoutSeconds",
+    "onTimeout",
+    "snapshotId",
+    "envVars",
+)
+
+
+def parse_env_lines(text: str) -> dict[str, str]:
+    """``NAME=value`` lines (blank lines and ``#`` comments skipped) → a dict.
+
+    Raises ``ValueError`` naming the line. The name rule itself is the schema's.
+    """
+    out: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        name, sep, value = stripped.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ValueError(f"Line {number}: write NAME=value (no '=' in {stripped[:40]!r}).")
+        if not schema.ENV_NAME_RE.fullmatch(name):
+            raise ValueError(
+                f"Line {number}: {name[:40]!r} is not a valid variable name "
+                "(A-Z, 0-9 and _, not starting with a digit)."
+            )
+        if name in out:
+            raise ValueError(f"Line {number}: {name} is set twice.")
+        out[name] = value
+    return out
+
+
+def format_env_lines(env: dict[str, str] | None) -> str:
+    return "\n".join(f"{k}={v}" for k, v in (env or {}).items())
+
+
+class E2BPoolForm(forms.ModelForm):
+    """Create or edit an E2B pool of ``org``."""
+
+    provider_kind = "e2b"
+
+    templateId = forms.CharField(
+        label="Template ID",
+        required=False,
+        max_length=schema.MAX_ID_LENGTH,
+        help_text="Your custom template with the donmai binary (default: base, which has none).",
+    )
+    launchRunnerInline = forms.BooleanField(
+        label="Launch runner inline",
+        required=False,
+        help_text="Run `donmai agent run` via execCommand after provision. Only if your "
+        "template's start command cannot be set.",
+    )
+    timeoutSeconds = forms.IntegerField(
+        label="Sandbox timeout (seconds)",
+        required=False,
+        min_value=schema.TIMEOUT_MIN,
+        max_value=schema.TIMEOUT_MAX,
+        help_text="Passed to E2B on create. Default 3600.",
+    )
+    onTimeout = forms.ChoiceField(
+        label="On timeout",
+        choices=[("kill", "Kill the sandbox"), ("pause", "Pause it ($0 while paused)")],
+        initial="kill",
+        required=False,
+    )
+    snapshotId = forms.CharField(
+        label="Snapshot ID",
+        required=False,
+        max_length=schema.MAX_ID_LENGTH,
+        help_text="Optional: start from this snapshot instead of the template.",
+    )
+    envVars = forms.CharField(
+        label="Environment variables",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+        help_text="One NAME=value per line. Not for secrets.",
+    )
+    runtime_provides_text = forms.CharField(
+        label="Runtime provides override",
+        required=False,
+        max_length=2000,
+        help_text="Extra kinds your template bakes in, e.g. toolchain:go toolchain:node "
+        "(comma or space separated).",
+    )
+    raw_config = forms.CharField(
+        label="Advanced: raw JSON config",
+        required=False,
+        max_length=MAX_RAW_JSON,
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+        help_text="When filled, this JSON object is the whole config and the fields above "
+        "are ignored.",
+    )
+
+    class Meta:
+        model = CapacityPool
+        fields = ["name", "order", "concurrency_cap", "enabled"]
+        labels = {
+            "order": "Order (priority, lowest first)",
+            "concurrency_cap": "Soft concurrency cap",
+        }
+        help_texts = {
+            "concurrency_cap": "Dispatch skips this pool when this many sessions are live. "
+            "Empty: no cap (E2B's tier limit still applies).",
+        }
+
+    field_order = [
+        "name",
+        "templateId",
+        "launchRunnerInline",
+        "timeoutSeconds",
+        "onTimeout",
+        "snapshotId",
+        "envVars",
+        "runtime_provides_text",
+        "order",
+        "concurrency_cap",
+        "enabled",
+        "raw_config",
+    ]
+
+    def __init__(self, *args: Any, org: Organization, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.org = org
+        self.config: dict[str, Any] = {}
+        self._original_order = self.instance.order if self.instance.pk else None
+        self.fields["order"].required = False
+        for field in self.fields.values():
+            widget = field.widget
+            if isinstance(widget, forms.CheckboxInput):
+                widget.attrs.setdefault("class", "form-check-input")
+            elif isinstance(widget, forms.Select):
+                widget.attrs.setdefault("class", "form-select")
+            else:
+                widget.attrs.setdefault("class", "form-control")
+        pool: CapacityPool = self.instance
+        if pool.pk:
+            current = pool.config if isinstance(pool.config, dict) else {}
+            for key in ("templateId", "launchRunnerInline", "timeoutSeconds", "onTimeout"):
+                self.initial.setdefault(key, current.get(key, schema.KEYS[key].default))
+            self.initial.setdefault("snapshotId", current.get("snapshotId", ""))
+            self.initial.setdefault("envVars", format_env_lines(current.get("envVars")))
+            provides = pool.runtime_provides if isinstance(pool.runtime_provides, list) else []
+            self.initial.setdefault("runtime_provides_text", " ".join(map(str, provides)))
+        else:
+            for key in ("templateId", "launchRunnerInline", "timeoutSeconds", "onTimeout"):
+                self.initial.setdefault(key, schema.KEYS[key].default)
+
+    # -- fields ------------------------------------------------------------------------
+
+    def clean_name(self) -> str:
+        name = str(self.cleaned_data.get("name") or "").strip()
+        if not name:
+            raise forms.ValidationError("Give the pool a name.")
+        clash = CapacityPool.objects.filter(org=self.org, name__iexact=name)
+        if self.instance.pk:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise forms.ValidationError(f"This organisation already has a pool named {name!r}.")
+        return name
+
+    def clean_envVars(self) -> dict[str, str]:
+        try:
+            return parse_env_lines(self.cleaned_data.get("envVars") or "")
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_runtime_provides_text(self) -> list[str]:
+        try:
+            return parse_provides(self.cleaned_data.get("runtime_provides_text") or "")
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_raw_config(self) -> Any:
+        text = (self.cleaned_data.get("raw_config") or "").strip()
+        if not text:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise forms.ValidationError(f"config: not valid JSON ({exc}).") from None
+        except RecursionError:
+            raise forms.ValidationError("config: the JSON is nested too deeply.") from None
+
+    # -- the config --------------------------------------------------------------------
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        validate = provider_class(self.provider_kind).validate_config
+        if self.data.get(self.add_prefix("raw_config"), "").strip():
+            # The JSON is the whole config: what the typed fields say does not matter.
+            for key in RAW_REPLACES:
+                self.errors.pop(key, None)
+                cleaned.pop(key, None)
+            if "raw_config" not in cleaned:
+                return cleaned  # not JSON: the field already says so
+            try:
+                self.config = validate(cleaned["raw_config"])
+            except ConfigError as exc:
+                for key, messages in exc.errors.items():
+                    for message in messages:
+                        self.add_error("raw_config", f"{key}: {message}")
+            return cleaned
+        if any(key in self.errors for key in RAW_REPLACES):
+            return cleaned
+        raw: dict[str, Any] = {
+            "templateId": (cleaned.get("templateId") or "").strip() or schema.DEFAULT_TEMPLATE,
+            "launchRunnerInline": bool(cleaned.get("launchRunnerInline")),
+            "timeoutSeconds": cleaned.get("timeoutSeconds")
+            or schema.KEYS["timeoutSeconds"].default,
+            "onTimeout": cleaned.get("onTimeout") or "kill",
+        }
+        if (cleaned.get("snapshotId") or "").strip():
+            raw["snapshotId"] = cleaned["snapshotId"].strip()
+        if cleaned.get("envVars"):
+            raw["envVars"] = cleaned["envVars"]
+        try:
+            self.config = validate(raw)
+        except ConfigError as exc:
+            for key, messages in exc.errors.items():
+                field = key if key in self.fields else None
+                for message in messages:
+                    self.add_error(field, message if field else f"{key}: {message}")
+        return cleaned
+
+    def save(self, commit: bool = True) -> CapacityPool:
+        pool: CapacityPool = super().save(commit=False)
+        pool.org = self.org
+        pool.provider = self.provider_kind
+        pool.config = self.config
+        pool.runtime_provides = self.cleaned_data.get("runtime_provides_text") or []
+        if self.cleaned_data.get("order") is None:
+            if self._original_order is not None:
+                pool.order = self._original_order
+            else:
+                top = CapacityPool.objects.filter(org=self.org).aggregate(m=Max("order"))["m"]
+                pool.order = 0 if top is None else top + 1
+        if commit:
+            pool.save()
+        return pool
+
+
+FORMS: dict[str, type[E2BPoolForm]] = {"e2b": E2BPoolForm}

@@ -1,0 +1,471 @@
+"""E2B through the official ``e2b`` SDK (sync API): Firecracker microVMs with pause/resume.
+
+Fork safety: the SDK's HTTP transport does not survive ``fork()`` once a process has made a
+call, so nothing here calls the SDK at import time, and ``e2b`` itself is imported inside the
+methods (it is also slow to import, and the web process rarely needs it). Celery prefork
+children make their own first call.
+
+Every SDK exception leaves this module as a ``ProviderError`` (see ``_provider_error``):
+bad key and unknown template are permanent; 429, 5xx, timeouts and connection failures are
+transient. Messages name the sandbox or template and never contain the key.
+
+Exec on a paused sandbox: ``Sandbox.connect`` (the only way to get a handle for commands)
+*resumes* a paused sandbox, and a resume starts billing again behind the platform's back.
+``exec_command`` therefore looks the sandbox up first and refuses with a permanent
+``ProviderError`` (status 409) when it is paused; the caller resumes explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pools.config import validate_e2b_config
+from pools.providers.base import (
+    Capabilities,
+    ConfigError,
+    ExecResult,
+    Provider,
+    ProviderError,
+    SandboxHandle,
+    SandboxInfo,
+    SandboxSpec,
+)
+
+if TYPE_CHECKING:
+    from e2b import Sandbox
+
+RUNNER_COMMAND = "nohup donmai agent run >/tmp/donmai-runner.log 2>&1 &"
+LAUNCH_TIMEOUT_S = 60
+LIST_PAGE_SIZE = 100
+MAX_LIST_PAGES = 1000  # 100k sandboxes: a loop guard, not a product limit
+_IDEMPOTENCY_KEY_RE = re.compile(r"[a-z0-9-]{1,255}")
+
+E2B_CAPABILITIES = Capabilities(
+    transport_model="dial-in",
+    supports_fs_snapshot=True,
+    supports_pause_resume=True,
+    supports_capacity_query=False,
+    max_concurrent=None,
+    max_session_duration_seconds=None,
+    os="linux",
+    arch="x86_64",
+    idle_cost_model="zero",
+    billing_model="wall-clock",
+    supports_gpu=False,
+    supports_custom_network_policy=False,
+    egress_default="allow-all",
+    supports_exec=True,
+    notes={
+        "transport_model": "E2B envd exposes an exec endpoint",
+        "supports_pause_resume": "full memory + FS, ~1s pause/resume",
+        "supports_capacity_query": "FaaS-style, opaque capacity",
+        "max_concurrent": "tier-gated by E2B",
+        "max_session_duration_seconds": "tier-dependent",
+        "idle_cost_model": "paused sandboxes cost $0",
+        "billing_model": "while running",
+    },
+)
+
+
+def sandbox_id_of(handle: SandboxHandle | str) -> str:
+    return handle.sandbox_id if isinstance(handle, SandboxHandle) else str(handle)
+
+
+def idempotency_key(request_id: str) -> str:
+    """E2B accepts 1–255 of ``[a-z0-9-]``; a UUID string fits once lower-cased."""
+    key = request_id.strip().lower()
+    if _IDEMPOTENCY_KEY_RE.fullmatch(key):
+        return key
+    return hashlib.sha256(request_id.encode()).hexdigest()
+
+
+class E2BProvider(Provider):
+    kind = "e2b"
+    label = "E2B"
+    capabilities = E2B_CAPABILITIES
+    runtime_kinds = ("npm", "python-pip", "http", "mcp-server", "a2a-protocol")
+    requirement_kinds = ("long-running", "network-egress", "git", "full-history-clone")
+
+    @classmethod
+    def validate_config(cls, raw: Any) -> dict[str, Any]:
+        return validate_e2b_config(raw)
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def _opts(self) -> dict[str, Any]:
+        """SDK connection kwargs; the URLs only when set (empty means E2B itself)."""
+        opts: dict[str, Any] = {"api_key": self.credential}
+        if self.api_url:
+            opts["api_url"] = self.api_url
+        if self.sandbox_url:
+            opts["sandbox_url"] = self.sandbox_url
+        return opts
+
+    def _endpoint(self) -> str:
+        return self.api_url or "api.e2b.dev"
+
+    # -- the contract ------------------------------------------------------------------
+
+    def ping(self) -> float:
+        from e2b import Sandbox
+
+        started = time.monotonic()
+        try:
+            Sandbox.list(limit=1, **self._opts()).next_items()
+        except Exception as exc:
+            raise self._provider_error(exc) from exc
+        return round((time.monotonic() - started) * 1000, 1)
+
+    def provision(self, config: Mapping[str, Any], spec: SandboxSpec) -> SandboxHandle:
+        from e2b import Sandbox
+
+        try:
+            cfg = self.validate_config(dict(config))
+        except ConfigError as exc:
+            raise ProviderError(f"The pool config is invalid: {exc}", permanent=True) from exc
+        snapshot = cfg.get("snapshotId")
+        template = snapshot or cfg["templateId"]
+        envs = {**cfg.get("envVars", {}), **spec.env}
+        metadata = {
+            **spec.metadata,
+            "rensei_org": spec.org_slug,
+            "rensei_session": spec.session_id,
+            "rensei_request": spec.request_id,
+        }
+        timeout = spec.timeout_seconds or cfg["timeoutSeconds"]
+        try:
+            sandbox = Sandbox.create(
+                template=template,
+                timeout=timeout,
+                metadata=metadata,
+                envs=envs,
+                lifecycle={"on_timeout": cfg["onTimeout"]},
+                idempotency_key=idempotency_key(spec.request_id),
+                **self._opts(),
+            )
+            info = sandbox.get_info()
+        except Exception as exc:
+            what = f"Snapshot '{snapshot}'" if snapshot else f"Template '{template}'"
+            raise self._provider_error(exc, not_found=f"{what} not found in E2B") from exc
+        handle = SandboxHandle(
+            sandbox_id=sandbox.sandbox_id,
+            template=info.template_id or template,
+            vcpu=int(info.cpu_count),
+            memory_mb=int(info.memory_mb),
+            started_at=_aware(info.started_at),
+        )
+        if cfg["launchRunnerInline"]:
+            result = self._run(sandbox, RUNNER_COMMAND, dict(spec.env), LAUNCH_TIMEOUT_S)
+            if result.exit_code != 0:
+                # The caller treats a permanent error as "no sandbox": do not leave one behind.
+                self._kill_quietly(sandbox.sandbox_id)
+                raise ProviderError(
+                    f"Sandbox {sandbox.sandbox_id} started but launching `donmai agent run` "
+                    f"failed (exit {result.exit_code}): {_tail(result.stderr or result.stdout)}",
+                    permanent=True,
+                )
+        return handle
+
+    def exec_command(
+        self,
+        handle: SandboxHandle | str,
+        command: str,
+        env: Mapping[str, str] | None = None,
+        timeout: int = 600,
+    ) -> ExecResult:
+        sandbox_id = sandbox_id_of(handle)
+        sandbox = self._connect_running(sandbox_id)
+        return self._run(sandbox, command, dict(env or {}), timeout)
+
+    def pause(self, handle: SandboxHandle | str) -> bool:
+        from e2b import Sandbox
+
+        sandbox_id = sandbox_id_of(handle)
+        try:
+            return bool(Sandbox.pause(sandbox_id, **self._opts()))
+        except Exception as exc:
+            raise self._provider_error(exc, sandbox_id=sandbox_id) from exc
+
+    def resume(
+        self, handle: SandboxHandle | str, timeout_seconds: int | None = None
+    ) -> SandboxHandle:
+        from e2b import Sandbox
+
+        sandbox_id = sandbox_id_of(handle)
+        try:
+            # connect = resume in SDK 2.63 (201 when it was paused, 200 when running). The
+            # id in the answer may differ from the one asked for (E2B #884): keep that one.
+            sandbox = Sandbox.connect(sandbox_id, timeout=timeout_seconds, **self._opts())
+            info = sandbox.get_info()
+        except Exception as exc:
+            raise self._provider_error(exc, sandbox_id=sandbox_id) from exc
+        return SandboxHandle(
+            sandbox_id=sandbox.sandbox_id,
+            template=info.template_id,
+            vcpu=int(info.cpu_count),
+            memory_mb=int(info.memory_mb),
+            started_at=_aware(info.started_at),
+        )
+
+    def terminate(self, handle: SandboxHandle | str) -> bool:
+        from e2b import Sandbox
+
+        sandbox_id = sandbox_id_of(handle)
+        try:
+            return bool(Sandbox.kill(sandbox_id, **self._opts()))
+        except Exception as exc:
+            raise self._provider_error(exc, sandbox_id=sandbox_id) from exc
+
+    def status(self, handle: SandboxHandle | str) -> SandboxInfo | None:
+        from e2b import Sandbox, SandboxNotFoundException
+
+        sandbox_id = sandbox_id_of(handle)
+        try:
+            info = Sandbox.get_info(sandbox_id, **self._opts())
+        except SandboxNotFoundException:
+            return None
+        except Exception as exc:
+            raise self._provider_error(exc, sandbox_id=sandbox_id) from exc
+        return _info(info)
+
+    def list_sandboxes(
+        self,
+        metadata: Mapping[str, str] | None = None,
+        states: Sequence[str] = ("running", "paused"),
+    ) -> list[SandboxInfo]:
+        from e2b import Sandbox, SandboxQuery, SandboxState
+
+        query = SandboxQuery(
+            metadata=dict(metadata) if metadata else None,
+            state=[SandboxState(s) for s in states] or None,
+        )
+        out: list[SandboxInfo] = []
+        try:
+            paginator = Sandbox.list(query=query, limit=LIST_PAGE_SIZE, **self._opts())
+            pages = 0
+            while paginator.has_next and pages < MAX_LIST_PAGES:
+                out.extend(_info(item) for item in paginator.next_items())
+                pages += 1
+        except Exception as exc:
+            raise self._provider_error(exc) from exc
+        return out
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _connect_running(self, sandbox_id: str) -> Sandbox:
+        """A handle for commands, without resuming a paused sandbox (see module doc)."""
+        from e2b import Sandbox
+
+        try:
+            info = Sandbox.get_info(sandbox_id, **self._opts())
+            if str(_state(info.state)) == "paused":
+                raise ProviderError(
+                    f"Sandbox {sandbox_id} is paused: resume it before running a command.",
+                    permanent=True,
+                    status_code=409,
+                )
+            # On a running sandbox connect only extends its timeout (never shortens it).
+            return Sandbox.connect(sandbox_id, **self._opts())
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise self._provider_error(exc, sandbox_id=sandbox_id) from exc
+
+    def _run(self, sandbox: Sandbox, command: str, env: dict[str, str], timeout: int) -> ExecResult:
+        from e2b import (
+            CommandExitException,
+            SandboxNotRunningException,
+            SandboxUnreachableException,
+            TimeoutException,
+        )
+
+        try:
+            result = sandbox.commands.run(command, envs=env or None, timeout=timeout)
+        except CommandExitException as exc:
+            # A non-zero exit is an answer, not a failure of the provider.
+            return ExecResult(exc.exit_code, exc.stdout or "", exc.stderr or "")
+        except (SandboxNotRunningException, SandboxUnreachableException) as exc:
+            raise self._provider_error(exc, sandbox_id=sandbox.sandbox_id) from exc
+        except TimeoutException as exc:
+            # Permanent on purpose: re-running a command automatically is not a safe retry.
+            raise ProviderError(
+                f"The command did not finish within {timeout} s in sandbox "
+                f"{sandbox.sandbox_id} (or the sandbox was paused while it ran).",
+                permanent=True,
+                status_code=504,
+            ) from exc
+        except Exception as exc:
+            raise self._provider_error(exc, sandbox_id=sandbox.sandbox_id) from exc
+        return ExecResult(result.exit_code, result.stdout or "", result.stderr or "")
+
+    def _kill_quietly(self, sandbox_id: str) -> None:
+        with contextlib.suppress(ProviderError):
+            self.terminate(sandbox_id)
+
+    def _provider_error(
+        self, exc: BaseException, *, sandbox_id: str | None = None, not_found: str | None = None
+    ) -> ProviderError:
+        """Map an SDK (or transport) exception to one ``ProviderError`` an admin can read."""
+        from e2b import (
+            AuthenticationException,
+            GuestUnresponsiveException,
+            InvalidArgumentException,
+            NotFoundException,
+            RateLimitException,
+            SandboxException,
+            SandboxNotFoundException,
+            SandboxNotRunningException,
+            SandboxUnreachableException,
+            ServiceBusyException,
+            TemplateException,
+            TimeoutException,
+        )
+
+        if isinstance(exc, ProviderError):
+            return exc
+        which = f"Sandbox {sandbox_id}" if sandbox_id else "The sandbox"
+        detail = _server_message(exc)
+        if isinstance(exc, AuthenticationException):
+            if "required" in str(exc).lower():
+                return ProviderError("No E2B API key is configured.", permanent=True)
+            return ProviderError("E2B rejected this key (401).", permanent=True, status_code=401)
+        if isinstance(exc, RateLimitException):
+            return ProviderError(
+                f"E2B is rate limiting this key (429): {detail or 'try again later'}",
+                permanent=False,
+                status_code=429,
+                retry_after=_retry_after(detail),
+            )
+        if isinstance(exc, ServiceBusyException):
+            return ProviderError(
+                "E2B is temporarily unavailable (503); will retry.",
+                permanent=False,
+                status_code=503,
+            )
+        if isinstance(exc, SandboxNotFoundException):
+            return ProviderError(
+                f"{which} was not found in E2B (killed, or it reached its timeout).",
+                permanent=True,
+                status_code=404,
+            )
+        if isinstance(exc, SandboxNotRunningException):
+            return ProviderError(
+                f"{which} is not running (it was killed or reached its timeout).",
+                permanent=True,
+                status_code=404,
+            )
+        if isinstance(exc, SandboxUnreachableException):
+            return ProviderError(
+                f"{which} could not be reached; will retry.", permanent=False, status_code=502
+            )
+        if isinstance(exc, GuestUnresponsiveException):
+            return ProviderError(
+                f"{which} cannot be resumed with its memory (its agent was unresponsive "
+                "when it was paused).",
+                permanent=True,
+                status_code=409,
+            )
+        if isinstance(exc, TemplateException):
+            return ProviderError(
+                "The template was built for an older E2B SDK; rebuild it.", permanent=True
+            )
+        if isinstance(exc, InvalidArgumentException):
+            return ProviderError(f"E2B refused the request: {detail}", permanent=True)
+        if isinstance(exc, TimeoutException):
+            return ProviderError(
+                f"E2B did not answer in time; will retry. ({detail})",
+                permanent=False,
+                status_code=504,
+            )
+        status = getattr(exc, "status_code", None)
+        if isinstance(exc, NotFoundException) or (isinstance(exc, SandboxException) and status):
+            code = int(status or 404)
+            if code == 404:
+                return ProviderError(
+                    not_found or f"{which} was not found in E2B.", permanent=True, status_code=404
+                )
+            if code == 401:
+                return ProviderError(
+                    "E2B rejected this key (401).", permanent=True, status_code=401
+                )
+            if code == 403:
+                return ProviderError(
+                    f"E2B refused access (403): {detail}", permanent=True, status_code=403
+                )
+            if code == 409:
+                return ProviderError(
+                    f"E2B says the sandbox is busy (409): {detail}",
+                    permanent=False,
+                    status_code=409,
+                )
+            if code >= 500 or code == 429:
+                return ProviderError(
+                    f"E2B answered {code}: {detail}; will retry.", permanent=False, status_code=code
+                )
+            return ProviderError(
+                f"E2B refused the request ({code}): {detail}", permanent=True, status_code=code
+            )
+        if isinstance(exc, OSError) or _is_transport_error(exc):
+            return ProviderError(
+                f"Could not reach E2B at {self._endpoint()} ({type(exc).__name__}); will retry.",
+                permanent=False,
+            )
+        return ProviderError(
+            f"E2B call failed ({type(exc).__name__}): {_tail(str(exc))}", permanent=False
+        )
+
+
+# -- module helpers --------------------------------------------------------------------
+
+
+def _info(info: Any) -> SandboxInfo:
+    return SandboxInfo(
+        sandbox_id=info.sandbox_id,
+        template=info.template_id,
+        state=str(_state(info.state)),
+        metadata=dict(info.metadata or {}),
+        started_at=_aware(info.started_at) if info.started_at else None,
+        end_at=_aware(info.end_at) if info.end_at else None,
+        vcpu=int(info.cpu_count or 0),
+        memory_mb=int(info.memory_mb or 0),
+    )
+
+
+def _state(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _server_message(exc: BaseException) -> str:
+    """E2B's own words without the SDK's ``<status>: <boilerplate> - `` prefix."""
+    text = str(exc).strip()
+    if " - " in text and text[:3].isdigit():
+        text = text.split(" - ", 1)[1]
+    elif text[:3].isdigit() and text[3:5] == ": ":
+        text = text[5:]
+    return _tail(text)
+
+
+def _retry_after(message: str) -> float | None:
+    """A wait the message states (``retry after 30s``); the SDK hides the header itself."""
+    match = re.search(r"retry[- ]after[:= ]+(\d+(?:\.\d+)?)", message, re.IGNORECASE)
+    return float(match.group(1)) if match else None
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    module = type(exc).__module__ or ""
+    return module.startswith(("httpx", "httpcore", "pyqwest")) or "Connect" in type(exc).__name__
+
+
+def _tail(text: str, limit: int = 300) -> str:
+    text = (text or "").strip()
+    return text if len(text) <= limit else "…" + text[-limit:]
