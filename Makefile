@@ -3,6 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# The demo drives the local E2B emulator. To use real E2B, run with E2B_API_URL= E2B_SANDBOX_URL=
+# (empty) and put a real key in Settings → Integrations or E2B_API_KEY.
+E2B_EMULATOR_PORT ?= 3000
+run: export E2B_EMULATOR_PORT := $(E2B_EMULATOR_PORT)
+run: export E2B_API_URL ?= http://127.0.0.1:$(E2B_EMULATOR_PORT)
+run: export E2B_SANDBOX_URL ?= http://127.0.0.1:$(E2B_EMULATOR_PORT)
 
 .PHONY: run test lint fmt bench reliability clean
 
