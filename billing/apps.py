@@ -1,9 +1,31 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.apps import AppConfig
+from django.db import connections
+from django.db.models.signals import post_migrate
+
+
+def _reinstall_sqlite_triggers(using: str = "default", **kwargs: Any) -> None:
+    """SQLite drops a table's triggers when a migration rebuilds the table; put them back.
+
+    PostgreSQL keeps triggers across ALTER TABLE, so migrations alone manage them there.
+    """
+    from billing import triggers
+
+    connection = connections[using]
+    if connection.vendor != "sqlite":
+        return
+    tables = set(connection.introspection.table_names())
+    if {triggers.LEDGER, triggers.ROLLUP} <= tables:
+        triggers.install(connection)
 
 
 class BillingConfig(AppConfig):
     name = "billing"
     verbose_name = "Billing"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        post_migrate.connect(_reinstall_sqlite_triggers, sender=self)

@@ -1,12 +1,103 @@
-"""Cost figures other pages embed (dashboard home, session detail)."""
+"""Cost figures other pages embed (dashboard home, session detail).
+
+Both functions run a fixed number of queries. Their templates show nothing to people
+without ``billing.view`` (they check ``nav_can.billing`` from the navigation context
+processor), but call the functions only for people who may see cost:
+
+    # sessions view
+    from billing.dashboard import cost_summary, session_cost
+    if request.membership.can("billing.view"):
+        context["cost"] = cost_summary(request.org)          # dashboard
+        context["session_cost"] = session_cost(session)      # session detail
+
+    {% include "billing/_dashboard_cost.html" with cost=cost %}
+    {% include "billing/_session_ledger.html" with cost=session_cost %}
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+from django.db.models import Count, Q, Sum
+from django.utils import timezone
+
+from billing.ledger import NoRateCard, billing_provider, exact_seconds, price, rate_card_for
+from billing.models import CostEvent, DailyCost
 from rensei.models import Organization
+from sessions.models import RunningInterval, Session
+
+ZERO = Decimal(0)
+SESSION_ROWS = 50  # the newest rows on the session page; the ledger page has them all
 
 
-def cost_summary(org: Organization) -> dict[str, Any]:
-    """Context for templates/billing/_dashboard_cost.html (cost today, this month, top issues)."""
-    return {}
+def cost_summary(org: Organization, now: datetime | None = None) -> dict[str, Any]:
+    """Context for templates/billing/_dashboard_cost.html: cost today and this month (UTC,
+    billed so far) and the five most expensive issues this month. Two queries."""
+    today = (now or timezone.now()).astimezone(UTC).date()
+    first = today.replace(day=1)
+    month = DailyCost.objects.filter(org=org, day__gte=first, day__lte=today)
+    sums = month.aggregate(month=Sum("amount"), today=Sum("amount", filter=Q(day=today)))
+    top = list(
+        month.filter(issue__isnull=False)
+        .values("issue_id", "issue__key", "issue__title")
+        .annotate(amount=Sum("amount"))
+        .filter(amount__gt=0)
+        .order_by("-amount", "issue__key")[:5]
+    )
+    return {
+        "currency": "USD",
+        "today": sums["today"] or ZERO,
+        "month": sums["month"] or ZERO,
+        "today_date": today,
+        "month_start": first,
+        "top_issues": [
+            {"key": t["issue__key"], "title": t["issue__title"], "amount": t["amount"]} for t in top
+        ],
+    }
+
+
+def session_cost(session: Session, now: datetime | None = None) -> dict[str, Any]:
+    """Context for templates/billing/_session_ledger.html: the session's ledger rows (the
+    newest 50), the billed total, and while a running interval is open, a live estimate
+    = billed so far + open seconds × the rate. At most four queries."""
+    now = now or timezone.now()
+    rows = CostEvent.objects.filter(session_id=session.pk)
+    totals = rows.aggregate(n=Count("id"), amount=Sum("amount"), seconds=Sum("quantity_seconds"))
+    billed = totals["amount"] or ZERO
+    recent = list(
+        rows.select_related("rate_card", "reverses", "reversed_by").order_by("-occurred_at", "-id")[
+            :SESSION_ROWS
+        ]
+    )
+    open_interval = RunningInterval.objects.filter(
+        session_id=session.pk, ended_at__isnull=True
+    ).first()
+    estimate = open_seconds = None
+    if open_interval is not None:
+        open_seconds = exact_seconds(max(now - open_interval.started_at, timedelta(0)))
+        try:
+            card = rate_card_for(billing_provider(session), open_interval.started_at)
+        except NoRateCard:
+            card = None
+        if card is not None:
+            estimate = billed + price(open_seconds, session.vcpu or 0, session.memory_mb or 0, card)
+    return {
+        "session_id": session.pk,
+        "ledger_query": (
+            f"session={session.pk}&range=custom"
+            f"&start={session.created_at.astimezone(UTC):%Y-%m-%d}&end={now.astimezone(UTC):%Y-%m-%d}"
+        ),
+        "currency": "USD",
+        "rows": recent,
+        "count": totals["n"],
+        "more": max(totals["n"] - len(recent), 0),
+        "total": billed,
+        "seconds": totals["seconds"] or ZERO,
+        "running": open_interval is not None,
+        "open_since": open_interval.started_at if open_interval else None,
+        "open_seconds": open_seconds,
+        "estimate": estimate,
+        "as_of": now,
+    }

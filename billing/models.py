@@ -1,11 +1,26 @@
-"""Rate cards and the append-only cost ledger."""
+"""Rate cards, the append-only cost ledger and its daily rollup.
+
+The ledger (``CostEvent``) is append-only at every layer: the model refuses ``save()`` on an
+existing row and ``delete()``, its QuerySet refuses ``update()`` and ``delete()``, the admin
+is read-only, and the database itself rejects UPDATE and DELETE with a trigger
+(``billing/triggers.py``). A correction is a new row that reverses the original
+(``billing.ledger.reverse_cost_event``).
+
+``DailyCost`` is the ledger summed per (org, usage day, issue, pool, provider). A database
+trigger adds every inserted ledger row to it in the same statement, so it can never disagree
+with the ledger, whatever path wrote the row (``emit_sandbox_cost_event``, a reversal,
+``bulk_create`` in a benchmark). Reports read it instead of scanning the ledger.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Coalesce
 
 from pools.models import CapacityPool
 from rensei.models import Organization
@@ -17,13 +32,43 @@ AMOUNT_QUANTUM = Decimal(1).scaleb(-AMOUNT_PLACES)
 SECONDS_QUANTUM = Decimal("0.001")
 
 
+class LedgerIsAppendOnly(Exception):
+    """Someone tried to change or delete a ledger row. Record a reversing row instead."""
+
+    def __init__(self, what: str = "changed") -> None:
+        super().__init__(
+            f"Ledger rows are never {what}; record a reversing row instead "
+            "(billing.ledger.reverse_cost_event, or 'Reverse entry' in the admin)."
+        )
+
+
+def usage_day(occurred_at: datetime) -> date:
+    """The UTC day a ledger row belongs to.
+
+    A cost event occurs when its interval ends, and the daily accrual ends intervals exactly
+    at midnight, so a day owns the events in (00:00, next 00:00]: the row closed at
+    00:00:00 UTC belongs to the day that just ended. The rollup trigger computes the same.
+    """
+    return (occurred_at.astimezone(UTC) - timedelta(microseconds=1)).date()
+
+
 class RateCard(models.Model):
-    """Prices per second of allocated resources, from ``effective_from`` on."""
+    """Prices per second of allocated resources, from ``effective_from`` on.
+
+    The card in effect when an interval starts prices it. Cards change only at a UTC
+    midnight, and the daily accrual splits running intervals there, so a new rate applies
+    exactly from its effective time. A card is never edited once in effect: rows keep the
+    card and the amount they were written with.
+    """
 
     provider = models.CharField(max_length=32, default="e2b")
-    effective_from = models.DateTimeField()
-    vcpu_second_price = models.DecimalField(max_digits=20, decimal_places=12)
-    gib_second_price = models.DecimalField(max_digits=20, decimal_places=12)
+    effective_from = models.DateTimeField(help_text="UTC; a future midnight (00:00:00 UTC).")
+    vcpu_second_price = models.DecimalField(
+        "price per vCPU-second", max_digits=20, decimal_places=12
+    )
+    gib_second_price = models.DecimalField(
+        "price per GiB-second of RAM", max_digits=20, decimal_places=12
+    )
     currency = models.CharField(max_length=3, default="USD")
     basis = models.CharField(max_length=100, default="allocated vCPU and RAM, per running second")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -42,6 +87,21 @@ class RateCard(models.Model):
 
 class CostKind(models.TextChoices):
     SANDBOX_SECONDS = "sandbox-seconds", "Sandbox seconds"
+
+
+class CostEventQuerySet(models.QuerySet["CostEvent"]):
+    def update(self, **kwargs: Any) -> NoReturn:
+        raise LedgerIsAppendOnly("updated")
+
+    def delete(self) -> NoReturn:  # type: ignore[override]
+        raise LedgerIsAppendOnly("deleted")
+
+    def reversals(self) -> CostEventQuerySet:
+        return self.filter(reverses__isnull=False)
+
+    def in_period(self, start: datetime, end: datetime) -> CostEventQuerySet:
+        """Rows whose usage day lies in [start, end) for midnight bounds (see usage_day)."""
+        return self.filter(occurred_at__gt=start, occurred_at__lte=end)
 
 
 class CostEvent(models.Model):
@@ -75,10 +135,14 @@ class CostEvent(models.Model):
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversed_by"
     )
     reason = models.TextField(blank=True)
+    # PROTECT, not SET_NULL: nulling the column would be an UPDATE of a ledger row, which
+    # the database refuses. Deactivate people who reversed entries instead of deleting them.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = CostEventQuerySet.as_manager()
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
@@ -87,6 +151,70 @@ class CostEvent(models.Model):
             models.Index(fields=["org", "occurred_at"], name="cost_org_occurred_idx"),
             models.Index(fields=["org", "issue", "occurred_at"], name="cost_org_issue_idx"),
         ]
+        permissions = [("reverse_costevent", "Can reverse a ledger entry")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount} {self.currency} ({self.idempotency_key})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise LedgerIsAppendOnly("updated")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise LedgerIsAppendOnly("deleted")
+
+    @property
+    def is_reversal(self) -> bool:
+        return self.reverses_id is not None
+
+    @property
+    def usage_day(self) -> date:
+        return usage_day(self.occurred_at)
+
+
+class DailyCost(models.Model):
+    """The ledger summed per (org, usage day, issue, pool, provider); written only by the
+    database trigger on ledger inserts (see billing/triggers.py), never by application code.
+
+    Reversals are summed in too, so every figure is the net. The foreign keys carry no
+    database constraint: the rollup is derived data and must never block anything.
+    """
+
+    org = models.ForeignKey(
+        Organization, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    day = models.DateField()
+    issue = models.ForeignKey(
+        Issue, on_delete=models.DO_NOTHING, db_constraint=False, null=True, related_name="+"
+    )
+    pool = models.ForeignKey(
+        CapacityPool, on_delete=models.DO_NOTHING, db_constraint=False, null=True, related_name="+"
+    )
+    provider = models.CharField(max_length=32)
+    amount = models.DecimalField(max_digits=30, decimal_places=AMOUNT_PLACES)
+    quantity_seconds = models.DecimalField(max_digits=24, decimal_places=3)
+    vcpu_seconds = models.DecimalField(max_digits=24, decimal_places=3)
+    entries = models.IntegerField()
+
+    class Meta:
+        constraints = [
+            # The trigger's ON CONFLICT target. COALESCE so rows without an issue or a pool
+            # (NULL) still collapse into one row per day.
+            models.UniqueConstraint(
+                "org",
+                "day",
+                Coalesce("issue", 0),
+                Coalesce("pool", 0),
+                "provider",
+                name="dailycost_unique_key",
+            )
+        ]
+        indexes = [
+            # Cost per Issue, the dashboard: an org's days in a range.
+            models.Index(fields=["org", "day"], name="dailycost_org_day_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.org_id} {self.day} issue {self.issue_id}: {self.amount}"

@@ -1,24 +1,141 @@
-"""Cost per Issue analytics and the ledger."""
+"""Cost per Issue analytics, an issue's cost, and the ledger. Finance and admins only."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from decimal import Decimal
+from typing import Any
 
-from rensei.access import org_view
+from django.core.paginator import Paginator
+from django.db.models import Count, Sum
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.shortcuts import render
+from django.urls import reverse
+
+from billing import charts
+from billing.analytics import DEFAULT_SORT, SORTS, ledger_rows
+from billing.analytics import cost_per_issue as build_report
+from billing.exports import COLUMNS, cost_per_issue_csv
+from billing.forms import CostPerIssueForm, LedgerFilterForm, read_filters
+from billing.models import CostEvent
+from billing.templatetags.billing_format import format_money
+from rensei.access import get_for_org, org_of, org_view
+from sessions.models import Issue, Session
+
+PAGE_SIZE = 50
+ZERO = Decimal(0)
+
+
+def _template(request: HttpRequest, name: str, partial: str) -> str:
+    # htmx filter/sort/page requests swap only the report; a full load gets the whole page.
+    return f"{name}#{partial}" if getattr(request, "htmx", False) else name
+
+
+def _ledger_page(request: HttpRequest, rows: Any, total: int, param: str = "page") -> Any:
+    paginator = Paginator(rows, PAGE_SIZE)
+    # The count comes from the totals aggregate we run anyway: one query fewer per page.
+    paginator.__dict__["count"] = total
+    return paginator.get_page(request.GET.get(param))
 
 
 @org_view("billing.view")
 def cost_per_issue(request: HttpRequest) -> HttpResponse:
-    return render(
-        request,
-        "rensei/coming_soon.html",
-        {"title": "Cost per Issue", "coming_with": "the billing ledger"},
+    org = org_of(request)
+    form = CostPerIssueForm(request.GET, org=org)
+    filters = read_filters(form)
+    sort = filters.values.get("sort") or DEFAULT_SORT
+    direction = filters.values.get("dir") or ("asc" if sort == "issue" else "desc")
+    report = build_report(filters.cost_filter(org), sort=sort, descending=direction == "desc")
+
+    wanted = request.GET.get("format", "")
+    if wanted == "csv":
+        if filters.problems:
+            # A CSV is read by programs: refuse rather than silently export other numbers.
+            return HttpResponseBadRequest(
+                "\n".join(filters.problems) + "\n", content_type="text/plain; charset=utf-8"
+            )
+        return cost_per_issue_csv(report)
+    if wanted:
+        filters.problems.append("Format: only format=csv is available. Showing the page.")
+
+    def fmt(value: Decimal) -> str:
+        return format_money(value, report.currency)
+
+    top = [r for r in report.top if r.amount > 0]
+    top_chart = charts.horizontal_bars(
+        [charts.Bar(r.key, r.amount, reverse("issue_cost", args=[r.key])) for r in top],
+        title=f"Top {len(top)} issues by cost, {report.filter.period.label}",
+        desc="; ".join(f"{r.key}: {fmt(r.amount)}" for r in top) or "No cost in this range.",
+        fmt=fmt,
     )
+    daily_chart = charts.columns(
+        [charts.Bar(f"{day:%Y-%m-%d}", amount) for day, amount in report.daily],
+        title=f"Cost per day (UTC), {report.filter.period.label}",
+        desc=f"Daily cost from {report.daily[0][0]:%Y-%m-%d} to {report.daily[-1][0]:%Y-%m-%d}; "
+        f"total {fmt(report.totals.amount)}.",
+        fmt=fmt,
+    )
+    context = {
+        "title": "Cost per Issue",
+        "form": form,
+        "filters": filters,
+        "report": report,
+        "page": Paginator(report.rows, PAGE_SIZE).get_page(request.GET.get("page")),
+        "sort": sort,
+        "direction": direction,
+        "sorts": [(key, label) for key, (label, _) in SORTS.items()],
+        "top_chart": top_chart if top else "",
+        "daily_chart": daily_chart,
+        "columns": COLUMNS,
+    }
+    return render(request, _template(request, "billing/cost_per_issue.html", "report"), context)
+
+
+@org_view("billing.view")
+def issue_cost(request: HttpRequest, key: str) -> HttpResponse:
+    org = org_of(request)
+    issue = get_for_org(request, Issue.objects.all(), key=key)
+    rows = CostEvent.objects.filter(org=org, issue=issue)
+    totals = rows.aggregate(n=Count("id"), amount=Sum("amount"), seconds=Sum("quantity_seconds"))
+    sessions = (
+        Session.objects.filter(org=org, issue=issue)
+        .select_related("pool")
+        .annotate(cost=Sum("cost_events__amount"), billed=Sum("cost_events__quantity_seconds"))
+        .order_by("-created_at", "-id")
+    )
+    context = {
+        "title": f"Cost of {issue.key}",
+        "issue": issue,
+        "totals": totals,
+        "sessions": Paginator(sessions, PAGE_SIZE).get_page(request.GET.get("sessions_page")),
+        "page": _ledger_page(
+            request,
+            rows.select_related("session", "pool", "rate_card", "reverses", "reversed_by"),
+            totals["n"],
+        ),
+    }
+    return render(request, "billing/issue_cost.html", context)
 
 
 @org_view("billing.view")
 def ledger(request: HttpRequest) -> HttpResponse:
-    return render(
-        request, "rensei/coming_soon.html", {"title": "Ledger", "coming_with": "the billing ledger"}
+    org = org_of(request)
+    form = LedgerFilterForm(request.GET, org=org)
+    filters = read_filters(form)
+    rows = ledger_rows(filters.cost_filter(org))
+    if key := filters.values.get("issue"):
+        rows = rows.filter(issue__key=key.strip())
+    if session_id := filters.values.get("session"):
+        rows = rows.filter(session_id=session_id)
+    reversals = filters.values.get("reversals", "")
+    if reversals == "only":
+        rows = rows.filter(reverses__isnull=False)
+    elif reversals == "exclude":
+        rows = rows.filter(reverses__isnull=True)
+    totals = rows.aggregate(n=Count("id"), amount=Sum("amount"), seconds=Sum("quantity_seconds"))
+    page = _ledger_page(
+        request,
+        rows.select_related("session", "issue", "pool", "rate_card", "reverses", "reversed_by"),
+        totals["n"],
     )
+    context = {"title": "Ledger", "form": form, "filters": filters, "totals": totals, "page": page}
+    return render(request, _template(request, "billing/ledger.html", "results"), context)

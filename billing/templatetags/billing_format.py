@@ -1,0 +1,86 @@
+"""Money and time formatting for billing pages, and the query-string helper for filters."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from django import template
+from django.http import QueryDict
+
+register = template.Library()
+
+CENT = Decimal("0.01")
+SYMBOLS = {"USD": "$"}
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def format_money(value: Any, currency: str = "USD") -> str:
+    """Two decimals, half up, thousands separated: -$1,234.57. Display only."""
+    amount = _decimal(value)
+    if amount is None:
+        return ""
+    cents = amount.quantize(CENT, rounding=ROUND_HALF_UP)
+    if cents == 0:
+        cents = abs(cents)  # never "-$0.00"
+    sign = "-" if cents < 0 else ""
+    symbol = SYMBOLS.get(currency)
+    if symbol:
+        return f"{sign}{symbol}{abs(cents):,.2f}"
+    return f"{sign}{abs(cents):,.2f} {currency}"
+
+
+@register.filter
+def money(value: Any, currency: str = "USD") -> str:
+    return format_money(value, currency or "USD")
+
+
+@register.filter
+def exact(value: Any) -> str:
+    """The full stored precision, for title attributes and CSV."""
+    amount = _decimal(value)
+    return "" if amount is None else f"{amount:f}"
+
+
+@register.filter
+def hours(seconds: Any) -> str:
+    """Seconds as hours with two decimals: 5400 → 1.50."""
+    s = _decimal(seconds)
+    if s is None:
+        return ""
+    return f"{(s / Decimal(3600)).quantize(CENT, rounding=ROUND_HALF_UP):,.2f}"
+
+
+@register.filter
+def gib(memory_mb: Any) -> str:
+    mb = _decimal(memory_mb)
+    if mb is None:
+        return ""
+    return f"{(mb / Decimal(1024)).normalize():f} GiB"
+
+
+@register.simple_tag(takes_context=True)
+def query_with(context: template.Context, **changes: Any) -> str:
+    """The current query string with some parameters changed (None or "" removes one).
+
+    Changing anything but the page resets to the first page.
+    """
+    request = context.get("request")
+    params: QueryDict = request.GET.copy() if request is not None else QueryDict(mutable=True)
+    if "page" not in changes:
+        params.pop("page", None)
+    for key, value in changes.items():
+        if value is None or value == "":
+            params.pop(key, None)
+        else:
+            params[key] = str(value)
+    encoded = params.urlencode()
+    return f"?{encoded}" if encoded else "?"
