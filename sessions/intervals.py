@@ -36,7 +36,9 @@ def close_open_interval(session: Session, at: datetime, reason: str) -> RunningI
 
     with transaction.atomic():
         current = (
-            RunningInterval.objects.select_for_update()
+            # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of the outer
+            # join to the pool; the interval row is the lock that matters.
+            RunningInterval.objects.select_for_update(of=("self",))
             .select_related("session", "session__pool")
             .filter(session=session, ended_at__isnull=True)
             .first()
