@@ -4,15 +4,16 @@
 the logic lives here so the reconciler and tests can call it directly. Every job is safe
 to run twice: it starts with a conditional update, and a loser does nothing.
 
-Test hook, honoured only when set: ``RENSEI_TEST_CRASH_AFTER_CREATE`` makes the provision
-job SIGKILL its own worker process right after the provider created the sandbox and before
-the handle is saved: a crash at the worst moment. Its value is a marker file path (crash
-once: the first job to create the file dies) or ``always`` (crash every time, a poison
-task). Never set it outside tests.
+Test hook, honoured only when set: ``RENSEI_TEST_CRASH_AFTER_CREATE`` names a file holding
+a number N. While N > 0, a provision job that has its sandbox handle (created or adopted)
+decrements N and SIGKILLs its own worker process before saving the handle: a crash at the
+worst moment (N = 1), or a poison task (N large). No file, or N = 0: no effect. Never set
+it outside tests.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import random
@@ -96,6 +97,7 @@ def provision(session_id: int, *, retry: int = 0, can_retry: bool = True) -> flo
         reason += f": {session.last_error}" if session.last_error else " (the job kept stopping)."
         if transition(session, S.FAILED, expected=[S.PROVISIONING], note=reason, last_error=reason):
             audit(session, "session.failed", reason=reason)
+            discard_sandboxes(session)
             _free_slot(session)
         return None
 
@@ -110,7 +112,7 @@ def provision(session_id: int, *, retry: int = 0, can_retry: bool = True) -> flo
                 provider.exec_command(handle, RUNNER_IF_ABSENT, session_env(session), 60)
         else:
             handle = provider.provision(pool.config, _spec(session))
-            _test_crash_hook()
+        _test_crash_hook()
     except ProviderError as exc:
         return _provision_failed(session, exc, retry=retry, can_retry=can_retry)
 
@@ -133,6 +135,21 @@ def provision(session_id: int, *, retry: int = 0, can_retry: bool = True) -> flo
             log.warning("could not kill unused sandbox %s: %s", handle.sandbox_id, exc)
         audit(session, "session.sandbox_discarded", sandbox=handle.sandbox_id, state=session.state)
     return None
+
+
+def discard_sandboxes(session: Session) -> int:
+    """Best effort: kill every sandbox made for a session that will not use it (a crashed
+    attempt may have made one). What this misses, the reconciler kills as an orphan."""
+    if session.pool is None:
+        return 0
+    killed = 0
+    try:
+        provider = for_pool(session.pool)
+        for info in provider.list_sandboxes({"rensei_session": str(session.pk)}):
+            killed += int(provider.terminate(info.sandbox_id))
+    except ProviderError as exc:
+        log.warning("session %s: could not clean up its sandboxes: %s", session.pk, exc)
+    return killed
 
 
 def _spec(session: Session) -> SandboxSpec:
@@ -222,14 +239,20 @@ def _provision_failed(
 
 
 def _test_crash_hook() -> None:
-    marker = os.environ.get("RENSEI_TEST_CRASH_AFTER_CREATE")
-    if not marker:
+    path = os.environ.get("RENSEI_TEST_CRASH_AFTER_CREATE")
+    if not path:
         return
-    if marker != "always":
-        try:
-            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            return
+    try:
+        with open(path, "r+") as counter:
+            fcntl.flock(counter, fcntl.LOCK_EX)  # two worker children may race for it
+            left = int(counter.read().strip() or 0)
+            if left <= 0:
+                return
+            counter.seek(0)
+            counter.truncate()
+            counter.write(str(left - 1))
+    except (OSError, ValueError):
+        return
     log.warning("RENSEI_TEST_CRASH_AFTER_CREATE: killing worker process %s", os.getpid())
     os.kill(os.getpid(), signal.SIGKILL)
 
