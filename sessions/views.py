@@ -1,20 +1,392 @@
-"""Dashboard and session pages."""
+"""Dashboard and session pages: list, detail (timeline, actions, exec console), new session.
+
+Every view starts with the access helper: ``sessions.view`` to look, ``sessions.manage`` to
+act. State changes go through ``sessions.services`` (which audits and enqueues the jobs);
+these views only read, validate and render.
+"""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
-from rensei.access import org_view
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
+
+from billing.dashboard import cost_summary, session_cost
+from pools.models import CapacityPool
+from rensei.access import get_for_org, membership_of, org_of, org_view
+from rensei.models import Channel, Credential
+from sessions import services
+from sessions.forms import SINCE_HOURS, SORTS, ExecForm, NewSessionForm, SessionFilterForm
+from sessions.models import (
+    TERMINAL_STATES,
+    CommandRun,
+    CommandRunState,
+    RunningInterval,
+    Session,
+    SessionState,
+    SessionTransition,
+)
+from sessions.state import TRANSITIONAL_STATES
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+PAGE_SIZE = 25
+RECENT = 8
+PAST_RUNS = 20
+# What a page shows of a run's stdout/stderr; the job already caps what it stores.
+DISPLAY_CAP = 64 * 1024
+# The status area polls while a job is moving the session (queued waits for a slot).
+POLL_STATES = TRANSITIONAL_STATES | {SessionState.QUEUED}
+ACTIONS = {
+    "pause": (services.request_pause, "Pausing", "paused"),
+    "resume": (services.request_resume, "Resuming", "resumed"),
+    "terminate": (services.request_terminate, "Terminating", "terminated"),
+}
+# Engine field names → this page's form fields.
+NEW_FIELDS = {"issue_key": "issue_key", "issue_title": "issue_title", "pool": "pool"}
+
+
+def _sessions(request: HtmxHttpRequest) -> QuerySet[Session]:
+    return Session.objects.filter(org=org_of(request)).select_related("issue", "pool")
+
+
+def _can_manage(request: HtmxHttpRequest) -> bool:
+    return membership_of(request).can("sessions.manage")
+
+
+# --- dashboard -----------------------------------------------------------------------------
 
 
 @org_view()
-def dashboard(request: HttpRequest) -> HttpResponse:
-    return render(request, "sessions/dashboard.html")
+def dashboard(request: HtmxHttpRequest) -> HttpResponse:
+    org = org_of(request)
+    membership = membership_of(request)
+    recent = list(_sessions(request).order_by("-created_at", "-id")[:RECENT])
+    list_url = reverse("session_list")
+    counts = services.dashboard_counts(org)
+    cards = [
+        ("Running", counts["running"], f"{list_url}?state=running"),
+        ("Paused", counts["paused"], f"{list_url}?state=paused"),
+        (
+            "Provisioning / queued",
+            counts["starting"],
+            f"{list_url}?state=queued&state=provisioning",
+        ),
+        (
+            "Failed (last 24 h)",
+            counts["failed_24h"],
+            f"{list_url}?state=failed&state=lost&since=24h",
+        ),
+    ]
+    context: dict[str, Any] = {
+        "cards": cards,
+        "recent": recent,
+        "can_manage": membership.can("sessions.manage"),
+        "can_view_sessions": membership.can("sessions.view"),
+    }
+    if not recent:
+        context["setup"] = {
+            "credential": Credential.objects.filter(org=org).exists(),
+            "pool": CapacityPool.objects.filter(org=org).exists(),
+            "can_integrations": membership.can("integrations.manage"),
+            "can_capacity": membership.can("capacity.manage"),
+        }
+    if membership.can("billing.view"):
+        context["cost"] = cost_summary(org)
+    return render(request, "sessions/dashboard.html", context)
+
+
+# --- list ----------------------------------------------------------------------------------
 
 
 @org_view("sessions.view")
-def session_list(request: HttpRequest) -> HttpResponse:
-    return render(
-        request, "rensei/coming_soon.html", {"title": "Sessions", "coming_with": "sessions"}
+def session_list(request: HtmxHttpRequest) -> HttpResponse:
+    org = org_of(request)
+    form = SessionFilterForm(request.GET, org=org)
+    sessions = _sessions(request)
+    if states := form.valid("state"):
+        sessions = sessions.filter(state__in=states)
+    if pool := form.valid("pool"):
+        sessions = sessions.filter(pool=pool)
+    if issue := form.valid("issue"):
+        sessions = sessions.filter(issue__key__icontains=issue.strip())
+    if since := form.valid("since"):
+        sessions = sessions.filter(
+            state_changed_at__gte=timezone.now() - timedelta(hours=SINCE_HOURS[since])
+        )
+    sort = form.valid("sort") or "-created"
+    page = Paginator(sessions.order_by(*SORTS[sort]), PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "form": form,
+        "page": page,
+        "sort": sort,
+        "filtered": any(form.valid(name) for name in ("state", "pool", "issue", "since")),
+        "can_manage": _can_manage(request),
+        "any_sessions": page.paginator.count > 0 or Session.objects.filter(org=org).exists(),
+    }
+    template = "sessions/list.html#table" if request.htmx else "sessions/list.html"
+    return render(request, template, context)
+
+
+@org_view("sessions.manage")
+@require_POST
+def bulk_terminate(request: HtmxHttpRequest) -> HttpResponse:
+    """Terminate the ticked sessions, after a confirmation page that says how many."""
+    ids = [int(v) for v in request.POST.getlist("ids") if v.isascii() and v.isdigit()][:500]
+    sessions = list(_sessions(request).filter(pk__in=ids).order_by("-created_at", "-id"))
+    back = reverse("session_list")
+    if not sessions:
+        messages.info(request, "Tick the sessions to terminate first.")
+        return redirect(back)
+    if request.POST.get("confirm") != "yes":
+        return render(request, "sessions/bulk_terminate.html", {"sessions": sessions})
+    done = 0
+    for session in sessions:
+        if services.request_terminate(session, request.user, Channel.WEB):
+            done += 1
+    skipped = len(sessions) - done
+    text = f"Terminating {done} session{'s' if done != 1 else ''}."
+    if skipped:
+        text += f" {skipped} could not be terminated (already ending or ended)."
+    (messages.success if done else messages.warning)(request, text)
+    return redirect(back)
+
+
+# --- detail --------------------------------------------------------------------------------
+
+
+@dataclass
+class TimelineEntry:
+    transition: SessionTransition
+    seconds: float | None  # how long the session stayed in ``to_state``
+    ongoing: bool
+
+
+def _timeline(session: Session, now: datetime) -> list[TimelineEntry]:
+    rows = list(session.transitions.all())
+    out = []
+    for i, row in enumerate(rows):
+        if i + 1 < len(rows):
+            end, ongoing = rows[i + 1].at, False
+        elif row.to_state in TERMINAL_STATES:
+            end, ongoing = None, False
+        else:
+            end, ongoing = now, True
+        seconds = (end - row.at).total_seconds() if end is not None else None
+        out.append(TimelineEntry(row, seconds, ongoing))
+    return out
+
+
+def _time_split(
+    session: Session, intervals: list[RunningInterval], now: datetime
+) -> dict[str, Any]:
+    """Running seconds (billed) and paused seconds: the rest of the time since the sandbox
+    first ran, up to now (or the end, for a session that has ended)."""
+    if not intervals:
+        return {"running": 0.0, "paused": 0.0}
+    running = sum(((iv.ended_at or now) - iv.started_at).total_seconds() for iv in intervals)
+    end = now
+    if session.state in TERMINAL_STATES:
+        end = session.ended_at or session.state_changed_at
+        end = max([end, *(iv.ended_at for iv in intervals if iv.ended_at is not None)])
+    span = (end - intervals[0].started_at).total_seconds()
+    return {"running": running, "paused": max(0.0, span - running)}
+
+
+def _status_context(request: HtmxHttpRequest, session: Session, **extra: Any) -> dict[str, Any]:
+    now = timezone.now()
+    can_manage = _can_manage(request)
+    intervals = list(session.intervals.all())
+    return {
+        "session": session,
+        "timeline": _timeline(session, now),
+        "times": _time_split(session, intervals, now),
+        "intervals": intervals,
+        "routing": session.routing if isinstance(session.routing, dict) else {},
+        "env_names": sorted(session.env or {}),
+        "actions": services.allowed_actions(session) if can_manage else set(),
+        "polling": session.state in POLL_STATES,
+        **extra,
+    }
+
+
+def _exec_context(request: HtmxHttpRequest, session: Session, **extra: Any) -> dict[str, Any]:
+    runs = list(session.command_runs.select_related("created_by")[:PAST_RUNS])
+    return {
+        "session": session,
+        "exec_allowed": "exec" in services.allowed_actions(session),
+        "exec_form": extra.pop("exec_form", None) or ExecForm(),
+        "runs": runs,
+        **extra,
+    }
+
+
+def _detail_context(request: HtmxHttpRequest, session: Session) -> dict[str, Any]:
+    membership = membership_of(request)
+    context = _status_context(request, session)
+    context["can_manage"] = membership.can("sessions.manage")
+    if context["can_manage"]:
+        context.update(_exec_context(request, session))
+    if membership.can("billing.view"):
+        context["session_cost"] = session_cost(session)
+    return context
+
+
+@org_view("sessions.view")
+def session_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    session = get_for_org(request, Session.objects.select_related("issue", "pool"), pk=pk)
+    return render(request, "sessions/detail.html", _detail_context(request, session))
+
+
+@org_view("sessions.view")
+def session_status(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The polled status area; 286 (stop polling) once the state is stable."""
+    session = get_for_org(request, Session.objects.select_related("issue", "pool"), pk=pk)
+    response = render(request, "sessions/detail.html#status", _status_context(request, session))
+    if session.state not in POLL_STATES:
+        response.status_code = 286
+    return response
+
+
+@org_view("sessions.manage")
+@require_POST
+def session_action(request: HtmxHttpRequest, pk: int, action: str) -> HttpResponse:
+    session = get_for_org(request, Session.objects.select_related("issue", "pool"), pk=pk)
+    request_action, doing, done = ACTIONS[action]
+    if action not in services.allowed_actions(session):
+        ok, text = (
+            False,
+            f"This session cannot be {done} now: it is {session.get_state_display().lower()}.",
+        )
+    elif request_action(session, request.user, Channel.WEB):
+        ok, text = True, f"{doing} session {session.pk}…"
+    else:
+        ok, text = False, "Another request changed this session first; nothing was done."
+    if request.htmx:
+        session.refresh_from_db()
+        notice = {"ok": ok, "text": text}
+        return render(
+            request, "sessions/detail.html#status", _status_context(request, session, notice=notice)
+        )
+    (messages.success if ok else messages.error)(request, text)
+    return redirect("session_detail", pk=session.pk)
+
+
+# --- exec console --------------------------------------------------------------------------
+
+
+@org_view("sessions.manage")
+@require_POST
+def session_exec(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    session = get_for_org(request, Session.objects.select_related("issue", "pool"), pk=pk)
+    form = ExecForm(request.POST)
+    run = None
+    if form.is_valid():
+        try:
+            run = services.run_command(
+                session,
+                command=form.cleaned_data["command"],
+                env=form.cleaned_data["env"],
+                timeout=form.cleaned_data["timeout"],
+                actor=request.user,
+                channel=Channel.WEB,
+            )
+        except services.SessionRequestError as exc:
+            field = exc.field if exc.field in form.fields else None
+            form.add_error(field, exc.message)
+    if run is not None:
+        if not request.htmx:
+            return redirect("session_exec_run", pk=session.pk, run_id=run.pk)
+        form = ExecForm(initial={"timeout": run.timeout_seconds})
+    if run is None and not request.htmx:
+        # A plain form post with errors: the whole page again, with the errors beside the form.
+        context = _detail_context(request, session)
+        context.update(_exec_context(request, session, exec_form=form))
+        return render(request, "sessions/detail.html", context, status=400)
+    context = _exec_context(request, session, exec_form=form)
+    if run is not None:
+        context.update(_run_context(run))
+    return render(request, "sessions/detail.html#exec_console", context)
+
+
+def _run_context(run: CommandRun) -> dict[str, Any]:
+    def shown(text: str) -> tuple[str, bool]:
+        return (text[:DISPLAY_CAP], len(text) > DISPLAY_CAP)
+
+    stdout, stdout_cut = shown(run.stdout)
+    stderr, stderr_cut = shown(run.stderr)
+    return {
+        "run": run,
+        "run_finished": run.state in (CommandRunState.DONE, CommandRunState.ERROR),
+        "stdout": stdout,
+        "stderr": stderr,
+        "stdout_capped": run.stdout_truncated or stdout_cut,
+        "stderr_capped": run.stderr_truncated or stderr_cut,
+        "display_cap_kb": DISPLAY_CAP // 1024,
+    }
+
+
+@org_view("sessions.manage")
+def session_exec_run(request: HtmxHttpRequest, pk: int, run_id: int) -> HttpResponse:
+    """One run's output: the polled panel (286 once finished) or a page of its own."""
+    session = get_for_org(request, Session.objects.select_related("issue", "pool"), pk=pk)
+    run = get_object_or_404(
+        CommandRun.objects.select_related("created_by"), session=session, pk=run_id
     )
+    context = {"session": session, **_run_context(run)}
+    if request.htmx:
+        response = render(request, "sessions/exec_run.html#run_output", context)
+        if context["run_finished"]:
+            response.status_code = 286
+        return response
+    return render(request, "sessions/exec_run.html", context)
+
+
+# --- new session ---------------------------------------------------------------------------
+
+
+@org_view("sessions.manage")
+def session_new(request: HtmxHttpRequest) -> HttpResponse:
+    org = org_of(request)
+    form = NewSessionForm(request.POST or None, org=org)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        pool = data["pool"]
+        try:
+            session = services.create_session(
+                org,
+                issue_key=data["issue_key"] or None,
+                issue_title=data["issue_title"],
+                runtime_kinds=[*data["runtime_kinds"], *data["toolchains"]],
+                requirement_kinds=list(data["requirement_kinds"]),
+                pool_name=pool.name if pool is not None else None,
+                actor=request.user,
+                channel=Channel.WEB,
+            )
+        except services.SessionRequestError as exc:
+            field = NEW_FIELDS.get(exc.field or "")
+            if field is None and exc.field == "runtime_kinds":
+                field = "toolchains"
+            form.add_error(field if field in form.fields else None, exc.message)
+        else:
+            messages.success(
+                request, f"Session {session.pk} created: {session.get_state_display()}."
+            )
+            url = reverse("session_detail", args=[session.pk])
+            return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "sessions/new.html", {"form": form}, status=status)

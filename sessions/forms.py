@@ -1,0 +1,170 @@
+"""Forms for the session pages: list filters, New session, the exec console."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.db.models import QuerySet
+
+from pools.models import CapacityPool
+from rensei.models import Organization
+from sessions.api_input import ENV_NAME_RE, MAX_COMMAND, MAX_ENV_VARS, MAX_TIMEOUT
+from sessions.models import SessionState
+
+# E2B's substrate defaults: the choices when no provider module declares its own yet.
+E2B_RUNTIME_KINDS = ("npm", "python-pip", "http", "mcp-server", "a2a-protocol")
+E2B_REQUIREMENT_KINDS = ("long-running", "network-egress", "git", "full-history-clone")
+
+SORTS = {
+    "-created": ("-created_at", "-id"),
+    "created": ("created_at", "id"),
+    "state": ("state", "-created_at", "-id"),
+    "-state": ("-state", "-created_at", "-id"),
+    "issue": ("issue__key", "-created_at", "-id"),
+    "-issue": ("-issue__key", "-created_at", "-id"),
+}
+SINCE_HOURS = {"24h": 24, "7d": 24 * 7}
+
+
+def kind_lists() -> tuple[list[str], list[str]]:
+    """(runtime kinds, requirement kinds) every registered provider declares."""
+    runtime: list[str] = []
+    requirement: list[str] = []
+    try:
+        from pools.kinds import default_kinds
+        from pools.providers import PROVIDERS
+
+        for provider in PROVIDERS:
+            r, q = default_kinds(provider)
+            runtime += [k for k in r if k not in runtime]
+            requirement += [k for k in q if k not in requirement]
+    except ImportError:
+        pass
+    return runtime or list(E2B_RUNTIME_KINDS), requirement or list(E2B_REQUIREMENT_KINDS)
+
+
+def _org_pools(org: Organization) -> QuerySet[CapacityPool]:
+    return CapacityPool.objects.filter(org=org).order_by("order", "name")
+
+
+class SessionFilterForm(forms.Form):
+    """The list's GET filters. Invalid values are reported and ignored, never a 500."""
+
+    state = forms.MultipleChoiceField(choices=SessionState.choices, required=False)
+    pool = forms.ModelChoiceField(
+        queryset=CapacityPool.objects.none(), required=False, empty_label="Any pool"
+    )
+    issue = forms.CharField(max_length=64, required=False, label="Issue key")
+    since = forms.ChoiceField(
+        choices=[("", "Any time"), ("24h", "Last 24 hours"), ("7d", "Last 7 days")],
+        required=False,
+        label="Changed",
+    )
+    sort = forms.ChoiceField(choices=[(k, k) for k in SORTS], required=False)
+
+    def __init__(self, *args: Any, org: Organization, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["pool"].queryset = _org_pools(org)  # type: ignore[attr-defined]
+
+    def valid(self, name: str) -> Any:
+        """The cleaned value of one field, or None when it was invalid or empty."""
+        self.is_valid()
+        return self.cleaned_data.get(name) or None
+
+
+class NewSessionForm(forms.Form):
+    issue_key = forms.CharField(
+        max_length=64,
+        required=False,
+        label="Issue key",
+        help_text="e.g. ENG-142. Leave empty for an unattributed session.",
+    )
+    issue_title = forms.CharField(max_length=300, required=False, label="Issue title")
+    runtime_kinds = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple, label="Runtime kinds"
+    )
+    requirement_kinds = forms.MultipleChoiceField(
+        required=False, widget=forms.CheckboxSelectMultiple, label="Requirement kinds"
+    )
+    toolchains = forms.CharField(
+        max_length=400,
+        required=False,
+        label="Toolchains",
+        help_text="Comma separated, e.g. toolchain:go, toolchain:node (a pool must "
+        "provide them through its runtime provides override).",
+    )
+    pool = forms.ModelChoiceField(
+        queryset=CapacityPool.objects.none(),
+        required=False,
+        empty_label="Route automatically (first pool that fits)",
+        help_text="Pick a pool to try it by hand.",
+    )
+
+    def __init__(self, *args: Any, org: Organization, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        runtime, requirement = kind_lists()
+        self.fields["runtime_kinds"].choices = [(k, k) for k in runtime]  # type: ignore[attr-defined]
+        self.fields["requirement_kinds"].choices = [(k, k) for k in requirement]  # type: ignore[attr-defined]
+        self.fields["pool"].queryset = _org_pools(org).filter(enabled=True)  # type: ignore[attr-defined]
+
+    def clean_toolchains(self) -> list[str]:
+        from pools.kinds import TOOLCHAIN_RE
+
+        out: list[str] = []
+        for item in self.cleaned_data["toolchains"].replace(",", " ").split():
+            kind = item.lower() if item.lower().startswith("toolchain:") else f"toolchain:{item}"
+            kind = kind.lower()
+            if not TOOLCHAIN_RE.fullmatch(kind):
+                raise forms.ValidationError(
+                    f"“{item[:60]}” is not a toolchain kind: use toolchain:<name>, "
+                    "e.g. toolchain:go."
+                )
+            if kind not in out:
+                out.append(kind)
+        return out
+
+
+class ExecForm(forms.Form):
+    command = forms.CharField(
+        max_length=MAX_COMMAND,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false", "class": "font-monospace"}),
+        help_text="Runs through /bin/bash: pipes, && and nohup work.",
+    )
+    env = forms.CharField(
+        required=False,
+        label="Environment",
+        widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false", "class": "font-monospace"}),
+        help_text="One NAME=value per line, for this command only. Values are not stored.",
+    )
+    timeout = forms.IntegerField(
+        min_value=1,
+        max_value=MAX_TIMEOUT,
+        initial=600,
+        label="Timeout (seconds)",
+        help_text="Default 600 s (10 minutes).",
+    )
+
+    def clean_command(self) -> str:
+        command: str = self.cleaned_data["command"]
+        if not command.strip():
+            raise forms.ValidationError("Enter a command.")
+        return command
+
+    def clean_env(self) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for number, line in enumerate(self.cleaned_data["env"].splitlines(), start=1):
+            if not line.strip():
+                continue
+            name, sep, value = line.partition("=")
+            name = name.strip()
+            if not sep or not ENV_NAME_RE.fullmatch(name):
+                raise forms.ValidationError(
+                    f"Line {number}: expected NAME=value, where NAME is letters, digits and _ "
+                    "and does not start with a digit."
+                )
+            env[name] = value
+        if len(env) > MAX_ENV_VARS:
+            raise forms.ValidationError(f"At most {MAX_ENV_VARS} variables.")
+        return env

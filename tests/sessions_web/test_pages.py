@@ -1,0 +1,482 @@
+"""The session pages as people see them: dashboard, list, detail, exec console, new session."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from pools.models import CapacityPool
+from rensei.models import AuditEvent, Channel, Credential
+from sessions.models import (
+    CommandRun,
+    CommandRunState,
+    RunningInterval,
+    Session,
+    SessionState,
+)
+from tests.sessions_web.conftest import T0, standard_timeline
+
+pytestmark = pytest.mark.django_db
+
+
+def text(resp) -> str:  # type: ignore[no-untyped-def]
+    """The response's visible text, whitespace collapsed."""
+    html = resp.content.decode()
+    html = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+# --- dashboard -----------------------------------------------------------------------------
+
+
+def test_dashboard_empty_state_gives_next_steps(client_as, alice) -> None:  # type: ignore[no-untyped-def]
+    resp = client_as(alice).get("/")
+    assert resp.status_code == 200
+    page = text(resp)
+    assert "No sessions yet" in page
+    html = resp.content.decode()
+    assert 'href="/settings/integrations/"' in html
+    assert 'href="/settings/execution/capacity/"' in html
+    assert 'href="/sessions/new/"' in html
+
+
+def test_dashboard_empty_state_for_a_member_says_ask_an_admin(client_as, bob) -> None:  # type: ignore[no-untyped-def]
+    page = text(client_as(bob).get("/"))
+    assert "Settings → Integrations (ask an admin)" in page
+    assert 'href="/sessions/new/"' not in client_as(bob).get("/").content.decode()
+
+
+def test_dashboard_marks_done_steps(client_as, alice, org_a, pool_a) -> None:  # type: ignore[no-untyped-def]
+    Credential.objects.create(org=org_a, provider="e2b", secret_encrypted="x", last_four="abcd")
+    page = text(client_as(alice).get("/"))
+    assert "✓ Enter your E2B API key" in page
+    assert "✓ Add a capacity pool" in page
+
+
+def test_dashboard_counts_link_to_the_filtered_list(  # type: ignore[no-untyped-def]
+    client_as, alice, session_factory, org_b
+) -> None:
+    for _ in range(3):
+        session_factory(SessionState.RUNNING)
+    session_factory(SessionState.PAUSED)
+    session_factory(SessionState.QUEUED)
+    session_factory(SessionState.PROVISIONING)
+    session_factory(SessionState.FAILED)
+    old = session_factory(SessionState.FAILED)
+    Session.objects.filter(pk=old.pk).update(state_changed_at=timezone.now() - timedelta(days=2))
+    session_factory(SessionState.RUNNING, org=org_b)
+    resp = client_as(alice).get("/")
+    html = resp.content.decode()
+    cards = dict(
+        re.findall(r'<div class="small text-muted">([^<]+)</div>\s*<div class="value">(\d+)', html)
+    )
+    assert cards == {
+        "Running": "3",
+        "Paused": "1",
+        "Provisioning / queued": "2",
+        "Failed (last 24 h)": "1",
+    }
+    assert 'href="/sessions/?state=running"' in html
+    assert 'href="/sessions/?state=queued&amp;state=provisioning"' in html
+    assert "Recent sessions" in text(resp)
+    # The linked list shows what the card counted.
+    c = client_as(alice)
+    starting = text(c.get("/sessions/?state=queued&state=provisioning"))
+    assert starting.count("Queued") >= 1 and "Provisioning" in starting
+    failed = c.get("/sessions/?state=failed&state=lost&since=24h")
+    assert len(re.findall(r'href="/sessions/\d+/"', failed.content.decode())) == 1
+
+
+# --- list ----------------------------------------------------------------------------------
+
+
+def rows(resp) -> list[int]:  # type: ignore[no-untyped-def]
+    return [int(n) for n in re.findall(r'<a href="/sessions/(\d+)/">#', resp.content.decode())]
+
+
+def test_list_filters(client_as, alice, session_factory, pool_a, org_a) -> None:  # type: ignore[no-untyped-def]
+    other_pool = CapacityPool.objects.create(org=org_a, name="e2b-spare", provider="e2b")
+    a = session_factory(SessionState.RUNNING, issue="ENG-1", pool=pool_a)
+    b = session_factory(SessionState.PAUSED, issue="ENG-2", pool=pool_a)
+    c = session_factory(SessionState.TERMINATED, issue="OPS-9", pool=other_pool)
+    d = session_factory(SessionState.QUEUED, issue=None)
+    client = client_as(alice)
+    assert rows(client.get("/sessions/")) == [d.pk, c.pk, b.pk, a.pk]
+    assert rows(client.get("/sessions/?state=paused")) == [b.pk]
+    assert rows(client.get("/sessions/?state=paused&state=running")) == [b.pk, a.pk]
+    assert rows(client.get(f"/sessions/?pool={other_pool.pk}")) == [c.pk]
+    assert rows(client.get("/sessions/?issue=eng")) == [b.pk, a.pk]
+    assert rows(client.get("/sessions/?sort=issue")) == [a.pk, b.pk, c.pk, d.pk] or rows(
+        client.get("/sessions/?sort=issue")
+    ) == [d.pk, a.pk, b.pk, c.pk]
+    assert rows(client.get("/sessions/?sort=created")) == [a.pk, b.pk, c.pk, d.pk]
+    page = text(client.get("/sessions/"))
+    assert "Unattributed" in page and "ENG-1" in page and "UTC" in page
+    empty = client.get("/sessions/?issue=NOPE")
+    assert "No sessions match these filters" in text(empty)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "state=sleeping",
+        "pool=999999",
+        "pool=abc",
+        "since=forever",
+        "sort=password",
+        "page=-3",
+        "page=zzz",
+        "issue=" + "x" * 200,
+        "issue=%00",
+    ],
+)
+def test_list_bad_filters_are_a_message_not_a_500(  # type: ignore[no-untyped-def]
+    client_as, alice, session_factory, query
+) -> None:
+    s = session_factory()
+    resp = client_as(alice).get(f"/sessions/?{query}")
+    assert resp.status_code == 200
+    if not query.startswith("page="):
+        assert "Some filters were not understood" in text(resp)
+    assert rows(resp) == [s.pk]
+
+
+def test_list_paginates_by_25(client_as, alice, session_factory) -> None:  # type: ignore[no-untyped-def]
+    made = [session_factory() for _ in range(30)]
+    c = client_as(alice)
+    first = c.get("/sessions/")
+    assert len(rows(first)) == 25 and "Page 1 of 2 (30 sessions)" in text(first)
+    second = c.get("/sessions/?page=2")
+    assert rows(second) == [s.pk for s in reversed(made[:5])]
+
+
+def test_list_empty_state(client_as, alice) -> None:  # type: ignore[no-untyped-def]
+    resp = client_as(alice).get("/sessions/")
+    assert "No sessions yet" in text(resp)
+    assert 'href="/sessions/new/"' in resp.content.decode()
+
+
+def test_list_polls_the_table_partial_while_visible(client_as, alice, session_factory) -> None:  # type: ignore[no-untyped-def]
+    s = session_factory()
+    c = client_as(alice)
+    html = c.get("/sessions/?state=running").content.decode()
+    assert (
+        'hx-get="/sessions/?state=running" '
+        "hx-trigger=\"every 3s [document.visibilityState === 'visible']\"" in html
+    )
+    partial = c.htmx("get", "/sessions/?state=running")
+    body = partial.content.decode()
+    assert partial.status_code == 200
+    assert "<html" not in body and 'id="session-table"' in body
+    assert rows(partial) == [s.pk]
+
+
+def test_bulk_terminate_confirms_with_a_count(client_as, alice, session_factory, org_b) -> None:  # type: ignore[no-untyped-def]
+    live = [session_factory() for _ in range(3)]
+    ended = session_factory(SessionState.TERMINATED)
+    foreign = session_factory(org=org_b)
+    c = client_as(alice)
+    ids = [s.pk for s in live] + [foreign.pk]
+    confirm = c.post("/sessions/bulk-terminate/", {"ids": ids})
+    assert confirm.status_code == 200
+    assert "Terminate 3 sessions?" in text(confirm)  # another org's id is not counted
+    assert Session.objects.filter(state=SessionState.TERMINATING).count() == 0
+    done = c.post(
+        "/sessions/bulk-terminate/", {"ids": [*ids, ended.pk], "confirm": "yes"}, follow=True
+    )
+    assert "Terminating 3 sessions. 1 could not be terminated" in text(done)
+    assert set(Session.objects.filter(state=SessionState.TERMINATING)) == set(live)
+    foreign.refresh_from_db()
+    assert foreign.state == SessionState.RUNNING
+    assert AuditEvent.objects.filter(action="session.terminate_requested").count() == 3
+    assert {e.channel for e in AuditEvent.objects.all()} >= {Channel.WEB}
+
+
+def test_bulk_terminate_with_nothing_ticked(client_as, alice) -> None:  # type: ignore[no-untyped-def]
+    resp = client_as(alice).post("/sessions/bulk-terminate/", {}, follow=True)
+    assert "Tick the sessions to terminate first." in text(resp)
+
+
+def test_list_shows_checkboxes_to_admins_only(client_as, alice, bob, session_factory) -> None:  # type: ignore[no-untyped-def]
+    session_factory()
+    assert 'name="ids"' in client_as(alice).get("/sessions/").content.decode()
+    assert 'name="ids"' not in client_as(bob).get("/sessions/").content.decode()
+
+
+# --- detail --------------------------------------------------------------------------------
+
+
+def test_detail_shows_timeline_sandbox_routing_and_times(  # type: ignore[no-untyped-def]
+    client_as, alice, session_factory, pool_a
+) -> None:
+    s = session_factory(
+        SessionState.PAUSED,
+        pool=pool_a,
+        transitions=standard_timeline(),
+        last_error="E2B answered 429 once; retried.",
+        routing={
+            "chosen": "e2b-main",
+            "skipped": [{"pool": "gpu-pool", "reason": "missing toolchain:go"}],
+        },
+        env={"GITHUB_TOKEN": "gAAAA-encrypted"},
+    )
+    RunningInterval.objects.create(
+        session=s,
+        started_at=T0 + timedelta(seconds=4),
+        ended_at=T0 + timedelta(minutes=3, seconds=4),
+    )
+    resp = client_as(alice).get(f"/sessions/{s.pk}/")
+    assert resp.status_code == 200
+    page = text(resp)
+    assert "2026-03-02 09:00:00 UTC" in page
+    assert "queued → provisioning 2026-03-02 09:00:01 UTC 3 s" in page
+    assert "provisioning → running 2026-03-02 09:00:04 UTC 3 min 00 s" in page
+    assert "pausing → paused 2026-03-02 09:03:05 UTC" in page and "so far" in page
+    assert s.sandbox_id in page and "donmai-worker" in page
+    assert "vCPU 2" in page and "Memory 1 GiB" in page
+    assert "Running (billed) 3 min 00 s" in page
+    assert "Chosen pool: e2b-main" in page
+    assert "gpu-pool missing toolchain:go" in page
+    assert "Last error: E2B answered 429 once; retried." in page
+    assert "GITHUB_TOKEN" in page and "gAAAA-encrypted" not in resp.content.decode()
+    # Paused now: Resume and Terminate, each with a confirmation; no Pause.
+    html = resp.content.decode()
+    assert f'hx-post="/sessions/{s.pk}/resume/"' in html
+    assert f'hx-post="/sessions/{s.pk}/terminate/"' in html
+    assert f'hx-post="/sessions/{s.pk}/pause/"' not in html
+    assert 'hx-confirm="Terminate session' in html
+
+
+def test_detail_paused_time_comes_from_the_gaps(client_as, alice, session_factory) -> None:  # type: ignore[no-untyped-def]
+    s = session_factory(SessionState.TERMINATED)
+    Session.objects.filter(pk=s.pk).update(ended_at=T0 + timedelta(hours=2))
+    RunningInterval.objects.create(session=s, started_at=T0, ended_at=T0 + timedelta(minutes=10))
+    RunningInterval.objects.create(
+        session=s,
+        started_at=T0 + timedelta(hours=1),
+        ended_at=T0 + timedelta(hours=1, minutes=5),
+    )
+    page = text(client_as(alice).get(f"/sessions/{s.pk}/"))
+    assert "Running (billed) 15 min 00 s" in page
+    assert "Paused (not billed) 1 h 45 min" in page
+
+
+def test_detail_for_members_and_finance_has_no_buttons_or_console(  # type: ignore[no-untyped-def]
+    client_as, bob, fiona, session_factory
+) -> None:
+    s = session_factory()
+    for person in (bob, fiona):
+        resp = client_as(person).get(f"/sessions/{s.pk}/")
+        assert resp.status_code == 200
+        html = resp.content.decode()
+        assert "/pause/" not in html and "/terminate/" not in html
+        assert "Exec console" not in html
+
+
+def test_status_partial_polls_while_transitional_and_stops_with_286(  # type: ignore[no-untyped-def]
+    client_as, alice, session_factory
+) -> None:
+    s = session_factory(SessionState.PROVISIONING)
+    c = client_as(alice)
+    page = c.get(f"/sessions/{s.pk}/").content.decode()
+    assert f'hx-get="/sessions/{s.pk}/status/"' in page
+    polling = c.htmx("get", f"/sessions/{s.pk}/status/")
+    assert polling.status_code == 200 and "Provisioning" in text(polling)
+    assert "<html" not in polling.content.decode()
+    Session.objects.filter(pk=s.pk).update(state=SessionState.RUNNING, sandbox_id="sbx-live")
+    stable = c.htmx("get", f"/sessions/{s.pk}/status/")
+    assert stable.status_code == 286
+    assert "Running" in text(stable) and "sbx-live" in text(stable)
+    assert 'hx-trigger="every' not in stable.content.decode()
+    # A stable page does not poll at all.
+    assert f'hx-get="/sessions/{s.pk}/status/"' not in c.get(f"/sessions/{s.pk}/").content.decode()
+
+
+def test_pause_button_through_htmx(client_as, alice, session_factory) -> None:  # type: ignore[no-untyped-def]
+    s = session_factory()
+    resp = client_as(alice).htmx("post", f"/sessions/{s.pk}/pause/")
+    assert resp.status_code == 200
+    page = text(resp)
+    assert f"Pausing session {s.pk}…" in page and "Pausing" in page
+    assert f'hx-get="/sessions/{s.pk}/status/"' in resp.content.decode()  # polls now
+    s.refresh_from_db()
+    assert s.state == SessionState.PAUSING
+    event = AuditEvent.objects.get(action="session.pause_requested")
+    assert event.channel == Channel.WEB and event.actor == alice
+
+
+def test_action_not_allowed_says_why(client_as, alice, session_factory) -> None:  # type: ignore[no-untyped-def]
+    s = session_factory(SessionState.PAUSED)
+    resp = client_as(alice).htmx("post", f"/sessions/{s.pk}/pause/")
+    assert "This session cannot be paused now: it is paused." in text(resp)
+    plain = client_as(alice).post(f"/sessions/{s.pk}/resume/", follow=True)
+    assert f"Resuming session {s.pk}…" in text(plain)
+    s.refresh_from_db()
+    assert s.state == SessionState.RESUMING
+
+
+def test_actions_need_post_and_csrf(client_as, alice, session_factory) -> None:  # type: ignore[no-untyped-def]
+    s = session_factory()
+    c = client_as(alice)
+    assert c.get(f"/sessions/{s.pk}/terminate/").status_code == 405
+    assert c.post(f"/sessions/{s.pk}/terminate/", csrf=False).status_code == 403
+    s.refresh_from_db()
+    assert s.state == SessionState.RUNNING
+
+
+# --- exec console --------------------------------------------------------------------------
+
+
+def test_exec_console_shows_a_finished_run(client_as, alice, session_factory) -> None:  # type: ignore[no-untyped-def]
+    s = session_factory()
+    run = CommandRun.objects.create(
+        session=s,
+        command="which donmai",
+        state=CommandRunState.DONE,
+        exit_code=0,
+        stdout="/usr/local/bin/donmai\n",
+        stderr="",
+        stdout_truncated=True,
+        created_by=alice,
+        started_at=T0,
+        finished_at=T0 + timedelta(seconds=1),
+    )
+    c = client_as(alice)
+    detail = c.get(f"/sessions/{s.pk}/")
+    page = text(detail)
+    assert "Exec console" in page and "Past runs" in page and "which donmai" in page
+    html = detail.content.decode()
+    assert 'name="timeout"' in html and 'value="600"' in html
+    assert "10 minutes" in page
+    out = c.htmx("get", f"/sessions/{s.pk}/exec/{run.pk}/")
+    assert out.status_code == 286  # finished: the panel stops polling
+    body = out.content.decode()
+    assert '<pre class="output">/usr/local/bin/donmai\n</pre>' in body
+    assert "Exit code 0" in text(out)
+    assert "Output capped" in text(out) and "stdout" in text(out)
+    full = c.get(f"/sessions/{s.pk}/exec/{run.pk}/")
+    assert full.status_code == 200 and "Command run" in text(full)
+
+
+def test_exec_output_panel_polls_until_the_run_ends(client_as, alice, session_factory) -> None:  # type: ignore[no-untyped-def]
+    s = session_factory()
+    run = CommandRun.objects.create(session=s, command="sleep 5", state=CommandRunState.RUNNING)
+    c = client_as(alice)
+    resp = c.htmx("get", f"/sessions/{s.pk}/exec/{run.pk}/")
+    assert resp.status_code == 200
+    assert f'hx-get="/sessions/{s.pk}/exec/{run.pk}/"' in resp.content.decode()
+    assert "Running…" in text(resp)
+    CommandRun.objects.filter(pk=run.pk).update(
+        state=CommandRunState.DONE, exit_code=3, stderr="boom"
+    )
+    done = c.htmx("get", f"/sessions/{s.pk}/exec/{run.pk}/")
+    assert done.status_code == 286 and "Exit code 3" in text(done) and "boom" in text(done)
+
+
+def test_exec_console_runs_a_command(client_as, alice, session_factory) -> None:  # type: ignore[no-untyped-def]
+    s = session_factory()
+    resp = client_as(alice).htmx(
+        "post",
+        f"/sessions/{s.pk}/exec/",
+        {"command": "echo $GREETING", "env": "GREETING=hi there\n\nOTHER=x=y", "timeout": "30"},
+    )
+    assert resp.status_code == 200
+    run = CommandRun.objects.get()
+    assert run.command == "echo $GREETING" and run.timeout_seconds == 30
+    assert run.env_names == ["GREETING", "OTHER"]
+    html = resp.content.decode()
+    assert f'hx-get="/sessions/{s.pk}/exec/{run.pk}/"' in html  # the output panel polls
+    assert "hi there" not in html
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"command": "  ", "timeout": "600"}, "Enter a command."),
+        (
+            {"command": "id", "env": "no equals sign", "timeout": "600"},
+            "Line 1: expected NAME=value",
+        ),
+        ({"command": "id", "env": "1X=2", "timeout": "600"}, "Line 1: expected NAME=value"),
+        ({"command": "id", "timeout": "0"}, "greater than or equal to 1"),
+        ({"command": "id", "timeout": "ten"}, "Enter a whole number."),
+    ],
+)
+def test_exec_console_form_errors(client_as, alice, session_factory, data, message) -> None:  # type: ignore[no-untyped-def]
+    s = session_factory()
+    c = client_as(alice)
+    resp = c.htmx("post", f"/sessions/{s.pk}/exec/", data)
+    assert resp.status_code == 200 and message in text(resp)
+    plain = c.post(f"/sessions/{s.pk}/exec/", data)
+    assert plain.status_code == 400 and message in text(plain)
+    assert not CommandRun.objects.exists()
+
+
+def test_exec_console_on_a_paused_session(client_as, alice, session_factory) -> None:  # type: ignore[no-untyped-def]
+    s = session_factory(SessionState.PAUSED)
+    c = client_as(alice)
+    assert "Commands run only while the session is running." in text(c.get(f"/sessions/{s.pk}/"))
+    resp = c.htmx("post", f"/sessions/{s.pk}/exec/", {"command": "id", "timeout": "600"})
+    assert "Commands run only in a running session; this one is paused." in text(resp)
+    assert not CommandRun.objects.exists()
+
+
+# --- new session ---------------------------------------------------------------------------
+
+
+def test_new_session_form_lists_kinds_and_pools(client_as, alice, pool_a) -> None:  # type: ignore[no-untyped-def]
+    resp = client_as(alice).get("/sessions/new/")
+    assert resp.status_code == 200
+    html = resp.content.decode()
+    for kind in ("npm", "python-pip", "http", "mcp-server", "a2a-protocol"):
+        assert f'value="{kind}"' in html
+    for kind in ("long-running", "network-egress", "git", "full-history-clone"):
+        assert f'value="{kind}"' in html
+    assert ">e2b-main</option>" in html
+    assert "toolchain:go" in html
+    assert html.count("<label") >= 6
+
+
+def test_new_session_creates_and_redirects(client_as, alice, pool_a) -> None:  # type: ignore[no-untyped-def]
+    resp = client_as(alice).post(
+        "/sessions/new/",
+        {
+            "issue_key": "ENG-500",
+            "issue_title": "Try the pool",
+            "runtime_kinds": ["npm"],
+            "requirement_kinds": ["git"],
+            "pool": pool_a.pk,
+        },
+    )
+    session = Session.objects.get()
+    assert resp.status_code == 302 and resp["Location"] == f"/sessions/{session.pk}/"
+    assert session.issue is not None and session.issue.key == "ENG-500"
+    assert session.requested_pool == "e2b-main" and session.created_by == alice
+    assert AuditEvent.objects.get(action="session.created").channel == Channel.WEB
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"toolchains": "go, rust!"}, "is not a toolchain kind"),
+        ({"issue_key": "ENG 1"}, "without spaces"),
+        ({"runtime_kinds": ["cobol"]}, "Select a valid choice"),
+        ({"pool": "999999"}, "Select a valid choice"),
+    ],
+)
+def test_new_session_errors_keep_the_form(client_as, alice, pool_a, data, message) -> None:  # type: ignore[no-untyped-def]
+    resp = client_as(alice).post("/sessions/new/", data)
+    assert resp.status_code == 400
+    assert message in text(resp)
+    assert not Session.objects.exists()
+
+
+def test_new_session_toolchain_no_pool_provides_fails_plainly(client_as, alice, pool_a) -> None:  # type: ignore[no-untyped-def]
+    resp = client_as(alice).post("/sessions/new/", {"toolchains": "go"}, follow=True)
+    session = Session.objects.get()
+    assert session.runtime_kinds == ["toolchain:go"]
+    assert session.state == SessionState.FAILED
+    assert "toolchain:go" in text(resp)
