@@ -7,3 +7,17 @@ class RenseiConfig(AppConfig):
     name = "rensei"
     verbose_name = "Rensei core"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.conf import settings
+        from django.core import checks
+
+        from rensei import crypto
+        from rensei.checks import encryption_keys
+
+        crypto.remember_deployment_mode(debug=settings.DEBUG)
+        checks.register(encryption_keys)
+        if not settings.DEBUG:
+            # gunicorn and Celery run no system checks: a production process without a usable
+            # key ring stops here, before it serves a page or takes a job.
+            crypto.key_ring()

@@ -1,26 +1,51 @@
-"""Which provider credential a job uses: the org's own, else the server environment.
+"""Provider credentials: which one a job uses, and the only way to change them.
 
 Resolution order for E2B: the org's credential (Settings → Integrations), else the
 ``E2B_API_KEY`` environment variable, else ``MissingCredential`` with a message that says
 where to add one. The secret leaves this module only inside ``ResolvedCredential`` and is
 never logged.
+
+``set_credential`` / ``remove_credential`` are what the page, the Django admin and the demo
+seeder call: they validate, encrypt, and write the audit event (last four only).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from rensei.crypto import decrypt
+from rensei import audit
+from rensei.crypto import decrypt, encrypt
 from rensei.models import Credential, Organization
 
 ENV_FALLBACK = {"e2b": "E2B_API_KEY"}
 LABELS = {"e2b": "E2B"}
 
+MIN_SECRET_LENGTH = 8
+MAX_SECRET_LENGTH = 256
+_PRINTABLE = re.compile(r"[\x21-\x7e]+")
+
+Actor = AbstractBaseUser | AnonymousUser | None
+
+
+def acting_user(actor: Actor) -> User | None:
+    """The user to record in created_by/updated_by fields (None for anonymous, CLI, jobs)."""
+    return cast(User, actor) if actor is not None and actor.is_authenticated else None
+
 
 class MissingCredential(LookupError):
     pass
+
+
+class InvalidSecret(ValueError):
+    """The entered key is unusable. The message describes why and never repeats the key."""
 
 
 @dataclass(frozen=True)
@@ -35,9 +60,15 @@ class ResolvedCredential:
         return "E2B_API_KEY from the server environment"
 
 
+def provider_label(provider: str) -> str:
+    from pools.providers import PROVIDERS  # pools builds on rensei; import when used
+
+    return PROVIDERS[provider][0] if provider in PROVIDERS else LABELS.get(provider, provider)
+
+
 def environment_secret(provider: str = "e2b") -> str:
     name = ENV_FALLBACK.get(provider)
-    return str(getattr(settings, name, "") or "") if name else ""
+    return str(getattr(settings, name, "") or "").strip() if name else ""
 
 
 def resolve_credential(org: Organization, provider: str = "e2b") -> ResolvedCredential:
@@ -49,8 +80,161 @@ def resolve_credential(org: Organization, provider: str = "e2b") -> ResolvedCred
     secret = environment_secret(provider)
     if secret:
         return ResolvedCredential(secret=secret, source="environment", last_four=secret[-4:])
-    label = LABELS.get(provider, provider)
+    label = provider_label(provider)
     raise MissingCredential(
         f"No {label} credential: add one in Settings → Integrations "
         f"or set {ENV_FALLBACK.get(provider, 'the API key')} on the server."
+    )
+
+
+def validate_secret(raw: str, provider: str = "e2b") -> str:
+    """The key without surrounding whitespace, or ``InvalidSecret``."""
+    secret = (raw or "").strip()
+    label = provider_label(provider)
+    if not secret:
+        raise InvalidSecret(f"Enter the {label} API key.")
+    if any(ch.isspace() for ch in secret):
+        raise InvalidSecret("The key must not contain spaces or line breaks.")
+    if len(secret) > MAX_SECRET_LENGTH:
+        raise InvalidSecret(
+            f"That is too long for an {label} API key (at most {MAX_SECRET_LENGTH} characters)."
+        )
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise InvalidSecret(
+            f"That is too short for an {label} API key (at least {MIN_SECRET_LENGTH} characters)."
+        )
+    if not _PRINTABLE.fullmatch(secret):
+        raise InvalidSecret("The key may only contain printable ASCII characters.")
+    return secret
+
+
+def _known_provider(provider: str) -> str:
+    from pools.providers import PROVIDERS  # pools builds on rensei; import when used
+
+    if provider not in PROVIDERS:
+        raise LookupError(f"unknown provider {provider!r}")
+    return provider
+
+
+def _target(provider: str) -> str:
+    return f"{provider_label(provider)} credential"
+
+
+def set_credential(
+    org: Organization, provider: str, secret: str, actor: Actor, channel: str
+) -> Credential:
+    """Add the org's key for ``provider``, or replace the one it has."""
+    _known_provider(provider)
+    secret = validate_secret(secret, provider)
+    user = acting_user(actor)
+    values: dict[str, Any] = {
+        "secret_encrypted": encrypt(secret),
+        "last_four": secret[-4:],
+        "updated_by": user,
+    }
+    with transaction.atomic():
+        row = Credential.objects.select_for_update().filter(org=org, provider=provider).first()
+        created = False
+        if row is None:
+            try:
+                with transaction.atomic():
+                    row = Credential.objects.create(
+                        org=org, provider=provider, created_by=user, **values
+                    )
+                created = True
+            except IntegrityError:  # someone added one a moment ago: replace theirs
+                row = Credential.objects.select_for_update().get(org=org, provider=provider)
+        if not created:
+            for name, value in values.items():
+                setattr(row, name, value)
+            row.replaced_at = timezone.now()
+            row.save()
+        action = "credential.added" if created else "credential.replaced"
+        audit.record(
+            org=org,
+            action=action,
+            target=_target(provider),
+            actor=actor,
+            channel=channel,
+            detail={"provider": provider, "last_four": row.last_four},
+        )
+    return row
+
+
+def remove_credential(org: Organization, provider: str, actor: Actor, channel: str) -> bool:
+    """Delete the org's key for ``provider``; False when it had none."""
+    with transaction.atomic():
+        row = Credential.objects.filter(org=org, provider=provider).first()
+        if row is None:
+            return False
+        deleted, _ = Credential.objects.filter(pk=row.pk).delete()
+        if not deleted:
+            return False  # removed concurrently; that remover wrote the audit event
+        audit.record(
+            org=org,
+            action="credential.removed",
+            target=_target(provider),
+            actor=actor,
+            channel=channel,
+            detail={"provider": provider, "last_four": row.last_four},
+        )
+    return True
+
+
+@dataclass(frozen=True)
+class CredentialStatus:
+    """What the Integrations card says about one provider, in words. Holds no secret."""
+
+    provider: str
+    label: str
+    env_name: str
+    credential: Credential | None
+    env_configured: bool
+
+    @property
+    def source(self) -> str:
+        if self.credential is not None:
+            return "org"
+        return "environment" if self.env_configured else "none"
+
+    @property
+    def changed_by(self) -> str:
+        row = self.credential
+        if row is None:
+            return ""
+        user = row.updated_by if row.replaced_at else row.created_by
+        return user.get_username() if user is not None else ""
+
+    @property
+    def changed_at(self) -> datetime | None:
+        row = self.credential
+        if row is None:
+            return None
+        return row.replaced_at or row.created_at
+
+    def sentence(self) -> str:
+        row = self.credential
+        if row is not None:
+            verb = "replaced" if row.replaced_at else "added"
+            who = f" by {self.changed_by}" if self.changed_by else ""
+            when = self.changed_at.strftime("%Y-%m-%d %H:%M UTC") if self.changed_at else ""
+            return f"Connected: key ending ••••{row.last_four}, {verb}{who} on {when}"
+        if self.env_configured:
+            return f"Using {self.env_name} from the server environment"
+        return "Not configured"
+
+
+def credential_status(org: Organization, provider: str) -> CredentialStatus:
+    row = (
+        Credential.objects.filter(org=org, provider=provider)
+        .select_related("created_by", "updated_by")
+        .defer("secret_encrypted")
+        .first()
+    )
+    return CredentialStatus(
+        provider=provider,
+        label=provider_label(provider),
+        env_name=ENV_FALLBACK.get(provider, ""),
+        credential=row,
+        env_configured=bool(environment_secret(provider)),
     )

@@ -109,6 +109,9 @@ class Credential(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     updated_at = models.DateTimeField(auto_now=True)
+    # Set when a key replaced an earlier one, so the page can say "replaced by … on …"
+    # (updated_at also moves when rotate_credentials re-encrypts, which is not a replacement).
+    replaced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -136,9 +139,20 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     class Meta:
-        ordering = ["-created_at"]
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # API tokens page: the org's tokens, newest first.
+            models.Index(fields=["org", "-created_at"], name="apitoken_org_recent_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None

@@ -1,18 +1,42 @@
-"""Core pages: the org switcher and the Settings area placeholders that later apps fill."""
+"""Core pages: the org switcher, Settings → Integrations and Settings → API tokens."""
 
 from __future__ import annotations
 
-from typing import cast
+import logging
+from dataclasses import dataclass
+from typing import Any, cast
 
+from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_POST
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
-from rensei.access import org_view
+from rensei import audit, credentials, tokens
+from rensei.access import get_for_org, org_of, org_view
+from rensei.crypto import DecryptionError
+from rensei.forms import ApiTokenForm, CredentialForm
 from rensei.middleware import SESSION_KEY
-from rensei.models import Membership
+from rensei.models import ApiToken, AuditEvent, Channel, Membership
+
+logger = logging.getLogger(__name__)
+
+AUDIT_ROWS = 20
+TOKENS_PER_PAGE = 25
+TOKEN_SORTS = {
+    "name": ("name", "-created_at"),
+    "-name": ("-name", "-created_at"),
+    "created": ("created_at", "id"),
+    "-created": ("-created_at", "-id"),
+    "last_used": ("last_used_at", "-created_at"),
+    "-last_used": ("-last_used_at", "-created_at"),
+}
 
 
 @login_required
@@ -32,17 +56,272 @@ def switch_org(request: HttpRequest) -> HttpResponse:
     return redirect(next_url)
 
 
-@org_view("integrations.manage")
-def integrations(request: HttpRequest) -> HttpResponse:
+def _is_htmx(request: HttpRequest) -> bool:
+    return bool(getattr(request, "htmx", False))
+
+
+def _back(request: HttpRequest, url: str) -> HttpResponse:
+    """After a successful write: htmx reloads the page (messages show there), else redirect."""
+    return HttpResponseClientRedirect(url) if _is_htmx(request) else redirect(url)
+
+
+# --- Settings → Integrations ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TestResult:
+    ok: bool
+    text: str
+
+
+def _provider_kinds() -> list[str]:
+    from pools.providers import PROVIDERS  # pools builds on rensei; import when used
+
+    return list(PROVIDERS)
+
+
+def _known_provider(provider: str) -> str:
+    if provider not in _provider_kinds():
+        raise Http404("No such provider.")
+    return provider
+
+
+def _card(
+    request: HttpRequest,
+    provider: str,
+    form: CredentialForm | None = None,
+    test: TestResult | None = None,
+) -> dict[str, Any]:
+    status = credentials.credential_status(org_of(request), provider)
+    return {
+        "status": status,
+        "form": form or CredentialForm(provider=provider, label=status.label),
+        "test": test,
+    }
+
+
+def _audit_events(request: HttpRequest) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(org=org_of(request))[:AUDIT_ROWS])
+
+
+def _integrations_page(
+    request: HttpRequest, replace: dict[str, dict[str, Any]] | None = None, status: int = 200
+) -> HttpResponse:
+    replace = replace or {}
+    cards = [replace.get(kind) or _card(request, kind) for kind in _provider_kinds()]
     return render(
         request,
-        "rensei/coming_soon.html",
-        {"title": "Integrations", "coming_with": "provider credentials"},
+        "rensei/integrations.html",
+        {"title": "Integrations", "cards": cards, "events": _audit_events(request)},
+        status=status,
     )
 
 
 @org_view("integrations.manage")
-def api_tokens(request: HttpRequest) -> HttpResponse:
+def integrations(request: HttpRequest) -> HttpResponse:
+    return _integrations_page(request)
+
+
+@org_view("integrations.manage")
+@require_POST
+def integration_key(request: HttpRequest, provider: str) -> HttpResponse:
+    """Add or replace the org's key. The key is write-only: errors never echo it."""
+    provider = _known_provider(provider)
+    label = credentials.provider_label(provider)
+    form = CredentialForm(request.POST, provider=provider, label=label)
+    if not form.is_valid():
+        card = _card(request, provider, form=form)
+        if _is_htmx(request):
+            return render(request, "rensei/integrations.html#provider-card", {"card": card})
+        return _integrations_page(request, {provider: card}, status=400)
+    row = credentials.set_credential(
+        org_of(request), provider, form.cleaned_data["secret"], request.user, Channel.WEB
+    )
+    messages.success(request, f"{label} key ending ••••{row.last_four} saved.")
+    return _back(request, reverse("integrations"))
+
+
+@org_view("integrations.manage")
+@require_http_methods(["GET", "POST"])
+def integration_remove(request: HttpRequest, provider: str) -> HttpResponse:
+    """GET: the confirm page (for browsers without JS); POST: remove the org's key."""
+    provider = _known_provider(provider)
+    status = credentials.credential_status(org_of(request), provider)
+    if request.method == "POST":
+        if credentials.remove_credential(org_of(request), provider, request.user, Channel.WEB):
+            messages.success(request, f"{status.label} key removed.")
+        else:
+            messages.info(request, f"There was no {status.label} key to remove.")
+        return _back(request, reverse("integrations"))
+    if status.credential is None:
+        messages.info(request, f"There is no {status.label} key to remove.")
+        return redirect("integrations")
+    fallback = (
+        f" Jobs will then use {status.env_name} from the server environment."
+        if status.env_configured
+        else f" Sessions cannot start on {status.label} pools until a key is added again."
+    )
     return render(
-        request, "rensei/coming_soon.html", {"title": "API tokens", "coming_with": "API tokens"}
+        request,
+        "rensei/confirm.html",
+        {
+            "title": f"Remove the {status.label} key?",
+            "question": (
+                f"Remove the {status.label} key ending ••••{status.credential.last_four}?"
+                + fallback
+            ),
+            "action": reverse("integration_remove", args=[provider]),
+            "button": "Remove key",
+            "cancel": reverse("integrations"),
+        },
+    )
+
+
+def _redact(text: str, secret: str) -> str:
+    """Provider messages are meant to be secret-free; make sure of it before showing one."""
+    return text.replace(secret, "••••") if secret else text
+
+
+def _ping(provider: str, resolved: credentials.ResolvedCredential) -> TestResult:
+    from pools.providers import provider_class
+    from pools.providers.base import ProviderError
+
+    label = credentials.provider_label(provider)
+    try:
+        client = provider_class(provider)(
+            resolved.secret, api_url=settings.E2B_API_URL, sandbox_url=settings.E2B_SANDBOX_URL
+        )
+        latency_ms = client.ping()
+    except ProviderError as exc:
+        message = _redact(exc.message, resolved.secret)
+        if exc.status_code in (401, 403):
+            return TestResult(False, f"{label} rejected this key ({exc.status_code})")
+        if exc.status_code is not None:
+            return TestResult(False, f"{label} answered {exc.status_code}: {message}")
+        return TestResult(False, message)
+    except Exception as exc:  # a bug or an unexpected library error: say so, never a 500
+        logger.warning("Test connection to %s failed unexpectedly: %s", label, type(exc).__name__)
+        return TestResult(
+            False, f"Connection failed: {_redact(str(exc), resolved.secret) or type(exc).__name__}"
+        )
+    return TestResult(True, f"Connection OK ({label} answered in {round(latency_ms)} ms)")
+
+
+@org_view("integrations.manage")
+@require_POST
+def integration_test(request: HttpRequest, provider: str) -> HttpResponse:
+    """One cheap authenticated call with the credential jobs would use, result in words."""
+    provider = _known_provider(provider)
+    org = org_of(request)
+    source = ""
+    try:
+        resolved = credentials.resolve_credential(org, provider)
+    except credentials.MissingCredential as exc:
+        result = TestResult(False, str(exc))
+    except DecryptionError:
+        result = TestResult(
+            False,
+            "The stored key cannot be decrypted with the server's RENSEI_ENCRYPTION_KEYS: "
+            "replace the key, or put the key that encrypted it back in the ring.",
+        )
+    else:
+        source = resolved.source
+        result = _ping(provider, resolved)
+    audit.record(
+        org=org,
+        action="credential.tested",
+        target=f"{credentials.provider_label(provider)} credential",
+        actor=request.user,
+        channel=Channel.WEB,
+        detail={"provider": provider, "result": "ok" if result.ok else "failed", "source": source},
+    )
+    card = _card(request, provider, test=result)
+    if _is_htmx(request):
+        return render(
+            request,
+            "rensei/integrations.html#test-result-swap",
+            {"card": card, "events": _audit_events(request)},
+        )
+    return _integrations_page(request, {provider: card})
+
+
+# --- Settings → API tokens -----------------------------------------------------------------
+
+
+def _tokens_panel(
+    request: HttpRequest,
+    form: ApiTokenForm | None = None,
+    new_token: str = "",
+    created: ApiToken | None = None,
+) -> dict[str, Any]:
+    sort = request.GET.get("sort", "-created")
+    if sort not in TOKEN_SORTS:
+        sort = "-created"
+    rows = (
+        ApiToken.objects.filter(org=org_of(request))
+        .select_related("created_by", "revoked_by")
+        .defer("token_hash")
+        .order_by(*TOKEN_SORTS[sort])
+    )
+    page = Paginator(rows, TOKENS_PER_PAGE).get_page(request.GET.get("page"))
+    return {
+        "title": "API tokens",
+        "form": form or ApiTokenForm(),
+        "page": page,
+        "sort": sort,
+        "new_token": new_token,
+        "created": created,
+    }
+
+
+@org_view("integrations.manage")
+def api_tokens(request: HttpRequest) -> HttpResponse:
+    return render(request, "rensei/api_tokens.html", _tokens_panel(request))
+
+
+@never_cache  # the response carries the token's only showing
+@org_view("integrations.manage")
+@require_POST
+def api_token_create(request: HttpRequest) -> HttpResponse:
+    form = ApiTokenForm(request.POST)
+    template = "rensei/api_tokens.html"
+    if _is_htmx(request):
+        template += "#tokens-panel"
+    if not form.is_valid():
+        status = 200 if _is_htmx(request) else 400
+        return render(request, template, _tokens_panel(request, form=form), status=status)
+    token, plaintext = tokens.create_token(
+        org_of(request), form.cleaned_data["name"], request.user, Channel.WEB
+    )
+    context = _tokens_panel(request, new_token=plaintext, created=token)
+    return render(request, template, context)
+
+
+@org_view("integrations.manage")
+@require_http_methods(["GET", "POST"])
+def api_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: the confirm page (for browsers without JS); POST: revoke."""
+    token = get_for_org(request, ApiToken.objects.select_related("org"), pk=pk)
+    if request.method == "POST":
+        if tokens.revoke(token, request.user, Channel.WEB):
+            messages.success(request, f"Token “{token.name}” ({token.prefix}…) revoked.")
+        else:
+            messages.info(request, f"Token “{token.name}” was already revoked.")
+        return _back(request, reverse("api_tokens"))
+    if token.is_revoked:
+        messages.info(request, f"Token “{token.name}” is already revoked.")
+        return redirect("api_tokens")
+    return render(
+        request,
+        "rensei/confirm.html",
+        {
+            "title": "Revoke this API token?",
+            "question": (
+                f"Revoke “{token.name}” ({token.prefix}…)? Anything using it gets 401 "
+                "from the next request on. This cannot be undone."
+            ),
+            "action": reverse("api_token_revoke", args=[token.pk]),
+            "button": "Revoke token",
+            "cancel": reverse("api_tokens"),
+        },
     )

@@ -1,0 +1,179 @@
+"""API tokens: created and shown once, stored as a hash, authenticated, revoked."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from rensei.models import ApiToken, AuditEvent, Channel
+from rensei.tokens import authenticate, create_token, revoke
+from tests.integrations.test_canary import _every_table_as_text
+
+PAGE = "/settings/api-tokens/"
+NEW = "/settings/api-tokens/new/"
+TOKEN_RE = re.compile(r"rsn_[a-z0-9]{8}_[A-Za-z0-9_\-]{20,}")
+
+
+def test_create_stores_only_a_hash(org_a, alice):  # type: ignore[no-untyped-def]
+    token, plaintext = create_token(org_a, "  dispatcher  ", alice, Channel.WEB)
+    assert TOKEN_RE.fullmatch(plaintext)
+    assert token.name == "dispatcher" and plaintext.startswith(token.prefix + "_")
+    assert token.token_hash == hashlib.sha256(plaintext.encode()).hexdigest()
+    secret_part = plaintext.split("_", 2)[2]
+    everything = _every_table_as_text()
+    assert plaintext not in everything and secret_part not in everything
+    event = AuditEvent.objects.get(action="token.created")
+    assert event.actor_label == "alice" and token.prefix in event.target
+    assert secret_part not in repr(event.detail) + event.target
+
+
+def test_authenticate_finds_live_tokens_only(org_a, org_b, alice):  # type: ignore[no-untyped-def]
+    token, plaintext = create_token(org_a, "dispatcher", alice, Channel.WEB)
+    found = authenticate(f"Bearer {plaintext}")
+    assert found is not None and found.pk == token.pk and found.org == org_a
+    assert authenticate(f"bearer   {plaintext}  ") is not None  # scheme is case-insensitive
+    for header in [
+        "",
+        plaintext,  # no scheme
+        f"Basic {plaintext}",
+        "Bearer",
+        "Bearer ",
+        f"Bearer {plaintext}x",  # unknown
+        f"Bearer {plaintext[:-1]}",
+        "Bearer rsn_",
+        "Bearer " + "rsn_" + "a" * 5000,
+        "Bearer not-a-rensei-token",
+    ]:
+        assert authenticate(header) is None, header
+    assert revoke(token, alice, Channel.WEB) is True
+    assert authenticate(f"Bearer {plaintext}") is None
+    assert revoke(token, alice, Channel.WEB) is False  # twice is a no-op
+    assert AuditEvent.objects.filter(action="token.revoked").count() == 1
+
+
+def test_last_used_is_written_at_most_once_a_minute(org_a, alice, time_machine):  # type: ignore[no-untyped-def]
+    time_machine.move_to("2026-11-27 10:00:00Z", tick=False)
+    token, plaintext = create_token(org_a, "dispatcher", alice, Channel.WEB)
+    assert authenticate(f"Bearer {plaintext}") is not None
+    first = ApiToken.objects.get(pk=token.pk).last_used_at
+    assert first is not None
+    time_machine.move_to("2026-11-27 10:00:30Z", tick=False)
+    with CaptureQueriesContext(connection) as queries:
+        assert authenticate(f"Bearer {plaintext}") is not None
+    assert not [q for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    assert ApiToken.objects.get(pk=token.pk).last_used_at == first
+    time_machine.move_to("2026-11-27 10:01:30Z", tick=False)
+    assert authenticate(f"Bearer {plaintext}") is not None
+    assert ApiToken.objects.get(pk=token.pk).last_used_at == first + timedelta(seconds=90)
+
+
+def test_command_prints_a_working_token(org_a):  # type: ignore[no-untyped-def]
+    out, err = io.StringIO(), io.StringIO()
+    call_command("create_api_token", "--org", "org-a", "--name", "ci", stdout=out, stderr=err)
+    plaintext = out.getvalue().strip()
+    assert TOKEN_RE.fullmatch(plaintext)
+    found = authenticate(f"Bearer {plaintext}")
+    assert found is not None and found.org == org_a and found.name == "ci"
+    assert "not shown again" in err.getvalue()
+    event = AuditEvent.objects.get(action="token.created")
+    assert event.channel == "cli" and event.actor is None
+
+
+def test_command_refuses_bad_input(org_a):  # type: ignore[no-untyped-def]
+    with pytest.raises(CommandError, match="No organisation"):
+        call_command("create_api_token", "--org", "nope", "--name", "ci", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="name"):
+        call_command("create_api_token", "--org", "org-a", "--name", "  ", stdout=io.StringIO())
+    assert not ApiToken.objects.exists()
+
+
+def test_page_shows_the_token_once(client_as, alice, org_a):  # type: ignore[no-untyped-def]
+    c = client_as(alice)
+    assert "No API tokens yet." in c.get(PAGE).content.decode()
+    resp = c.post(NEW, {"name": "dispatcher (prod)"})
+    assert resp.status_code == 200
+    assert "no-store" in resp["Cache-Control"]
+    html = resp.content.decode()
+    (plaintext,) = set(TOKEN_RE.findall(html))
+    assert "shown only this once" in html and "Copy" in html
+    token = ApiToken.objects.get()
+    assert authenticate(f"Bearer {plaintext}") == token
+    later = c.get(PAGE).content.decode()
+    assert plaintext not in later and not TOKEN_RE.search(later)
+    assert "dispatcher (prod)" in later and f"{token.prefix}…" in later
+    assert " UTC by alice" in later and "Active" in later
+
+
+def test_htmx_create_renders_the_panel(client_as, alice):  # type: ignore[no-untyped-def]
+    resp = client_as(alice).htmx("post", NEW, {"name": "ci"})
+    body = resp.content.decode()
+    assert resp.status_code == 200 and "<html" not in body and 'id="tokens-panel"' in body
+    assert TOKEN_RE.search(body)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("", "Give the token a name"), ("   ", "Give the token a name"), ("n" * 101, "too long")],
+)
+def test_bad_names_get_form_errors(client_as, alice, name, message):  # type: ignore[no-untyped-def]
+    c = client_as(alice)
+    plain = c.post(NEW, {"name": name})
+    assert plain.status_code == 400 and message in plain.content.decode()
+    partial = c.htmx("post", NEW, {"name": name})
+    assert partial.status_code == 200 and message in partial.content.decode()
+    assert not TOKEN_RE.search(plain.content.decode() + partial.content.decode())
+    assert not ApiToken.objects.exists() and not AuditEvent.objects.exists()
+
+
+def test_revoke_confirms_then_keeps_the_token_listed(client_as, alice, org_a):  # type: ignore[no-untyped-def]
+    token, plaintext = create_token(org_a, "old dispatcher", alice, Channel.WEB)
+    url = f"/settings/api-tokens/{token.pk}/revoke/"
+    c = client_as(alice)
+    assert 'hx-confirm="Revoke “old dispatcher”' in c.get(PAGE).content.decode()
+    confirm = c.get(url)
+    assert confirm.status_code == 200 and "Revoke token" in confirm.content.decode()
+    assert authenticate(f"Bearer {plaintext}") is not None  # asking changes nothing
+    assert c.post(url)["Location"] == PAGE
+    assert authenticate(f"Bearer {plaintext}") is None
+    html = c.get(PAGE).content.decode()
+    assert "old dispatcher" in html and "Revoked" in html and "revoked." in html
+    assert c.get(url)["Location"] == PAGE  # nothing left to confirm
+    event = AuditEvent.objects.get(action="token.revoked")
+    assert event.channel == "web" and event.actor_label == "alice"
+
+
+def test_htmx_revoke_redirects_the_client(client_as, alice, org_a):  # type: ignore[no-untyped-def]
+    token, _ = create_token(org_a, "ci", alice, Channel.WEB)
+    resp = client_as(alice).htmx("post", f"/settings/api-tokens/{token.pk}/revoke/")
+    assert resp["HX-Redirect"] == PAGE
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+
+
+def test_list_query_count_is_flat_and_paginated(client_as, alice, org_a):  # type: ignore[no-untyped-def]
+    c = client_as(alice)
+    create_token(org_a, "first", alice, Channel.WEB)
+    c.get(PAGE)  # the first request also stores the active org in the session
+    with CaptureQueriesContext(connection) as few:
+        c.get(PAGE)
+    for i in range(40):
+        token, _ = create_token(org_a, f"token {i:02d}", alice, Channel.WEB)
+        if i % 2:
+            revoke(token, alice, Channel.WEB)
+    with CaptureQueriesContext(connection) as many:
+        html = c.get(PAGE).content.decode()
+    assert len(many.captured_queries) == len(few.captured_queries)
+    assert "Page 1 of 2" in html
+    assert "first" in c.get(PAGE + "?page=2").content.decode()
+    by_name = c.get(PAGE + "?sort=name").content.decode()
+    assert by_name.index("first") < by_name.index("token 00")
+    assert 'href="/settings/api-tokens/?sort=name&amp;page=2"' in by_name
+    assert c.get(PAGE + "?sort=bogus&page=zzz").status_code == 200
