@@ -116,7 +116,7 @@ def provision(session_id: int, *, retry: int = 0, can_retry: bool = True) -> flo
     except ProviderError as exc:
         return _provision_failed(session, exc, retry=retry, can_retry=can_retry)
 
-    if _record_handle(session, handle, note=("adopted" if adopted else "created")):
+    if record_handle(session, handle, note=("adopted" if adopted else "created")):
         audit(
             session,
             "session.provisioned",
@@ -145,11 +145,16 @@ def discard_sandboxes(session: Session) -> int:
     killed = 0
     try:
         provider = for_pool(session.pool)
-        for info in provider.list_sandboxes({"rensei_session": str(session.pk)}):
+        for info in provider.list_sandboxes(_made_for(session)):
             killed += int(provider.terminate(info.sandbox_id))
     except ProviderError as exc:
         log.warning("session %s: could not clean up its sandboxes: %s", session.pk, exc)
     return killed
+
+
+def _made_for(session: Session) -> dict[str, str]:
+    """The metadata filter that finds every sandbox made for this session."""
+    return {"rensei_org": session.org.slug, "rensei_session": str(session.pk)}
 
 
 def _spec(session: Session) -> SandboxSpec:
@@ -171,7 +176,7 @@ def _spec(session: Session) -> SandboxSpec:
 def _find_existing(provider: Any, session: Session) -> SandboxHandle | None:
     """The sandbox an earlier try of this very request made, if any (crash recovery)."""
     found: list[SandboxInfo] = provider.list_sandboxes(
-        {"rensei_session": str(session.pk), "rensei_request": str(session.request_id)}
+        {**_made_for(session), "rensei_request": str(session.request_id)}
     )
     if not found:
         return None
@@ -191,7 +196,7 @@ def handle_from_info(info: SandboxInfo) -> SandboxHandle:
     )
 
 
-def _record_handle(session: Session, handle: SandboxHandle, note: str) -> bool:
+def record_handle(session: Session, handle: SandboxHandle, note: str) -> bool:
     """provisioning → running with the handle, and the running interval opened: one
     transaction, and only if nobody recorded a sandbox first."""
     now = timezone.now()
@@ -395,7 +400,7 @@ def terminate(session_id: int, *, retry: int = 0, can_retry: bool = True) -> flo
                 provider.terminate(session.sandbox_id)
             # A provision job may have created a sandbox it has not recorded yet; it kills
             # its own when its update fails, this catches one whose job died.
-            for info in provider.list_sandboxes({"rensei_session": str(session.pk)}):
+            for info in provider.list_sandboxes(_made_for(session)):
                 provider.terminate(info.sandbox_id)
         except ProviderError as exc:
             if not _is_gone(exc):

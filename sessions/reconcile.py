@@ -182,7 +182,7 @@ def _sync_state(session: Session, sb: SandboxInfo, summary: Counter[str]) -> Non
 
 def _adopt(session: Session, sb: SandboxInfo, provider: Provider) -> bool:
     handle = jobs.handle_from_info(sb)
-    if not jobs._record_handle(session, handle, note="adopted by the reconciler"):
+    if not jobs.record_handle(session, handle, note="adopted by the reconciler"):
         return False
     if session.pool is not None and session.pool.config.get("launchRunnerInline"):
         try:
