@@ -26,10 +26,16 @@ from django.db.models import F
 from django.utils import timezone
 
 from pools.providers import for_pool
-from pools.providers.base import ProviderError, SandboxHandle, SandboxInfo, SandboxSpec
+from pools.providers.base import (
+    Provider,
+    ProviderError,
+    SandboxHandle,
+    SandboxInfo,
+    SandboxSpec,
+)
 from rensei.audit import record
 from rensei.models import Channel
-from sessions.dispatch import FAILED, dispatch, dispatch_waiting
+from sessions.dispatch import FAILED, NOOP, dispatch, dispatch_waiting
 from sessions.intervals import close_open_interval, open_interval
 from sessions.models import CommandRun, CommandRunState, Session, SessionState
 from sessions.services import command_env, describe, session_env
@@ -109,7 +115,8 @@ def provision(session_id: int, *, retry: int = 0, can_retry: bool = True) -> flo
         if handle is not None:
             adopted = True
             if pool.config.get("launchRunnerInline"):
-                provider.exec_command(handle, RUNNER_IF_ABSENT, session_env(session), 60)
+                # The crashed attempt may have died before the provider launched it.
+                launch_runner(provider, handle, session)
         else:
             handle = provider.provision(pool.config, _spec(session))
         _test_crash_hook()
@@ -129,12 +136,38 @@ def provision(session_id: int, *, retry: int = 0, can_retry: bool = True) -> flo
     # session moved on (terminated while we were creating) and nobody will use the sandbox.
     session.refresh_from_db()
     if session.sandbox_id != handle.sandbox_id:
-        try:
-            provider.terminate(handle)
-        except ProviderError as exc:
-            log.warning("could not kill unused sandbox %s: %s", handle.sandbox_id, exc)
+        _kill_quietly(provider, handle.sandbox_id)
         audit(session, "session.sandbox_discarded", sandbox=handle.sandbox_id, state=session.state)
     return None
+
+
+def launch_runner(provider: Provider, handle: SandboxHandle, session: Session) -> None:
+    """Start ``donmai agent run`` in an adopted sandbox unless it already runs.
+
+    Like the provider's own launch: a launch that cannot work kills the sandbox and raises a
+    permanent error (the caller fails over); a transient error leaves it for the retry.
+    """
+    try:
+        result = provider.exec_command(handle, RUNNER_IF_ABSENT, session_env(session), 60)
+    except ProviderError as exc:
+        if exc.permanent:
+            _kill_quietly(provider, handle.sandbox_id)
+        raise
+    if result.exit_code != 0:
+        _kill_quietly(provider, handle.sandbox_id)
+        output = (result.stderr or result.stdout).strip()[-300:]
+        raise ProviderError(
+            f"Sandbox {handle.sandbox_id} was adopted but launching `donmai agent run` failed "
+            f"(exit {result.exit_code}): {output}",
+            permanent=True,
+        )
+
+
+def _kill_quietly(provider: Provider, sandbox_id: str) -> None:
+    try:
+        provider.terminate(sandbox_id)
+    except ProviderError as exc:
+        log.warning("could not kill sandbox %s: %s", sandbox_id, exc)
 
 
 def discard_sandboxes(session: Session) -> int:
@@ -173,9 +206,9 @@ def _spec(session: Session) -> SandboxSpec:
     )
 
 
-def _find_existing(provider: Any, session: Session) -> SandboxHandle | None:
+def _find_existing(provider: Provider, session: Session) -> SandboxHandle | None:
     """The sandbox an earlier try of this very request made, if any (crash recovery)."""
-    found: list[SandboxInfo] = provider.list_sandboxes(
+    found = provider.list_sandboxes(
         {**_made_for(session), "rensei_request": str(session.request_id)}
     )
     if not found:
@@ -233,13 +266,14 @@ def _provision_failed(
         return wait
     message = exc.message if exc.permanent else f"{exc.message} (gave up after {retry + 1} tries)"
     outcome = dispatch(session, failure=(pool_name, message))
-    audit(
-        session,
-        "session.failed_over" if outcome != FAILED else "session.failed",
-        pool=pool_name,
-        reason=message,
-        outcome=outcome,
-    )
+    if outcome != NOOP:  # NOOP: the session moved on (terminated) while we called
+        audit(
+            session,
+            "session.failed_over" if outcome != FAILED else "session.failed",
+            pool=pool_name,
+            reason=message,
+            outcome=outcome,
+        )
     return None
 
 

@@ -186,10 +186,9 @@ def _adopt(session: Session, sb: SandboxInfo, provider: Provider) -> bool:
         return False
     if session.pool is not None and session.pool.config.get("launchRunnerInline"):
         try:
-            from sessions.services import session_env
-
-            provider.exec_command(handle, jobs.RUNNER_IF_ABSENT, session_env(session), 60)
+            jobs.launch_runner(provider, handle, session)
         except ProviderError as exc:
+            # A killed sandbox shows up as lost on the next pass, with this reason logged.
             log.warning("session %s: launching the runner failed: %s", session.pk, exc)
     jobs.audit(session, "session.provisioned", sandbox=sb.sandbox_id, adopted=True, by="reconciler")
     return True

@@ -285,3 +285,42 @@ def test_twenty_concurrent_terminates_make_exactly_one_transition(
     assert results.count(True) == 1
     assert SessionTransition.objects.filter(session=session, to_state=S.TERMINATING).count() == 1
     assert [name for name, _ in sent].count("sessions.tasks.terminate_session") == 1
+
+
+@pytest.mark.django_db
+def test_adopted_sandbox_gets_its_runner_when_the_pool_launches_it_inline(
+    org_a: Organization, cloud: FakeCloud, rate_cards: None, new_session: Callable[..., Session]
+) -> None:
+    inline = {"templateId": "donmai-worker", "launchRunnerInline": True}
+    pool = make_pool(org_a, "inline", config=inline)
+    session = new_session()
+    # The crashed attempt created the sandbox but died before launching the runner.
+    bare = dict(pool.config, launchRunnerInline=False)
+    made = FakeProvider("").provision(bare, jobs._spec(session))
+    Session.objects.filter(pk=session.pk).update(attempts=1)
+    jobs.provision(session.pk)
+    session.refresh_from_db()
+    assert session.state == S.RUNNING and session.sandbox_id == made.sandbox_id
+    assert cloud.sandboxes[made.sandbox_id].commands == [jobs.RUNNER_IF_ABSENT]
+
+
+@pytest.mark.django_db
+def test_adopted_sandbox_whose_runner_cannot_start_is_killed(
+    org_a: Organization, cloud: FakeCloud, rate_cards: None, new_session: Callable[..., Session]
+) -> None:
+    from pools.providers.base import ExecResult
+
+    pool = make_pool(
+        org_a, "inline", config={"templateId": "donmai-worker", "launchRunnerInline": True}
+    )
+    session = new_session()
+    FakeProvider("").provision(dict(pool.config, launchRunnerInline=False), jobs._spec(session))
+    Session.objects.filter(pk=session.pk).update(attempts=1)
+    cloud.exec_handler = lambda box, command, env: ExecResult(127, "", "donmai: not found")
+    jobs.provision(session.pk)
+    session.refresh_from_db()
+    assert session.state == S.FAILED
+    assert "launching `donmai agent run` failed (exit 127): donmai: not found" in (
+        session.last_error
+    )
+    assert cloud.sandboxes == {}
