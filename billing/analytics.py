@@ -29,7 +29,7 @@ from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
 from billing.ledger import exact_seconds
-from billing.models import CostEvent, DailyCost
+from billing.models import AMOUNT_QUANTUM, SECONDS_QUANTUM, CostEvent, DailyCost
 from billing.periods import Period
 from sessions.models import RunningInterval, Session
 
@@ -150,6 +150,15 @@ def _sessions(f: CostFilter, prefix: str = "") -> Q:
     return q
 
 
+def _amount(value: Decimal | None) -> Decimal:
+    # Quantised so every backend answers the same digits (SQLite sums through floats).
+    return value.quantize(AMOUNT_QUANTUM) if value is not None else ZERO
+
+
+def _qty(value: Decimal | None) -> Decimal:
+    return value.quantize(SECONDS_QUANTUM) if value is not None else ZERO
+
+
 def _seconds(value: timedelta | None) -> Decimal:
     return exact_seconds(value) if value is not None else ZERO
 
@@ -183,9 +192,9 @@ def cost_per_issue(
     )
     for b in billed:
         r = row(b["issue_id"], b["issue__key"], b["issue__title"])
-        r.amount += b["amount"] or ZERO
-        r.running_seconds += b["seconds"] or ZERO
-        r.vcpu_seconds += b["vcpu"] or ZERO
+        r.amount += _amount(b["amount"])
+        r.running_seconds += _qty(b["seconds"])
+        r.vcpu_seconds += _qty(b["vcpu"])
 
     # 2. Sessions alive in the period and how long, per issue.
     alive_span = Least(Coalesce("ended_at", _dt(now)), _dt(end)) - Greatest(
@@ -221,7 +230,7 @@ def cost_per_issue(
 
     # 4. Cost per day, for the chart.
     per_day = {
-        d["day"]: d["amount"] or ZERO
+        d["day"]: _amount(d["amount"])
         for d in rollup_rows(f).values("day").annotate(amount=Sum("amount")).order_by()
     }
     daily = [(day, per_day.get(day, ZERO)) for day in f.period.days]

@@ -99,6 +99,11 @@ class CostEventQuerySet(models.QuerySet["CostEvent"]):
     def reversals(self) -> CostEventQuerySet:
         return self.filter(reverses__isnull=False)
 
+    def total_amount(self) -> Decimal:
+        """The sum of the rows' amounts (reversals included), 0 when there are none."""
+        total = self.aggregate(total=models.Sum("amount"))["total"]
+        return total if total is not None else Decimal(0)
+
     def in_period(self, start: datetime, end: datetime) -> CostEventQuerySet:
         """Rows whose usage day lies in [start, end) for midnight bounds (see usage_day)."""
         return self.filter(occurred_at__gt=start, occurred_at__lte=end)

@@ -70,5 +70,13 @@ def run(session: Session, start: datetime, end: datetime, reason: str = "pause")
     return CostEvent.objects.get(idempotency_key=interval_key(interval))
 
 
+def finish(session: Session, end: datetime) -> None:
+    """The session ended (terminated) at ``end``."""
+    Session.objects.filter(pk=session.pk).update(state=SessionState.TERMINATED, ended_at=end)
+    session.refresh_from_db()
+
+
 def ledger_sum(**filters: object) -> Decimal:
-    return CostEvent.objects.filter(**filters).aggregate(s=Sum("amount"))["s"] or Decimal(0)
+    """The ledger's own SUM, to the 12 places rows keep (SQLite sums through floats)."""
+    total = CostEvent.objects.filter(**filters).aggregate(s=Sum("amount"))["s"] or Decimal(0)
+    return total.quantize(Decimal("1e-12"))
