@@ -30,6 +30,7 @@ urlpatterns = [
     path("settings/api-tokens/", views.api_tokens, name="api_tokens"),
     path("settings/api-tokens/new/", views.api_token_create, name="api_token_create"),
     path("settings/api-tokens/<int:pk>/revoke/", views.api_token_revoke, name="api_token_revoke"),
+    path("api/v1/", include("sessions.api_urls")),
     path("", include("pools.urls")),
     path("", include("sessions.urls")),
     path("", include("billing.urls")),

@@ -26,7 +26,6 @@ from sessions.api_schema import openapi_document
 from sessions.models import CommandRun, Session, SessionState
 
 ApiView = Callable[..., HttpResponse]
-MAX_ID = 2**63 - 1  # a BIGINT: a larger id cannot exist, and the database would refuse it
 ACTIONS: dict[str, Callable[..., bool]] = {
     "pause": services.request_pause,
     "resume": services.request_resume,
@@ -144,7 +143,7 @@ def run_json(run: CommandRun) -> dict[str, Any]:
 
 
 def _session(org: Organization, session_id: int) -> Session | None:
-    if session_id > MAX_ID:
+    if session_id > inp.MAX_ID:
         return None
     return Session.objects.select_related("issue", "pool").filter(org=org, pk=session_id).first()
 
@@ -166,7 +165,7 @@ def decode_cursor(cursor: str) -> int:
     except (binascii.Error, ValueError):
         raise inp.bad("cursor", "Not a cursor this API returned.") from None
     prefix, _, number = text.partition(":")
-    if prefix != "s" or not number.isdigit() or int(number) > MAX_ID:
+    if prefix != "s" or not number.isdigit() or int(number) > inp.MAX_ID:
         raise inp.bad("cursor", "Not a cursor this API returned.")
     return int(number)
 
@@ -338,7 +337,9 @@ def session_exec_run(
     if session is None:
         return _no_session()
     run = (
-        CommandRun.objects.filter(session=session, pk=run_id).first() if run_id <= MAX_ID else None
+        CommandRun.objects.filter(session=session, pk=run_id).first()
+        if run_id <= inp.MAX_ID
+        else None
     )
     if run is None:
         return error(404, "No such command run in this session.")

@@ -33,6 +33,8 @@ MAX_TIMEOUT = MAX_EXEC_TIMEOUT
 DEFAULT_TIMEOUT = DEFAULT_EXEC_TIMEOUT
 MAX_KIND_LENGTH = 64
 MAX_IDEMPOTENCY_KEY = 255
+# Row ids are BIGINTs: a larger id cannot exist, and SQLite would overflow on it.
+MAX_ID = 2**63 - 1
 IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
 
 

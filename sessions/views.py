@@ -14,7 +14,7 @@ from typing import Any
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -27,6 +27,7 @@ from pools.models import CapacityPool
 from rensei.access import get_for_org, membership_of, org_of, org_view
 from rensei.models import Channel, Credential
 from sessions import services
+from sessions.api_input import MAX_ID
 from sessions.forms import SINCE_HOURS, SORTS, ExecForm, NewSessionForm, SessionFilterForm
 from sessions.models import (
     TERMINAL_STATES,
@@ -62,6 +63,13 @@ NEW_FIELDS = {"issue_key": "issue_key", "issue_title": "issue_title", "pool": "p
 
 def _sessions(request: HtmxHttpRequest) -> QuerySet[Session]:
     return Session.objects.filter(org=org_of(request)).select_related("issue", "pool")
+
+
+def _session(request: HtmxHttpRequest, pk: int) -> Session:
+    """The active org's session or 404 (also for ids too large to be a row id)."""
+    if pk > MAX_ID:
+        raise Http404("No such session.")
+    return get_for_org(request, Session.objects.select_related("issue", "pool"), pk=pk)
 
 
 def _can_manage(request: HtmxHttpRequest) -> bool:
@@ -146,7 +154,8 @@ def session_list(request: HtmxHttpRequest) -> HttpResponse:
 @require_POST
 def bulk_terminate(request: HtmxHttpRequest) -> HttpResponse:
     """Terminate the ticked sessions, after a confirmation page that says how many."""
-    ids = [int(v) for v in request.POST.getlist("ids") if v.isascii() and v.isdigit()][:500]
+    ids = [int(v) for v in request.POST.getlist("ids") if v.isascii() and v.isdigit()]
+    ids = [i for i in ids if i <= MAX_ID][:500]
     sessions = list(_sessions(request).filter(pk__in=ids).order_by("-created_at", "-id"))
     back = reverse("session_list")
     if not sessions:
@@ -248,14 +257,14 @@ def _detail_context(request: HtmxHttpRequest, session: Session) -> dict[str, Any
 
 @org_view("sessions.view")
 def session_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    session = get_for_org(request, Session.objects.select_related("issue", "pool"), pk=pk)
+    session = _session(request, pk)
     return render(request, "sessions/detail.html", _detail_context(request, session))
 
 
 @org_view("sessions.view")
 def session_status(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The polled status area; 286 (stop polling) once the state is stable."""
-    session = get_for_org(request, Session.objects.select_related("issue", "pool"), pk=pk)
+    session = _session(request, pk)
     response = render(request, "sessions/detail.html#status", _status_context(request, session))
     if session.state not in POLL_STATES:
         response.status_code = 286
@@ -265,7 +274,7 @@ def session_status(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @org_view("sessions.manage")
 @require_POST
 def session_action(request: HtmxHttpRequest, pk: int, action: str) -> HttpResponse:
-    session = get_for_org(request, Session.objects.select_related("issue", "pool"), pk=pk)
+    session = _session(request, pk)
     request_action, doing, done = ACTIONS[action]
     if action not in services.allowed_actions(session):
         ok, text = (
@@ -292,7 +301,7 @@ def session_action(request: HtmxHttpRequest, pk: int, action: str) -> HttpRespon
 @org_view("sessions.manage")
 @require_POST
 def session_exec(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    session = get_for_org(request, Session.objects.select_related("issue", "pool"), pk=pk)
+    session = _session(request, pk)
     form = ExecForm(request.POST)
     run = None
     if form.is_valid():
@@ -343,7 +352,9 @@ def _run_context(run: CommandRun) -> dict[str, Any]:
 @org_view("sessions.manage")
 def session_exec_run(request: HtmxHttpRequest, pk: int, run_id: int) -> HttpResponse:
     """One run's output: the polled panel (286 once finished) or a page of its own."""
-    session = get_for_org(request, Session.objects.select_related("issue", "pool"), pk=pk)
+    session = _session(request, pk)
+    if run_id > MAX_ID:
+        raise Http404("No such command run.")
     run = get_object_or_404(
         CommandRun.objects.select_related("created_by"), session=session, pk=run_id
     )

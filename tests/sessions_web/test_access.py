@@ -134,3 +134,18 @@ def test_finance_sees_cost_member_does_not(people, client_as, target, monkeypatc
     assert "Cost per Issue →" in fiona.get("/").content.decode()
     fiona.get(f"/sessions/{s.pk}/")
     assert seen == ["cost_summary", "session_cost"]
+
+
+def test_huge_ids_are_404_not_500(people, client_as, target) -> None:  # type: ignore[no-untyped-def]
+    s, _ = target
+    client = client_as(people["alice"])
+    huge = "99999999999999999999999"
+    for url in (
+        f"/sessions/{huge}/",
+        f"/sessions/{huge}/status/",
+        f"/sessions/{s.pk}/exec/{huge}/",
+    ):
+        assert client.get(url).status_code == 404, url
+    assert client.post(f"/sessions/{huge}/terminate/").status_code == 404
+    resp = client.post("/sessions/bulk-terminate/", {"ids": [huge]}, follow=True)
+    assert resp.status_code == 200
