@@ -193,12 +193,11 @@ def _ping(provider: str, resolved: credentials.ResolvedCredential) -> TestResult
         )
         latency_ms = client.ping()
     except ProviderError as exc:
-        message = _redact(exc.message, resolved.secret)
         if exc.status_code in (401, 403):
             return TestResult(False, f"{label} rejected this key ({exc.status_code})")
-        if exc.status_code is not None:
-            return TestResult(False, f"{label} answered {exc.status_code}: {message}")
-        return TestResult(False, message)
+        # Provider messages are written for jobs, which retry; a connection test does not.
+        message = exc.message.replace("; will retry.", ".").replace("; will retry", "")
+        return TestResult(False, _redact(message, resolved.secret))
     except Exception as exc:  # a bug or an unexpected library error: say so, never a 500
         logger.warning("Test connection to %s failed unexpectedly: %s", label, type(exc).__name__)
         return TestResult(

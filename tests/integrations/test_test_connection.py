@@ -78,3 +78,11 @@ def test_key_encrypted_under_a_lost_key_is_a_message_not_a_500(  # type: ignore[
     resp = client_as(alice).htmx("post", TEST_URL)
     assert resp.status_code == 200
     assert "cannot be decrypted" in resp.content.decode()
+
+
+def test_e2b_outage_is_reported_in_words(client_as, alice, org_a, e2b_emulator, e2b_at):  # type: ignore[no-untyped-def]
+    e2b_at(e2b_emulator)
+    e2b_emulator.emulator.faults.fail_next("list", status=500)
+    set_credential(org_a, "e2b", "e2b_some_valid_key_1234", alice, Channel.WEB)
+    body = client_as(alice).htmx("post", TEST_URL).content.decode()
+    assert "500" in body and "Connection OK" not in body and "will retry" not in body
