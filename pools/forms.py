@@ -62,6 +62,16 @@ def format_env_lines(env: dict[str, str] | None) -> str:
     return "\n".join(f"{k}={v}" for k, v in (env or {}).items())
 
 
+class RawJsonField(forms.CharField):
+    """A textarea of JSON whose own errors (length, NUL) also say they are about the config."""
+
+    def clean(self, value: Any) -> Any:
+        try:
+            return super().clean(value)
+        except forms.ValidationError as exc:
+            raise forms.ValidationError([f"config: {m}" for m in exc.messages]) from None
+
+
 class E2BPoolForm(forms.ModelForm):
     """Create or edit an E2B pool of ``org``."""
 
@@ -111,7 +121,7 @@ class E2BPoolForm(forms.ModelForm):
         help_text="Extra kinds your template bakes in, e.g. toolchain:go toolchain:node "
         "(comma or space separated).",
     )
-    raw_config = forms.CharField(
+    raw_config = RawJsonField(
         label="Advanced: raw JSON config",
         required=False,
         max_length=MAX_RAW_JSON,

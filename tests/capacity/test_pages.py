@@ -1,0 +1,435 @@
+"""The capacity pages as an admin uses them: list, new pool, pool page, and what is audited."""
+
+from __future__ import annotations
+
+import json
+import re
+from html import unescape
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from pools.models import CapacityPool, HealthStatus, PoolHealthCheck
+from rensei.models import AuditEvent
+from sessions.models import Session
+from tests.capacity.pages import CAPACITY, NEW, NEW_E2B, detail, element, table_rows, text
+
+# The product doc's "Capability profile" table, value for value.
+DOC_PROFILE = {
+    "transportModel": "dial-in (E2B envd exposes an exec endpoint)",
+    "supportsFsSnapshot": "true",
+    "supportsPauseResume": "true (full memory + FS, ~1s pause/resume)",
+    "supportsCapacityQuery": "false (FaaS-style, opaque capacity)",
+    "maxConcurrent": "null (tier-gated by E2B)",
+    "maxSessionDurationSeconds": "null (tier-dependent)",
+    "os": "linux",
+    "arch": "x86_64",
+    "idleCostModel": "zero (paused sandboxes cost $0)",
+    "billingModel": "wall-clock (while running)",
+    "supportsGpu": "false",
+    "supportsCustomNetworkPolicy": "false",
+    "egressDefault": "allow-all",
+}
+DOC_DOCKERFILE = """FROM e2bdev/code-interpreter:latest
+
+# Install donmai binary
+ARG DONMAI_VERSION=v0.11.0
+RUN curl -fsSL "https://github.com/renseiai/donmai/releases/download/${DONMAI_VERSION}/donmai_linux_amd64" \\
+    -o /usr/local/bin/donmai && chmod +x /usr/local/bin/donmai
+
+# Start command: launch the in-box runner
+CMD ["donmai", "agent", "run"]"""  # noqa: E501
+DOC_BUILD = """npm install -g @e2b/cli
+
+e2b template build \\
+  --name donmai-worker \\
+  --dockerfile worker/e2b.Dockerfile \\
+  --start-cmd "donmai agent run\""""
+DOC_RUNTIME = "npm, python-pip, http, mcp-server, a2a-protocol"
+DOC_REQUIREMENT = "long-running, network-egress, git, full-history-clone"
+
+
+def sessions(pool: CapacityPool, *states: str) -> None:
+    for state in states:
+        Session.objects.create(org=pool.org, pool=pool, provider=pool.provider, state=state)
+
+
+def audits(action: str) -> list[AuditEvent]:
+    return list(AuditEvent.objects.filter(action=action).order_by("id"))
+
+
+# -- the pools table ---------------------------------------------------------------------
+
+
+def test_empty_state_offers_new_pool(client_as, alice, bob):  # type: ignore[no-untyped-def]
+    page = client_as(alice).get(CAPACITY)
+    assert page.status_code == 200
+    body = text(page.content)
+    assert "No capacity pools yet." in body
+    assert f'href="{NEW}"' in page.content.decode()
+    member = text(client_as(bob).get(CAPACITY).content)
+    assert "No capacity pools yet." in member and "Ask an organisation admin" in member
+
+
+def test_table_shows_each_pool(client_as, alice, make_pool, org_a):  # type: ignore[no-untyped-def]
+    checked = timezone.now().replace(year=2026, month=3, day=4, hour=5, minute=6)
+    first = make_pool(
+        org_a,
+        "fast",
+        order=0,
+        concurrency_cap=5,
+        health_status=HealthStatus.PASSING,
+        health_checked_at=checked,
+    )
+    second = make_pool(org_a, "spare", order=1, enabled=False, config={"snapshotId": "snap-9"})
+    sessions(first, "running", "running", "paused", "terminated", "failed", "queued")
+    sessions(second, "lost")
+
+    page = client_as(alice).get(CAPACITY)
+    rows = table_rows(page.content.decode())
+    by_name = {row[1]: row for row in rows}
+    assert [row[1] for row in rows] == ["fast", "spare"]
+    fast = by_name["fast"]
+    assert fast[2:5] == ["E2B", "donmai-worker", "Enabled"]
+    assert "Passing" in fast[5] and "2026-03-04 05:06 UTC" in fast[5]
+    assert fast[6:9] == ["2", "1", "5"]
+    spare = by_name["spare"]
+    assert spare[3:5] == ["snapshot snap-9", "Disabled"]
+    assert "Not checked" in spare[5]
+    assert spare[6:9] == ["0", "0", "—"]
+    assert "Check pool" in fast[9] and "Enable" in spare[9]
+
+
+def test_table_query_count_is_flat(client_as, alice, make_pool, org_a):  # type: ignore[no-untyped-def]
+    client = client_as(alice)
+    make_pool(org_a, "p0")
+    client.get(CAPACITY)
+    with CaptureQueriesContext(connection) as one:
+        client.get(CAPACITY)
+    for i in range(1, 12):
+        pool = make_pool(org_a, f"p{i}", order=i)
+        sessions(pool, "running", "paused")
+    with CaptureQueriesContext(connection) as many:
+        assert client.get(CAPACITY).status_code == 200
+    assert len(many) == len(one)
+
+
+def test_reorder(client_as, alice, make_pool, org_a):  # type: ignore[no-untyped-def]
+    a, b, c = (make_pool(org_a, name, order=0) for name in ("a", "b", "c"))
+    client = client_as(alice)
+    response = client.htmx("post", f"{CAPACITY}{c.pk}/move/up/")
+    assert response.status_code == 200
+    assert [r[1] for r in table_rows(response.content.decode())] == ["a", "c", "b"]
+    assert list(CapacityPool.objects.values_list("name", "order")) == [
+        ("a", 0),
+        ("c", 1),
+        ("b", 2),
+    ]
+    response = client.post(f"{CAPACITY}{a.pk}/move/down/")
+    assert response.status_code == 302
+    assert [p.name for p in CapacityPool.objects.all()] == ["c", "a", "b"]
+    # The top one cannot go higher: nothing changes.
+    client.post(f"{CAPACITY}{c.pk}/move/up/")
+    assert [p.name for p in CapacityPool.objects.all()] == ["c", "a", "b"]
+    assert client.post(f"{CAPACITY}{c.pk}/move/sideways/").status_code == 404
+    assert len(audits("pool.changed")) == 2
+    assert b.pk
+
+
+def test_enable_disable_is_audited_once(client_as, alice, make_pool, org_a):  # type: ignore[no-untyped-def]
+    pool = make_pool(org_a)
+    client = client_as(alice)
+    response = client.htmx("post", f"{CAPACITY}{pool.pk}/disable/")
+    assert response.status_code == 200 and "Disabled" in text(response.content)
+    client.htmx("post", f"{CAPACITY}{pool.pk}/disable/")  # double click
+    pool.refresh_from_db()
+    assert pool.enabled is False
+    assert len(audits("pool.disabled")) == 1
+    response = client.post(f"{CAPACITY}{pool.pk}/enable/", {"from": "detail"})
+    assert response.status_code == 302 and response["Location"] == detail(pool.pk)
+    pool.refresh_from_db()
+    assert pool.enabled is True
+    event = audits("pool.enabled")[0]
+    assert (event.actor_label, event.target, event.channel) == ("alice", "main", "web")
+
+
+def test_delete_unused_pool(client_as, alice, make_pool, org_a):  # type: ignore[no-untyped-def]
+    pool = make_pool(org_a, config={"templateId": "t", "envVars": {"TOKEN": "s3cret"}})
+    response = client_as(alice).htmx("post", f"{CAPACITY}{pool.pk}/delete/")
+    assert response.status_code == 200
+    assert "Pool main deleted." in text(response.content)
+    assert not CapacityPool.objects.exists()
+    event = audits("pool.deleted")[0]
+    assert event.detail["config"]["templateId"] == "t"
+    assert "s3cret" not in json.dumps(event.detail)
+
+
+def test_delete_refused_with_live_sessions(client_as, alice, make_pool, org_a):  # type: ignore[no-untyped-def]
+    pool = make_pool(org_a)
+    sessions(pool, "paused", "terminated")
+    client = client_as(alice)
+    listing = client.get(CAPACITY).content.decode()
+    assert "1 live session: disable the pool instead" in listing
+    response = client.htmx("post", f"{CAPACITY}{pool.pk}/delete/")
+    assert response.status_code == 200
+    assert "has 1 live session, so it cannot be deleted. Disable it instead" in text(
+        response.content
+    )
+    plain = client.post(f"{CAPACITY}{pool.pk}/delete/")
+    assert plain.status_code == 409
+    assert CapacityPool.objects.filter(pk=pool.pk).exists()
+    assert not audits("pool.deleted")
+
+
+def test_delete_refused_with_history(client_as, alice, make_pool, org_a):  # type: ignore[no-untyped-def]
+    pool = make_pool(org_a)
+    sessions(pool, "terminated", "failed")
+    response = client_as(alice).htmx("post", f"{CAPACITY}{pool.pk}/delete/")
+    assert "session history" in text(response.content)
+    assert CapacityPool.objects.filter(pk=pool.pk).exists()
+
+
+# -- new pool ----------------------------------------------------------------------------
+
+
+def profile_of(page: bytes) -> dict[str, str]:
+    rows = table_rows(element(page, "capability-profile"))
+    out = {}
+    for label_and_key, value, words in rows:
+        key = label_and_key.split()[-1]
+        out[key] = value
+        assert words, key  # every value also in words
+    return out
+
+
+def substrate_of(page: bytes) -> tuple[str, str]:
+    block = element(page, "substrate-defaults")
+    runtime = re.search(r'data-kind="runtime">(.*?)</dd>', block, flags=re.S)
+    requirement = re.search(r'data-kind="requirement">(.*?)</dd>', block, flags=re.S)
+    assert runtime and requirement
+    return text(runtime.group(1)), text(requirement.group(1))
+
+
+@pytest.mark.parametrize("url", [NEW, NEW_E2B])
+def test_profile_and_substrate_match_the_product_doc(client_as, alice, url):  # type: ignore[no-untyped-def]
+    page = client_as(alice).get(url).content
+    profile = profile_of(page)
+    for key, value in DOC_PROFILE.items():
+        assert profile[key] == value, key
+    assert profile["supportsExecCommand"] == "true"
+    assert substrate_of(page) == (DOC_RUNTIME, DOC_REQUIREMENT)
+
+
+def test_picker_leads_to_the_e2b_form(client_as, alice, bob):  # type: ignore[no-untyped-def]
+    page = client_as(alice).get(NEW).content.decode()
+    assert f'href="{NEW_E2B}"' in page and "Create E2B pool" in page
+    member = client_as(bob).get(NEW).content.decode()
+    assert NEW_E2B not in member and "Only organisation admins can create pools." in member
+
+
+def test_form_page_labels_example_and_base_warning(client_as, alice):  # type: ignore[no-untyped-def]
+    page = client_as(alice).get(NEW_E2B)
+    html = page.content.decode()
+    assert page.status_code == 200
+    for field in (
+        "name",
+        "templateId",
+        "launchRunnerInline",
+        "timeoutSeconds",
+        "onTimeout",
+        "snapshotId",
+        "envVars",
+        "runtime_provides_text",
+        "order",
+        "concurrency_cap",
+        "enabled",
+        "raw_config",
+    ):
+        assert f'for="id_{field}"' in html, field
+        assert f'id="id_{field}"' in html, field
+    example = json.loads(text(element(html, "example-config")))
+    assert example == {"templateId": "abc123def456", "launchRunnerInline": False}
+    keys = [row[0] for row in table_rows(element(html, "config-keys"))]
+    assert keys[:2] == ["templateId", "launchRunnerInline"]
+    assert "The base template has no donmai binary." in text(element(html, "base-warning"))
+    blocks = [
+        unescape(b)
+        for b in re.findall(r"<pre[^>]*>(.*?)</pre>", element(html, "base-warning"), re.S)
+    ]
+    assert blocks == [DOC_DOCKERFILE, DOC_BUILD]
+
+
+@pytest.mark.parametrize(
+    ("query", "warned"),
+    [
+        ("templateId=base", True),
+        ("templateId=", True),
+        ("templateId=+base+", True),
+        ("templateId=donmai-worker", False),
+        ("templateId=base&snapshotId=snap-1", False),
+    ],
+)
+def test_template_hint_follows_the_field(client_as, alice, query, warned):  # type: ignore[no-untyped-def]
+    response = client_as(alice).htmx("get", f"{NEW}template-hint/?{query}")
+    assert response.status_code == 200
+    assert ("has no donmai binary" in text(response.content)) is warned
+    assert 'id="template-hint"' in response.content.decode()
+
+
+def test_create_pool(client_as, alice, org_a):  # type: ignore[no-untyped-def]
+    response = client_as(alice).post(
+        NEW_E2B,
+        {
+            "name": "workers",
+            "templateId": "donmai-worker",
+            "timeoutSeconds": "7200",
+            "onTimeout": "pause",
+            "envVars": "REGION=eu\nMODE=fast",
+            "runtime_provides_text": "toolchain:go, toolchain:node",
+            "concurrency_cap": "10",
+            "enabled": "on",
+        },
+    )
+    pool = CapacityPool.objects.get()
+    assert response.status_code == 302 and response["Location"] == detail(pool.pk)
+    assert pool.org == org_a and pool.provider == "e2b"
+    assert pool.config == {
+        "templateId": "donmai-worker",
+        "launchRunnerInline": False,
+        "timeoutSeconds": 7200,
+        "onTimeout": "pause",
+        "envVars": {"REGION": "eu", "MODE": "fast"},
+    }
+    assert pool.runtime_provides == ["toolchain:go", "toolchain:node"]
+    assert (pool.concurrency_cap, pool.enabled, pool.order) == (10, True, 0)
+    event = audits("pool.created")[0]
+    assert event.target == "workers" and event.detail["config"]["timeoutSeconds"] == 7200
+    assert "eu" not in json.dumps(event.detail)  # env values stay out of the audit log
+
+
+def test_new_pools_go_last(client_as, alice, make_pool, org_a):  # type: ignore[no-untyped-def]
+    make_pool(org_a, "first", order=4)
+    client_as(alice).post(NEW_E2B, {"name": "second"})
+    assert CapacityPool.objects.get(name="second").order == 5
+
+
+def test_create_with_htmx_redirects_the_browser(client_as, alice):  # type: ignore[no-untyped-def]
+    response = client_as(alice).htmx("post", NEW_E2B, {"name": "h"})
+    pool = CapacityPool.objects.get()
+    assert response.status_code == 200 and response["HX-Redirect"] == detail(pool.pk)
+    assert pool.config["templateId"] == "base"
+
+
+def test_raw_json_wins(client_as, alice):  # type: ignore[no-untyped-def]
+    raw = {"templateId": "abc123def456", "launchRunnerInline": True, "envVars": {"A": "1"}}
+    client_as(alice).post(
+        NEW_E2B,
+        {
+            "name": "raw",
+            "templateId": "ignored",
+            "timeoutSeconds": "nonsense",
+            "raw_config": json.dumps(raw),
+        },
+    )
+    assert CapacityPool.objects.get().config == {**raw, "timeoutSeconds": 3600, "onTimeout": "kill"}
+
+
+def test_invalid_input_is_a_400_and_saves_nothing(client_as, alice, make_pool, org_a):  # type: ignore[no-untyped-def]
+    make_pool(org_a, "taken")
+    client = client_as(alice)
+    response = client.post(
+        NEW_E2B,
+        {
+            "name": "Taken",
+            "templateId": "has space",
+            "timeoutSeconds": "90000",
+            "envVars": "lower=1",
+            "runtime_provides_text": "gpu",
+        },
+    )
+    assert response.status_code == 400
+    body = text(response.content)
+    assert "already has a pool named 'Taken'" in body
+    assert "Ensure this value is less than or equal to 86400" in body
+    assert "Line 1: 'lower' is not a valid variable name" in body
+    assert "Unknown kind: gpu" in body
+    assert CapacityPool.objects.count() == 1
+
+    raw = client.post(NEW_E2B, {"name": "r", "raw_config": '{"timeoutSeconds": true, "x": 1}'})
+    assert raw.status_code == 400
+    body = text(raw.content)
+    assert "timeoutSeconds: must be a whole number of seconds, not a boolean." in body
+    assert 'x: "x" is not a known key' in body
+    broken = client.htmx("post", NEW_E2B, {"name": "r", "raw_config": "{nope"})
+    assert broken.status_code == 200 and "config: not valid JSON" in text(broken.content)
+    assert CapacityPool.objects.count() == 1
+
+
+# -- one pool ----------------------------------------------------------------------------
+
+
+def test_pool_page(client_as, alice, bob, make_pool, org_a):  # type: ignore[no-untyped-def]
+    pool = make_pool(
+        org_a,
+        config={"templateId": "donmai-worker", "envVars": {"TOKEN": "hunter2"}},
+        runtime_provides=["toolchain:go"],
+    )
+    sessions(pool, "running", "terminated")
+    PoolHealthCheck.objects.create(
+        pool=pool, status=HealthStatus.FAILING, output="donmai not found in template base"
+    )
+    admin_page = client_as(alice).get(detail(pool.pk)).content.decode()
+    for page, editable in (
+        (admin_page, True),
+        (client_as(bob).get(detail(pool.pk)).content, False),
+    ):
+        body = text(page)
+        config = json.loads(text(element(page, "pool-config")))
+        assert config["templateId"] == "donmai-worker"
+        assert config["envVars"] == {"TOKEN": "••••"}
+        provides = text(element(page, "effective-provides")).split()
+        assert "toolchain:go" in provides and "npm" in provides and "full-history-clone" in provides
+        assert "donmai not found in template base" in body
+        assert "running" in body and "terminated" in body  # recent sessions
+        assert ("Edit pool" in body) is editable
+        assert ("Check pool" in body) is editable
+    assert "hunter2" not in text(client_as(bob).get(detail(pool.pk)).content)
+
+
+def test_base_pool_page_warns(client_as, bob, make_pool, org_a):  # type: ignore[no-untyped-def]
+    pool = make_pool(org_a, config={"templateId": "base"})
+    page = client_as(bob).get(detail(pool.pk)).content
+    assert "The base template has no donmai binary." in text(element(page, "base-warning"))
+
+
+def test_edit_pool_audits_before_and_after(client_as, alice, make_pool, org_a):  # type: ignore[no-untyped-def]
+    pool = make_pool(org_a, config={"templateId": "base", "envVars": {"K": "old"}}, order=3)
+    client = client_as(alice)
+    form = client.get(detail(pool.pk)).content.decode()
+    assert 'value="base"' in form and "K=old" in form
+    data = {
+        "name": "main",
+        "templateId": "donmai-worker",
+        "timeoutSeconds": "3600",
+        "onTimeout": "kill",
+        "envVars": "K=new",
+        "order": "",
+        "enabled": "on",
+    }
+    response = client.post(detail(pool.pk), data)
+    assert response.status_code == 302
+    pool.refresh_from_db()
+    assert pool.config["templateId"] == "donmai-worker" and pool.order == 3
+    event = audits("pool.changed")[0]
+    assert event.detail["config"]["before"]["templateId"] == "base"
+    assert event.detail["config"]["after"]["templateId"] == "donmai-worker"
+    assert "old" not in json.dumps(event.detail) and "new" not in json.dumps(event.detail)
+    client.post(detail(pool.pk), data)  # no change: no audit row
+    assert len(audits("pool.changed")) == 1
+
+    bad = client.htmx("post", detail(pool.pk), {**data, "timeoutSeconds": "0"})
+    assert bad.status_code == 200 and "greater than or equal to 1" in text(bad.content)
+    pool.refresh_from_db()
+    assert pool.config["timeoutSeconds"] == 3600
