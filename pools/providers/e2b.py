@@ -344,7 +344,7 @@ class E2BProvider(Provider):
             )
         if isinstance(exc, ServiceBusyException):
             return ProviderError(
-                "E2B is temporarily unavailable (503); will retry.",
+                "E2B is temporarily unavailable (503).",
                 permanent=False,
                 status_code=503,
             )
@@ -361,9 +361,7 @@ class E2BProvider(Provider):
                 status_code=404,
             )
         if isinstance(exc, SandboxUnreachableException):
-            return ProviderError(
-                f"{which} could not be reached; will retry.", permanent=False, status_code=502
-            )
+            return ProviderError(f"{which} could not be reached.", permanent=False, status_code=502)
         if isinstance(exc, GuestUnresponsiveException):
             return ProviderError(
                 f"{which} cannot be resumed with its memory (its agent was unresponsive "
@@ -379,7 +377,7 @@ class E2BProvider(Provider):
             return ProviderError(f"E2B refused the request: {detail}", permanent=True)
         if isinstance(exc, TimeoutException):
             return ProviderError(
-                f"E2B did not answer in time; will retry. ({detail})",
+                f"E2B did not answer in time ({detail}).",
                 permanent=False,
                 status_code=504,
             )
@@ -406,14 +404,14 @@ class E2BProvider(Provider):
                 )
             if code >= 500 or code == 429:
                 return ProviderError(
-                    f"E2B answered {code}: {detail}; will retry.", permanent=False, status_code=code
+                    f"E2B answered {code}: {detail}.", permanent=False, status_code=code
                 )
             return ProviderError(
                 f"E2B refused the request ({code}): {detail}", permanent=True, status_code=code
             )
         if isinstance(exc, OSError) or _is_transport_error(exc):
             return ProviderError(
-                f"Could not reach E2B at {self._endpoint()} ({type(exc).__name__}); will retry.",
+                f"Could not reach E2B at {self._endpoint()} ({type(exc).__name__}).",
                 permanent=False,
             )
         return ProviderError(

@@ -107,19 +107,7 @@ def test_env_lines() -> None:
 
 # -- fuzzing: the form fields ------------------------------------------------------------
 
-FORM_FIELDS = [
-    "name",
-    "templateId",
-    "launchRunnerInline",
-    "timeoutSeconds",
-    "onTimeout",
-    "snapshotId",
-    "envVars",
-    "runtime_provides_text",
-    "order",
-    "concurrency_cap",
-    "enabled",
-]
+FORM_FIELDS = [name for name in E2BPoolForm.field_order if name != "raw_config"]
 
 texts = st.text(max_size=40)
 numbers = st.integers(min_value=-5, max_value=100_000).map(str)

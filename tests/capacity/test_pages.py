@@ -11,6 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from pools.forms import E2BPoolForm
 from pools.models import CapacityPool, HealthStatus, PoolHealthCheck
 from rensei.models import AuditEvent
 from sessions.models import Session
@@ -233,20 +234,7 @@ def test_form_page_labels_example_and_base_warning(client_as, alice):  # type: i
     page = client_as(alice).get(NEW_E2B)
     html = page.content.decode()
     assert page.status_code == 200
-    for field in (
-        "name",
-        "templateId",
-        "launchRunnerInline",
-        "timeoutSeconds",
-        "onTimeout",
-        "snapshotId",
-        "envVars",
-        "runtime_provides_text",
-        "order",
-        "concurrency_cap",
-        "enabled",
-        "raw_config",
-    ):
+    for field in E2BPoolForm.field_order:
         assert f'for="id_{field}"' in html, field
         assert f'id="id_{field}"' in html, field
     example = json.loads(text(element(html, "example-config")))
