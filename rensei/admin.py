@@ -4,7 +4,9 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
 
 from rensei.credentials import remove_credential, set_credential
 from rensei.forms import CredentialAdminForm
@@ -63,6 +65,10 @@ class CredentialAdmin(admin.ModelAdmin):
     search_fields = ["org__name", "org__slug"]
     fields = ["org", "provider", "key", "new_secret", "created_at", "created_by", "updated_at"]
     readonly_fields = ["key", "created_at", "created_by", "updated_at"]
+
+    @method_decorator(sensitive_post_parameters("new_secret"))
+    def changeform_view(self, *args: Any, **kwargs: Any) -> HttpResponse:
+        return super().changeform_view(*args, **kwargs)
 
     @admin.display(description="Key")
     def key(self, obj: Credential) -> str:

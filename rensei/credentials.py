@@ -7,6 +7,8 @@ never logged.
 
 ``set_credential`` / ``remove_credential`` are what the page, the Django admin and the demo
 seeder call: they validate, encrypt, and write the audit event (last four only).
+Functions holding a secret in a local are ``@sensitive_variables()``: error reports (admin
+mails, error trackers) show frame locals, and never theirs nor those of what they call.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from rensei import audit
 from rensei.crypto import decrypt, encrypt
@@ -66,11 +69,13 @@ def provider_label(provider: str) -> str:
     return PROVIDERS[provider][0] if provider in PROVIDERS else LABELS.get(provider, provider)
 
 
+@sensitive_variables()
 def environment_secret(provider: str = "e2b") -> str:
     name = ENV_FALLBACK.get(provider)
     return str(getattr(settings, name, "") or "").strip() if name else ""
 
 
+@sensitive_variables()
 def resolve_credential(org: Organization, provider: str = "e2b") -> ResolvedCredential:
     row = Credential.objects.filter(org=org, provider=provider).first()
     if row is not None:
@@ -87,6 +92,7 @@ def resolve_credential(org: Organization, provider: str = "e2b") -> ResolvedCred
     )
 
 
+@sensitive_variables()
 def validate_secret(raw: str, provider: str = "e2b") -> str:
     """The key without surrounding whitespace, or ``InvalidSecret``."""
     secret = (raw or "").strip()
@@ -120,6 +126,7 @@ def _target(provider: str) -> str:
     return f"{provider_label(provider)} credential"
 
 
+@sensitive_variables()
 def set_credential(
     org: Organization, provider: str, secret: str, actor: Actor, channel: str
 ) -> Credential:

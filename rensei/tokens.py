@@ -17,6 +17,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from rensei import audit
 from rensei.credentials import Actor, acting_user
@@ -56,6 +57,7 @@ def _new_token() -> tuple[str, str]:
     return prefix, f"{prefix}_{secrets.token_urlsafe(32)}"
 
 
+@sensitive_variables()
 def create_token(org: Organization, name: str, actor: Actor, channel: str) -> tuple[ApiToken, str]:
     """A new token for ``org``; the plaintext is returned here and never again."""
     name = validate_name(name)
@@ -76,6 +78,7 @@ def create_token(org: Organization, name: str, actor: Actor, channel: str) -> tu
     return token, plaintext
 
 
+@sensitive_variables()
 def _parse(header_value: str) -> str | None:
     scheme, _, token = (header_value or "").strip().partition(" ")
     token = token.strip()
@@ -86,6 +89,7 @@ def _parse(header_value: str) -> str | None:
     return token
 
 
+@sensitive_variables()
 def authenticate(header_value: str) -> ApiToken | None:
     """The live token an ``Authorization: Bearer …`` header names, else None."""
     token = _parse(header_value)

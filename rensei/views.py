@@ -15,6 +15,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -122,6 +123,7 @@ def integrations(request: HttpRequest) -> HttpResponse:
     return _integrations_page(request)
 
 
+@sensitive_post_parameters("secret")
 @org_view("integrations.manage")
 @require_POST
 def integration_key(request: HttpRequest, provider: str) -> HttpResponse:
@@ -182,6 +184,7 @@ def _redact(text: str, secret: str) -> str:
     return text.replace(secret, "••••") if secret else text
 
 
+@sensitive_variables()
 def _ping(provider: str, resolved: credentials.ResolvedCredential) -> TestResult:
     from pools.providers import provider_class
     from pools.providers.base import ProviderError
@@ -281,6 +284,7 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
 @never_cache  # the response carries the token's only showing
 @org_view("integrations.manage")
 @require_POST
+@sensitive_variables("plaintext", "context")
 def api_token_create(request: HttpRequest) -> HttpResponse:
     form = ApiTokenForm(request.POST)
     template = "rensei/api_tokens.html"

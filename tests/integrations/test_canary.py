@@ -94,3 +94,38 @@ def test_canary_key_appears_nowhere(  # type: ignore[no-untyped-def]
     assert canary not in caplog.text
 
     assert canary not in repr(enqueued)
+
+
+def test_error_reports_never_show_the_key(client_as, alice, monkeypatch):  # type: ignore[no-untyped-def]
+    """A failure while saving produces an error report (what admins are mailed, what error
+    trackers read) with the request's POST data and every frame's locals: none shows it."""
+    from django.core.signals import got_request_exception
+    from django.views.debug import ExceptionReporter
+
+    from rensei import credentials
+
+    canary = f"e2b_CANARY_{secrets.token_hex(12)}"
+    reports: list[str] = []
+
+    def report(sender: Any, request: Any, **kwargs: Any) -> None:
+        import sys
+
+        reporter = ExceptionReporter(request, *sys.exc_info())
+        reports.append(reporter.get_traceback_text() + reporter.get_traceback_html())
+
+    def broken_encrypt(plaintext: str) -> str:
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(credentials, "encrypt", broken_encrypt)
+    got_request_exception.connect(report)
+    try:
+        c = client_as(alice)
+        c.raise_request_exception = False
+        resp = c.post("/settings/integrations/e2b/key/", {"secret": canary})
+    finally:
+        got_request_exception.disconnect(report)
+    assert resp.status_code == 500
+    assert canary not in resp.content.decode()
+    assert reports and "the disk is full" in reports[0]
+    assert "secret" in reports[0]  # the POST field is listed, its value cleansed
+    assert canary not in reports[0]
