@@ -204,11 +204,26 @@ def pool_enable(request: HtmxHttpRequest, pk: int, enable: bool) -> HttpResponse
 
 
 @capacity_view
-@require_POST
+@require_http_methods(["GET", "POST"])
 def pool_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """POST deletes; GET is the confirmation page for browsers without JavaScript."""
     require(request, "capacity.manage")
     pool = get_for_org(request, with_session_counts(CapacityPool.objects.all()), pk=pk)
     refusal = _delete_refusal(pool)
+    if request.method == "GET":
+        if refusal:
+            return _table_response(request, notice=refusal, status=409)
+        return render(
+            request,
+            "rensei/confirm.html",
+            {
+                "title": f"Delete pool {pool.name}?",
+                "question": f"Delete pool {pool.name}? This cannot be undone.",
+                "action": reverse("pool_delete", args=[pool.pk]),
+                "button": "Delete pool",
+                "cancel": reverse("capacity"),
+            },
+        )
     if not refusal:
         try:
             with transaction.atomic():

@@ -12,7 +12,9 @@ transient. Messages name the sandbox or template and never contain the key.
 Exec on a paused sandbox: ``Sandbox.connect`` (the only way to get a handle for commands)
 *resumes* a paused sandbox, and a resume starts billing again behind the platform's back.
 ``exec_command`` therefore looks the sandbox up first and refuses with a permanent
-``ProviderError`` (status 409) when it is paused; the caller resumes explicitly.
+``ProviderError`` (status 409) when it is paused; the caller resumes explicitly. On a running
+sandbox the connect extends its end to at least the command's timeout from now (never
+shortens it), so the box does not expire under a running command.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 
 RUNNER_COMMAND = "nohup donmai agent run >/tmp/donmai-runner.log 2>&1 &"
 LAUNCH_TIMEOUT_S = 60
+MAX_TIMEOUT_S = 86_400  # E2B's longest sandbox lifetime
 LIST_PAGE_SIZE = 100
 MAX_LIST_PAGES = 1000  # 100k sandboxes: a loop guard, not a product limit
 _IDEMPOTENCY_KEY_RE = re.compile(r"[a-z0-9-]{1,255}")
@@ -180,7 +183,7 @@ class E2BProvider(Provider):
         timeout: int = 600,
     ) -> ExecResult:
         sandbox_id = sandbox_id_of(handle)
-        sandbox = self._connect_running(sandbox_id)
+        sandbox = self._connect_running(sandbox_id, keep_alive=timeout)
         return self._run(sandbox, command, dict(env or {}), timeout)
 
     def pause(self, handle: SandboxHandle | str) -> bool:
@@ -258,8 +261,12 @@ class E2BProvider(Provider):
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _connect_running(self, sandbox_id: str) -> Sandbox:
-        """A handle for commands, without resuming a paused sandbox (see module doc)."""
+    def _connect_running(self, sandbox_id: str, keep_alive: int) -> Sandbox:
+        """A handle for commands, without resuming a paused sandbox (see module doc).
+
+        Connecting to a running sandbox moves its end to at least ``keep_alive`` seconds
+        from now (E2B only ever extends it there), so the box outlives the command.
+        """
         from e2b import Sandbox
 
         try:
@@ -270,8 +277,8 @@ class E2BProvider(Provider):
                     permanent=True,
                     status_code=409,
                 )
-            # On a running sandbox connect only extends its timeout (never shortens it).
-            return Sandbox.connect(sandbox_id, **self._opts())
+            seconds = min(keep_alive, MAX_TIMEOUT_S) if keep_alive > 0 else None
+            return Sandbox.connect(sandbox_id, timeout=seconds, **self._opts())
         except ProviderError:
             raise
         except Exception as exc:

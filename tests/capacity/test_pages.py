@@ -158,7 +158,12 @@ def test_enable_disable_is_audited_once(client_as, alice, make_pool, org_a):  # 
 
 def test_delete_unused_pool(client_as, alice, make_pool, org_a):  # type: ignore[no-untyped-def]
     pool = make_pool(org_a, config={"templateId": "t", "envVars": {"TOKEN": "s3cret"}})
-    response = client_as(alice).htmx("post", f"{CAPACITY}{pool.pk}/delete/")
+    client = client_as(alice)
+    confirm = client.get(f"{CAPACITY}{pool.pk}/delete/")  # without JavaScript: a confirm page
+    assert confirm.status_code == 200
+    assert "Delete pool main? This cannot be undone." in text(confirm.content)
+    assert CapacityPool.objects.filter(pk=pool.pk).exists()
+    response = client.htmx("post", f"{CAPACITY}{pool.pk}/delete/")
     assert response.status_code == 200
     assert "Pool main deleted." in text(response.content)
     assert not CapacityPool.objects.exists()
@@ -180,6 +185,7 @@ def test_delete_refused_with_live_sessions(client_as, alice, make_pool, org_a): 
     )
     plain = client.post(f"{CAPACITY}{pool.pk}/delete/")
     assert plain.status_code == 409
+    assert client.get(f"{CAPACITY}{pool.pk}/delete/").status_code == 409
     assert CapacityPool.objects.filter(pk=pool.pk).exists()
     assert not audits("pool.deleted")
 

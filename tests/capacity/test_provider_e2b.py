@@ -118,6 +118,8 @@ def test_exec_success_failure_env_and_default_timeout(e2b, e2b_emulator):  # typ
 
     starts = [c for c in e2b_emulator.emulator.calls_to("envd.Start")]
     assert starts and all(c.request_headers["connect-timeout-ms"] == "600000" for c in starts)
+    # Connecting for a command keeps the box alive at least as long as the command may run.
+    assert e2b_emulator.emulator.calls_to("connect")[-1].body == {"timeout": 600}
     e2b.exec_command(handle, "true", timeout=5)
     assert (
         e2b_emulator.emulator.calls_to("envd.Start")[-1].request_headers["connect-timeout-ms"]
