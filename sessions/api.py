@@ -9,8 +9,6 @@ never a 500. The published description of all of this is ``sessions/api_schema.p
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -152,24 +150,6 @@ def _no_session() -> JsonResponse:
     return error(404, "No such session.")
 
 
-# --- cursor pagination ---------------------------------------------------------------------
-
-
-def encode_cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"s:{last_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-    except (binascii.Error, ValueError):
-        raise inp.bad("cursor", "Not a cursor this API returned.") from None
-    prefix, _, number = text.partition(":")
-    if prefix != "s" or not number.isdigit() or int(number) > inp.MAX_ID:
-        raise inp.bad("cursor", "Not a cursor this API returned.")
-    return int(number)
-
-
 # --- routes --------------------------------------------------------------------------------
 
 
@@ -186,22 +166,23 @@ def _list(request: HttpRequest, org: Organization) -> HttpResponse:
         raise inp.bad("state", f"Must be one of: {', '.join(SessionState.values)}.")
     issue = inp.query_text(request, "issue", max_length=64)
     limit = inp.query_int(request, "limit", default=25, minimum=1, maximum=100)
-    cursor = inp.query_text(request, "cursor", max_length=40)
+    # Keyset pagination: the cursor is the last id of the previous page (ids only grow).
+    cursor = inp.query_int(request, "cursor", default=0, minimum=1, maximum=inp.MAX_ID)
 
     sessions = Session.objects.filter(org=org).select_related("issue", "pool").order_by("-id")
     if state is not None:
         sessions = sessions.filter(state=state)
     if issue is not None:
         sessions = sessions.filter(issue__key=issue)
-    if cursor is not None:
-        sessions = sessions.filter(pk__lt=decode_cursor(cursor))
+    if cursor:
+        sessions = sessions.filter(pk__lt=cursor)
     rows = list(sessions[: limit + 1])
     more = len(rows) > limit
     rows = rows[:limit]
     return JsonResponse(
         {
             "results": [session_json(s) for s in rows],
-            "next_cursor": encode_cursor(rows[-1].pk) if more else None,
+            "next_cursor": rows[-1].pk if more else None,
         }
     )
 
@@ -219,6 +200,8 @@ def _create(request: HttpRequest, org: Organization) -> HttpResponse:
     issue_key = inp.string(
         issue, "key", field="issue.key", required=True, min_length=1, max_length=64
     )
+    if not inp.ISSUE_KEY_RE.fullmatch(issue_key or ""):
+        raise inp.bad("issue.key", "1 to 64 characters without spaces, e.g. ENG-142.")
     title = inp.string(issue, "title", field="issue.title", max_length=300) or ""
     issue_url = inp.url(inp.string(issue, "url", field="issue.url", max_length=500), "issue.url")
     runtime_kinds = inp.string_list(data, "runtime_kinds", required=True) or []

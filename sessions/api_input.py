@@ -22,6 +22,7 @@ from django.core.validators import URLValidator
 from django.http import HttpRequest
 
 from sessions.services import DEFAULT_EXEC_TIMEOUT, MAX_ENV_NAME, MAX_EXEC_TIMEOUT
+from sessions.services import ISSUE_KEY_RE as ISSUE_KEY_RE
 from sessions.services import MAX_COMMAND as MAX_COMMAND
 from sessions.services import MAX_ENV_VALUE as MAX_ENV_VALUE
 from sessions.services import MAX_ENV_VARS as MAX_ENV_VARS
@@ -33,6 +34,8 @@ MAX_TIMEOUT = MAX_EXEC_TIMEOUT
 DEFAULT_TIMEOUT = DEFAULT_EXEC_TIMEOUT
 MAX_KIND_LENGTH = 64
 MAX_IDEMPOTENCY_KEY = 255
+# What the pages will link to: http(s) only, no spaces or control characters.
+URL_RE = re.compile(r"https?://[^\s\x00-\x1f\x7f]+")
 # Row ids are BIGINTs: a larger id cannot exist, and SQLite would overflow on it.
 MAX_ID = 2**63 - 1
 IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
@@ -174,7 +177,10 @@ def integer(data: Mapping[str, Any], name: str, *, default: int, minimum: int, m
     if name not in data or data[name] is None:
         return default
     value = data[name]
-    # bool is an int in Python; JSON true is not a number.
+    # bool is an int in Python; JSON true is not a number. JSON Schema counts 600.0 as an
+    # integer, so a float without a fraction is one here too.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise bad(name, "Must be an integer.")
     if not minimum <= value <= maximum:
@@ -185,6 +191,8 @@ def integer(data: Mapping[str, Any], name: str, *, default: int, minimum: int, m
 def url(value: str | None, field: str) -> str:
     if not value:
         return ""
+    if not URL_RE.fullmatch(value):
+        raise bad(field, "Must be an http(s) URL.")
     try:
         URLValidator(schemes=["http", "https"])(value)
     except ValidationError:

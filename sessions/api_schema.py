@@ -99,9 +99,19 @@ def _schemas() -> dict[str, Any]:
             "additionalProperties": False,
             "required": ["key"],
             "properties": {
-                "key": _text(64, 1, description="The issue key, e.g. ENG-142."),
+                "key": _text(
+                    64,
+                    1,
+                    pattern=f"^{inp.ISSUE_KEY_RE.pattern}$",
+                    description="The issue key, e.g. ENG-142: no spaces.",
+                ),
                 "title": _text(300),
-                "url": _text(500, format="uri", description="An http(s) URL."),
+                "url": _text(
+                    500,
+                    format="uri",
+                    pattern=f"^{inp.URL_RE.pattern}$",
+                    description="An http(s) URL.",
+                ),
             },
         },
         "SessionCreate": {
@@ -200,7 +210,7 @@ def _schemas() -> dict[str, Any]:
             "properties": {
                 "results": {"type": "array", "items": _ref("Session")},
                 "next_cursor": {
-                    "type": ["string", "null"],
+                    "type": ["integer", "null"],
                     "description": "Pass as `cursor` for the next page; null on the last.",
                 },
             },
@@ -319,8 +329,27 @@ def _action_operation(action: str) -> dict[str, Any]:
     }
 
 
+# What a client can do next with the id a response gives it (OpenAPI links).
+SESSION_LINKS = {
+    name: {"operationId": operation, "parameters": {"session_id": "$response.body#/id"}}
+    for name, operation in (
+        ("GetSession", "getSession"),
+        ("PauseSession", "pauseSession"),
+        ("ResumeSession", "resumeSession"),
+        ("TerminateSession", "terminateSession"),
+        ("ExecInSession", "execInSession"),
+    )
+}
+RUN_LINKS = {
+    "GetCommandRun": {
+        "operationId": "getCommandRun",
+        "parameters": {"session_id": "$request.path.session_id", "run_id": "$response.body#/id"},
+    }
+}
+
+
 def _paths() -> dict[str, Any]:
-    session_response = {"content": {JSON: {"schema": _ref("Session")}}}
+    session_response = {"content": {JSON: {"schema": _ref("Session")}}, "links": SESSION_LINKS}
     paths: dict[str, Any] = {
         "/api/v1/openapi.json": {
             "get": {
@@ -362,7 +391,7 @@ def _paths() -> dict[str, Any]:
                         "name": "cursor",
                         "in": "query",
                         "description": "`next_cursor` from the previous page.",
-                        "schema": _text(40),
+                        "schema": {"type": "integer", "minimum": 1, "maximum": inp.MAX_ID},
                     },
                 ],
                 "responses": {
@@ -453,6 +482,7 @@ def _paths() -> dict[str, Any]:
                         "description": "Started.",
                         "headers": {"Location": {"schema": {"type": "string"}}},
                         "content": {JSON: {"schema": _ref("CommandRun")}},
+                        "links": RUN_LINKS,
                     },
                     "400": _error("The body is invalid; `fields` names the field."),
                     "401": UNAUTHORIZED,
