@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import F, OrderBy
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -30,13 +31,14 @@ logger = logging.getLogger(__name__)
 
 AUDIT_ROWS = 20
 TOKENS_PER_PAGE = 25
-TOKEN_SORTS = {
+# Never-used tokens sort last either way, on SQLite and PostgreSQL alike.
+TOKEN_SORTS: dict[str, tuple[str | OrderBy, ...]] = {
     "name": ("name", "-created_at"),
     "-name": ("-name", "-created_at"),
     "created": ("created_at", "id"),
     "-created": ("-created_at", "-id"),
-    "last_used": ("last_used_at", "-created_at"),
-    "-last_used": ("-last_used_at", "-created_at"),
+    "last_used": (F("last_used_at").asc(nulls_last=True), "-created_at"),
+    "-last_used": (F("last_used_at").desc(nulls_last=True), "-created_at"),
 }
 
 

@@ -177,3 +177,13 @@ def test_list_query_count_is_flat_and_paginated(client_as, alice, org_a):  # typ
     assert by_name.index("first") < by_name.index("token 00")
     assert 'href="/settings/api-tokens/?sort=name&amp;page=2"' in by_name
     assert c.get(PAGE + "?sort=bogus&page=zzz").status_code == 200
+
+
+def test_never_used_tokens_sort_last(client_as, alice, org_a):  # type: ignore[no-untyped-def]
+    _, used = create_token(org_a, "busy robot", alice, Channel.WEB)
+    create_token(org_a, "idle robot", alice, Channel.WEB)
+    authenticate(f"Bearer {used}")
+    c = client_as(alice)
+    for sort in ("last_used", "-last_used"):
+        html = c.get(f"{PAGE}?sort={sort}").content.decode()
+        assert html.index("busy robot") < html.index("idle robot"), sort
