@@ -18,6 +18,7 @@ from django.db.models import ProtectedError, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 from django_htmx.middleware import HtmxDetails
@@ -284,6 +285,7 @@ def pool_new(request: HtmxHttpRequest) -> HttpResponse:
     )
 
 
+@sensitive_post_parameters("envVars", "raw_config")
 @capacity_view
 @require_http_methods(["GET", "POST"])
 def pool_new_kind(request: HtmxHttpRequest, kind: str) -> HttpResponse:
@@ -355,6 +357,7 @@ def template_hint(request: HtmxHttpRequest) -> HttpResponse:
 # -- one pool ----------------------------------------------------------------------------
 
 
+@sensitive_post_parameters("envVars", "raw_config")
 @capacity_view
 @require_http_methods(["GET", "POST"])
 def pool_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:

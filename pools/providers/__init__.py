@@ -12,6 +12,8 @@ from functools import cache
 from importlib import import_module
 from typing import TYPE_CHECKING
 
+from django.views.decorators.debug import sensitive_variables
+
 if TYPE_CHECKING:
     from pools.models import CapacityPool
     from pools.providers.base import Provider
@@ -42,6 +44,7 @@ def provider_class(kind: str) -> type[Provider]:
     return cls
 
 
+@sensitive_variables("secret")
 def for_org(org: Organization, kind: str = "e2b") -> Provider:
     """A provider bound to the org's credential (or the server's fallback key).
 

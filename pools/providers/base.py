@@ -205,6 +205,10 @@ class Provider(ABC):
         self.api_url = api_url
         self.sandbox_url = sandbox_url
 
+    def __repr__(self) -> str:
+        # Tracebacks and logs show providers; the credential never appears in them.
+        return f"<{type(self).__name__} api_url={self.api_url or 'default'!r}>"
+
     @classmethod
     @abstractmethod
     def validate_config(cls, raw: Any) -> dict[str, Any]:

@@ -63,3 +63,8 @@ def test_org_credential_wins_over_the_environment(settings, make_pool, org_a) ->
     settings.E2B_API_KEY = "env-key"
     set_credential(org_a, "e2b", "e2b_org_key_1234", None, "web")
     assert for_pool(make_pool(org_a)).credential == "e2b_org_key_1234"
+
+
+def test_a_provider_never_shows_its_key() -> None:
+    provider = E2BProvider("e2b_very_secret_key", api_url="http://127.0.0.1:1")
+    assert "secret" not in repr(provider) and "http://127.0.0.1:1" in repr(provider)
