@@ -258,7 +258,8 @@ def record_handle(session: Session, handle: SandboxHandle, note: str) -> bool:
 def _provision_failed(
     session: Session, exc: ProviderError, *, retry: int, can_retry: bool
 ) -> float | None:
-    pool_name = session.pool.name if session.pool else "?"
+    pool = session.pool
+    pool_name = pool.name if pool else "?"
     if not exc.permanent and can_retry:
         wait = backoff(retry, exc.retry_after)
         note = f"{exc.message} (attempt {session.attempts} of {MAX_PROVISION_ATTEMPTS})"
@@ -274,6 +275,8 @@ def _provision_failed(
             reason=message,
             outcome=outcome,
         )
+        if pool is not None:
+            dispatch_waiting(pool)  # the slot this session held on the failed pool is free
     return None
 
 

@@ -123,3 +123,20 @@ def test_waiting_session_can_be_terminated_without_a_sandbox(
     session.refresh_from_db()
     assert session.state == S.TERMINATED
     assert cloud.calls == []  # no pool, no sandbox: nothing to ask the provider
+
+
+def test_a_failed_provision_frees_its_slot_for_a_waiting_session(
+    org_a: Organization, cloud: FakeCloud, rate_cards: None, new_session: Callable[..., Session]
+) -> None:
+    from pools.providers.base import ProviderError
+
+    pool = make_pool(org_a, "capped", concurrency_cap=1)
+    doomed = new_session()
+    waiting = new_session()
+    assert waiting.state == S.QUEUED
+    cloud.fail_next("provision", ProviderError("E2B rejected this key (401).", permanent=True))
+    jobs.provision(doomed.pk)
+    doomed.refresh_from_db()
+    waiting.refresh_from_db()
+    assert doomed.state == S.FAILED
+    assert waiting.state == S.PROVISIONING and waiting.pool == pool
