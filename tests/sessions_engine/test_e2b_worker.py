@@ -8,6 +8,7 @@ the next N provision jobs SIGKILL their worker process right before saving the h
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -89,6 +90,7 @@ def stack(django_db_setup: None, django_db_blocker: Any) -> Iterator[Stack]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
