@@ -45,6 +45,7 @@ def start_check(pool: CapacityPool, *, user: Any = None, channel: str = "web") -
         channel=channel,
     )
     CapacityPool.objects.filter(pk=pool.pk).update(health_status=HealthStatus.RUNNING)
+    pool.health_status = HealthStatus.RUNNING
     return check
 
 

@@ -160,6 +160,17 @@ def test_check_button_enqueues_and_the_panel_polls_until_done(  # type: ignore[n
     assert "provision" in history and "terminate" in history
 
 
+def test_check_button_in_the_table_polls_the_row(  # type: ignore[no-untyped-def]
+    client_as, alice, make_pool, org_a, django_capture_on_commit_callbacks
+):
+    pool = make_pool(org_a, health_status=HealthStatus.PASSING)
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client_as(alice).htmx("post", f"{detail(pool.pk)}check/", {"in": "row"})
+    html = response.content.decode()
+    assert f'id="pool-{pool.pk}-health"' in html
+    assert 'hx-trigger="every 2s"' in html and "Checking" in text(html)
+
+
 def test_check_button_without_htmx_goes_to_the_pool(client_as, alice, make_pool, org_a):  # type: ignore[no-untyped-def]
     pool = make_pool(org_a)
     response = client_as(alice).post(f"{detail(pool.pk)}check/")
