@@ -47,8 +47,8 @@ POOL_FORMS: dict[str, dict[str, str]] = {
         "name": MAIN_POOL,
         "templateId": "donmai-worker",
         "launchRunnerInline": "on",
-        # E2B pauses an idle sandbox after 10 minutes instead of killing it: paused costs $0,
-        # and the reconciler shows it as paused on the next pass.
+        # When the 10-minute timeout ends E2B pauses the sandbox instead of killing it:
+        # paused costs $0, and the reconciler shows the session paused on its next pass.
         "timeoutSeconds": "600",
         "onTimeout": "pause",
         "runtime_provides_text": "",
