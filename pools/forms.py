@@ -22,6 +22,8 @@ from pools.providers.base import ConfigError
 from rensei.models import Organization
 
 MAX_RAW_JSON = 64 * 1024
+MAX_ORDER = 1_000_000
+MAX_CAP = 100_000
 # The typed fields a raw-JSON config replaces.
 RAW_REPLACES = (
     "templateId",
@@ -130,17 +132,26 @@ class E2BPoolForm(forms.ModelForm):
         "are ignored.",
     )
 
+    # Explicit bounds: the same limits (and messages) on SQLite and PostgreSQL.
+    order = forms.IntegerField(
+        label="Order (priority, lowest first)",
+        required=False,
+        min_value=0,
+        max_value=MAX_ORDER,
+        help_text="Empty: after the existing pools.",
+    )
+    concurrency_cap = forms.IntegerField(
+        label="Soft concurrency cap",
+        required=False,
+        min_value=1,
+        max_value=MAX_CAP,
+        help_text="Dispatch skips this pool when this many sessions are live. "
+        "Empty: no cap (E2B's tier limit still applies).",
+    )
+
     class Meta:
         model = CapacityPool
         fields = ["name", "order", "concurrency_cap", "enabled"]
-        labels = {
-            "order": "Order (priority, lowest first)",
-            "concurrency_cap": "Soft concurrency cap",
-        }
-        help_texts = {
-            "concurrency_cap": "Dispatch skips this pool when this many sessions are live. "
-            "Empty: no cap (E2B's tier limit still applies).",
-        }
 
     field_order = [
         "name",
@@ -162,7 +173,6 @@ class E2BPoolForm(forms.ModelForm):
         self.org = org
         self.config: dict[str, Any] = {}
         self._original_order = self.instance.order if self.instance.pk else None
-        self.fields["order"].required = False
         for field in self.fields.values():
             widget = field.widget
             if isinstance(widget, forms.CheckboxInput):
@@ -272,7 +282,7 @@ class E2BPoolForm(forms.ModelForm):
                 pool.order = self._original_order
             else:
                 top = CapacityPool.objects.filter(org=self.org).aggregate(m=Max("order"))["m"]
-                pool.order = 0 if top is None else top + 1
+                pool.order = 0 if top is None else min(top + 1, MAX_ORDER)
         if commit:
             pool.save()
         return pool

@@ -134,8 +134,10 @@ field_values = {
     "runtime_provides_text": st.one_of(
         st.sampled_from(["", "toolchain:go", "npm, git", "toolchain:", "bogus"]), texts
     ),
-    "order": st.one_of(st.sampled_from(["", "0", "3", "-1"]), numbers, texts),
-    "concurrency_cap": st.one_of(st.sampled_from(["", "1", "0", "-2"]), numbers),
+    "order": st.one_of(st.sampled_from(["", "0", "3", "-1", "2147483648"]), numbers, texts),
+    "concurrency_cap": st.one_of(
+        st.sampled_from(["", "1", "0", "-2", "100000", "100001", "99999999999999999999"]), numbers
+    ),
     "enabled": st.sampled_from(["", "on"]),
 }
 valid_values = {
