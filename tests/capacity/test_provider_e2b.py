@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 
 import pytest
@@ -89,6 +90,20 @@ def test_snapshot_wins_over_template(e2b, e2b_emulator):  # type: ignore[no-unty
     assert e2b_emulator.emulator.calls_to("create")[-1].body["templateID"] == "donmai-worker"
 
 
+def runner_in(emu: RunningEmulator, sandbox_id: str) -> bool:
+    """Is `donmai agent run` alive in one of *this* sandbox's process groups?
+
+    Emulated commands run on the host, so a bare pgrep would also see other sandboxes'.
+    """
+    return any(
+        subprocess.run(
+            ["pgrep", "-g", str(pgid), "-f", "donmai agent run"], capture_output=True
+        ).returncode
+        == 0
+        for pgid in emu.emulator.process_ids(sandbox_id)
+    )
+
+
 def test_launch_inline_leaves_the_runner_running(e2b, e2b_emulator):  # type: ignore[no-untyped-def]
     handle = e2b.provision(
         {"templateId": "donmai-worker", "launchRunnerInline": True}, spec(env={"TOKEN": "t"})
@@ -96,11 +111,15 @@ def test_launch_inline_leaves_the_runner_running(e2b, e2b_emulator):  # type: ig
     check = e2b.exec_command(handle, 'pgrep -f "donmai agent run"')
     assert check.exit_code == 0, check
     assert check.stdout.strip()
+    assert runner_in(e2b_emulator, handle.sandbox_id)
+    start = e2b_emulator.emulator.calls_to("envd.Start")[0]
+    assert start.request_headers["e2b-sandbox-id"] == handle.sandbox_id
 
 
-def test_without_launch_inline_no_runner(e2b):  # type: ignore[no-untyped-def]
+def test_without_launch_inline_no_runner(e2b, e2b_emulator):  # type: ignore[no-untyped-def]
     handle = e2b.provision({"templateId": "donmai-worker"}, spec())
-    assert e2b.exec_command(handle, 'pgrep -f "donmai agent run"').exit_code == 1
+    assert e2b_emulator.emulator.calls_to("envd.Start") == []  # nothing ran in the box
+    assert not runner_in(e2b_emulator, handle.sandbox_id)
 
 
 def test_exec_success_failure_env_and_default_timeout(e2b, e2b_emulator):  # type: ignore[no-untyped-def]
