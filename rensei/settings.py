@@ -162,6 +162,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# sensitive_variables / sensitive_post_parameters apply on DEBUG's technical 500 page too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "rensei.error_reports.SecretsAlwaysHidden"
 
 # --- Celery -------------------------------------------------------------------------------
 # The embedded default needs no server: kombu's filesystem transport passes messages through
