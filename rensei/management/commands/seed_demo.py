@@ -11,6 +11,7 @@ sessions for the worker to start, and an API token for ``manage.py demo_dispatch
 
 from __future__ import annotations
 
+import os
 import secrets
 from typing import Any
 
@@ -69,12 +70,15 @@ class Command(BaseCommand):
         return build(org)
 
     def _token_lines(self, org: Organization, report: Report) -> None:
+        # `PORT=9000 make run`: the dispatcher must be told where the server is.
+        port = os.environ.get("PORT", "")
+        url = f" --url http://127.0.0.1:{port}" if port and port != "8000" else ""
         if report.token:
             self.stdout.write(
                 f"  API token “{TOKEN_NAME}” (shown this once; only its hash is stored):\n"
                 f"    {report.token}\n"
                 "  Make the dashboard move (in a second terminal):\n"
-                f"    .venv/bin/python manage.py demo_dispatcher --token {report.token}"
+                f"    .venv/bin/python manage.py demo_dispatcher --token {report.token}{url}"
             )
             return
         self.stdout.write(
@@ -83,5 +87,5 @@ class Command(BaseCommand):
             f"    .venv/bin/python manage.py create_api_token --org {org.slug} "
             '--name "demo dispatcher 2"\n'
             "  or let the dispatcher make its own:\n"
-            "    .venv/bin/python manage.py demo_dispatcher --create-token"
+            f"    .venv/bin/python manage.py demo_dispatcher --create-token{url}"
         )

@@ -84,7 +84,11 @@ class Command(BaseCommand):
             default=0,
             help="Stop after this many seconds (default: run until Ctrl-C).",
         )
-        parser.add_argument("--url", default="http://127.0.0.1:8000", help="The server.")
+        parser.add_argument(
+            "--url",
+            default=f"http://127.0.0.1:{os.environ.get('PORT') or 8000}",
+            help="The server (default: http://127.0.0.1:$PORT, port 8000 when PORT is unset).",
+        )
         parser.add_argument(
             "--token", default="", help="An org API token (default: $RENSEI_API_TOKEN)."
         )
@@ -336,7 +340,7 @@ class Player:
             and self.tick - self.seen[sid].since >= self.seen[sid].lifetime
         ]
         if due:
-            self.act(min(due), "terminate")
+            self.act(sessions, min(due), "terminate")
 
     def pause(self, sessions: dict[int, dict[str, Any]]) -> None:
         self.maybe(sessions, "running", "pause", chance=0.3)
@@ -354,14 +358,16 @@ class Player:
             if item["state"] == state and self.tick > self.seen[sid].since
         ]
         if settled and self.rng.random() < chance:
-            self.act(self.rng.choice(settled), action)
+            self.act(sessions, self.rng.choice(settled), action)
 
-    def act(self, sid: int, action: str) -> None:
+    def act(self, sessions: dict[int, dict[str, Any]], sid: int, action: str) -> None:
         answer = self.call("POST", f"/sessions/{sid}/{action}")
         if "conflict" in answer or not answer.get("accepted"):
             self.tally.conflicts += 1
             self.say(sid, f"{action}: not now ({answer.get('conflict') or answer.get('state')})")
             return
+        # What the server says now, so the rest of this round leaves the session alone.
+        sessions[sid] = {**sessions[sid], "state": answer.get("state") or action}
         counter = {"pause": "paused", "resume": "resumed", "terminate": "terminated"}[action]
         setattr(self.tally, counter, getattr(self.tally, counter) + 1)
         self.say(sid, f"{action} requested")
