@@ -29,7 +29,13 @@ from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
 from billing.ledger import exact_seconds
-from billing.models import AMOUNT_QUANTUM, SECONDS_QUANTUM, CostEvent, DailyCost
+from billing.models import (
+    AMOUNT_QUANTUM,
+    SECONDS_QUANTUM,
+    CostEvent,
+    CostEventQuerySet,
+    DailyCost,
+)
 from billing.periods import Period
 from sessions.models import RunningInterval, Session
 
@@ -120,7 +126,7 @@ def provider_q(provider: str, prefix: str = "") -> Q:
     return q
 
 
-def ledger_rows(f: CostFilter) -> QuerySet[CostEvent]:
+def ledger_rows(f: CostFilter) -> CostEventQuerySet:
     """The ledger rows a filter covers: what the report's figures must add up to."""
     qs = CostEvent.objects.filter(org_id=f.org_id).in_period(f.period.start, f.period.end)
     if f.pool_id is not None:

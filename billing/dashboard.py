@@ -20,11 +20,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from billing.ledger import NoRateCard, billing_provider, exact_seconds, price, rate_card_for
-from billing.models import CostEvent, DailyCost
+from billing.models import AMOUNT_QUANTUM, CostEvent, DailyCost
 from rensei.models import Organization
 from sessions.models import RunningInterval, Session
 
@@ -48,12 +48,17 @@ def cost_summary(org: Organization, now: datetime | None = None) -> dict[str, An
     )
     return {
         "currency": "USD",
-        "today": sums["today"] or ZERO,
-        "month": sums["month"] or ZERO,
+        "today": (sums["today"] or ZERO).quantize(AMOUNT_QUANTUM),
+        "month": (sums["month"] or ZERO).quantize(AMOUNT_QUANTUM),
         "today_date": today,
         "month_start": first,
         "top_issues": [
-            {"key": t["issue__key"], "title": t["issue__title"], "amount": t["amount"]} for t in top
+            {
+                "key": t["issue__key"],
+                "title": t["issue__title"],
+                "amount": t["amount"].quantize(AMOUNT_QUANTUM),
+            }
+            for t in top
         ],
     }
 
@@ -64,8 +69,8 @@ def session_cost(session: Session, now: datetime | None = None) -> dict[str, Any
     = billed so far + open seconds × the rate. At most four queries."""
     now = now or timezone.now()
     rows = CostEvent.objects.filter(session_id=session.pk)
-    totals = rows.aggregate(n=Count("id"), amount=Sum("amount"), seconds=Sum("quantity_seconds"))
-    billed = totals["amount"] or ZERO
+    totals = rows.totals()
+    billed = totals["amount"]
     recent = list(
         rows.select_related("rate_card", "reverses", "reversed_by").order_by("-occurred_at", "-id")[
             :SESSION_ROWS
@@ -94,7 +99,7 @@ def session_cost(session: Session, now: datetime | None = None) -> dict[str, Any
         "count": totals["n"],
         "more": max(totals["n"] - len(recent), 0),
         "total": billed,
-        "seconds": totals["seconds"] or ZERO,
+        "seconds": totals["seconds"],
         "running": open_interval is not None,
         "open_since": open_interval.started_at if open_interval else None,
         "open_seconds": open_seconds,

@@ -99,14 +99,33 @@ class CostEventQuerySet(models.QuerySet["CostEvent"]):
     def reversals(self) -> CostEventQuerySet:
         return self.filter(reverses__isnull=False)
 
+    def totals(self) -> dict[str, Any]:
+        """Row count, amount and seconds of these rows (reversals included, so net).
+
+        Quantised to the stored places: SQLite sums decimals through floats, and the
+        quantisation gives every backend the same digits.
+        """
+        t = self.aggregate(
+            n=models.Count("id"),
+            amount=models.Sum("amount"),
+            seconds=models.Sum("quantity_seconds"),
+        )
+        return {
+            "n": t["n"],
+            "amount": (t["amount"] or Decimal(0)).quantize(AMOUNT_QUANTUM),
+            "seconds": (t["seconds"] or Decimal(0)).quantize(SECONDS_QUANTUM),
+        }
+
     def total_amount(self) -> Decimal:
-        """The sum of the rows' amounts (reversals included), 0 when there are none."""
-        total = self.aggregate(total=models.Sum("amount"))["total"]
-        return total if total is not None else Decimal(0)
+        amount: Decimal = self.totals()["amount"]
+        return amount
 
     def in_period(self, start: datetime, end: datetime) -> CostEventQuerySet:
         """Rows whose usage day lies in [start, end) for midnight bounds (see usage_day)."""
         return self.filter(occurred_at__gt=start, occurred_at__lte=end)
+
+
+CostEventManager = models.Manager.from_queryset(CostEventQuerySet)
 
 
 class CostEvent(models.Model):
@@ -147,7 +166,7 @@ class CostEvent(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
-    objects = CostEventQuerySet.as_manager()
+    objects = CostEventManager()
 
     class Meta:
         ordering = ["-occurred_at", "-id"]

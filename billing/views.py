@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.paginator import Paginator
-from django.db.models import Count, Sum
+from django.db.models import Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.urls import reverse
@@ -95,7 +95,7 @@ def issue_cost(request: HttpRequest, key: str) -> HttpResponse:
     org = org_of(request)
     issue = get_for_org(request, Issue.objects.all(), key=key)
     rows = CostEvent.objects.filter(org=org, issue=issue)
-    totals = rows.aggregate(n=Count("id"), amount=Sum("amount"), seconds=Sum("quantity_seconds"))
+    totals = rows.totals()
     sessions = (
         Session.objects.filter(org=org, issue=issue)
         .select_related("pool")
@@ -131,7 +131,7 @@ def ledger(request: HttpRequest) -> HttpResponse:
         rows = rows.filter(reverses__isnull=False)
     elif reversals == "exclude":
         rows = rows.filter(reverses__isnull=True)
-    totals = rows.aggregate(n=Count("id"), amount=Sum("amount"), seconds=Sum("quantity_seconds"))
+    totals = rows.totals()
     page = _ledger_page(
         request,
         rows.select_related("session", "issue", "pool", "rate_card", "reverses", "reversed_by"),
