@@ -44,5 +44,9 @@ fmt: $(VENV)/.installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+## make bench: benchmarks on PostgreSQL + Redis (loopback); rewrites docs/performance.md.
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 clean:
 	rm -rf var/broker var/results var/*.sqlite3*

@@ -1,0 +1,116 @@
+"""B4: pages under load: the dashboard, the sessions list and Cost per Issue, 1 and 50 users.
+
+On the B1 organisation (the seeded ledger, sessions and issues), logged in as its admin
+(who also sees the cost cards on the dashboard), through gunicorn on loopback. A user is a
+thread with its own keep-alive connection (httpx) sending one request after another: with
+1 user, ``REQUESTS_ONE`` requests per page per run; with 50, ``REQUESTS_EACH`` each. Only
+the HTML is fetched (no static files). Per run: p50 and p95 of the request times, and the
+errors (any status but 200, or no answer within 120 s). The figure is the ratio 50-user p95
+÷ 1-user p95. A run stops sending new requests after ``RUN_BUDGET_S`` so a slow page cannot
+hold the whole benchmark hostage; the requests actually made are reported.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from bench.common import Context, figure, log, ms, percentile
+
+PAGES = {
+    "dashboard": "/",
+    "sessions list": "/sessions/",
+    "cost per issue": "/analytics/cost-per-issue/",
+}
+USERS = (1, 50)
+REQUESTS_ONE = 20
+REQUESTS_EACH = 3
+RUN_BUDGET_S = 90.0
+
+
+def load(ctx: Context, url: str, users: int, each: int) -> dict[str, Any]:
+    import httpx
+
+    cookie = ctx.shared["cookies"]["admin"]
+    times: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + RUN_BUDGET_S
+    start = threading.Barrier(users)
+
+    def user() -> None:
+        with httpx.Client(
+            base_url=ctx.web_url, cookies={"sessionid": cookie}, trust_env=False, timeout=120
+        ) as web:
+            start.wait()
+            for _ in range(each):
+                if time.monotonic() > deadline:
+                    return
+                t = time.perf_counter()
+                try:
+                    resp = web.get(url)
+                    problem = None if resp.status_code == 200 else f"status {resp.status_code}"
+                except httpx.HTTPError as exc:
+                    problem = f"{type(exc).__name__}"
+                elapsed = time.perf_counter() - t
+                with lock:
+                    if problem:
+                        errors.append(problem)
+                    else:
+                        times.append(elapsed)
+
+    threads = [threading.Thread(target=user) for _ in range(users)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {
+        "requests": len(times) + len(errors),
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors))[:5],
+        "p50_ms": ms(percentile(times, 50)) if times else None,
+        "p95_ms": ms(percentile(times, 95)) if times else None,
+        "per_second": (len(times) / wall) if wall else 0.0,
+    }
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    runs = 1 if ctx.args.quick else min(ctx.args.runs, 3)
+    out: list[dict[str, Any]] = []
+    for name, url in PAGES.items():
+        load(ctx, url, 1, 3)  # warm-up: every gunicorn worker may need a first request
+        load(ctx, url, 8, 2)
+        by_users: dict[str, Any] = {}
+        for users in USERS:
+            each = REQUESTS_ONE if users == 1 else REQUESTS_EACH
+            results = [load(ctx, url, users, each) for _ in range(runs)]
+            by_users[str(users)] = {
+                "requests_per_run": [r["requests"] for r in results],
+                "p50_ms": figure([r["p50_ms"] or 0 for r in results], "ms"),
+                "p95_ms": figure([r["p95_ms"] or 0 for r in results], "ms"),
+                "per_second": figure([r["per_second"] for r in results], "req/s", 1),
+                "errors": sum(r["errors"] for r in results),
+                "error_kinds": sorted({k for r in results for k in r["error_kinds"]}),
+            }
+            log(
+                f"  {name}, {users} user(s): p50 {by_users[str(users)]['p50_ms']['median']} ms, "
+                f"p95 {by_users[str(users)]['p95_ms']['median']} ms, "
+                f"errors {by_users[str(users)]['errors']}"
+            )
+        one, fifty = by_users["1"]["p95_ms"]["median"], by_users["50"]["p95_ms"]["median"]
+        out.append(
+            {
+                "page": name,
+                "url": url,
+                "users": by_users,
+                "p95_ratio_50_over_1": round(fifty / one, 1) if one else None,
+            }
+        )
+    return {
+        "pages": out,
+        "errors": sum(p["users"][u]["errors"] for p in out for u in p["users"]),
+        "client": "Python threads, one httpx keep-alive connection per user, HTML only",
+    }
