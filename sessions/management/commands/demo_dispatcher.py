@@ -26,6 +26,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from rensei.demo import DEMO_ORG_SLUG, ISSUES, LOOPBACK_HOSTS
+from rensei.models import ApiToken, Channel, Organization
+from rensei.tokens import create_token, revoke
 
 LIVE = ("queued", "provisioning", "running", "pausing", "paused", "resuming", "terminating")
 COMMAND = "which donmai"
@@ -95,7 +97,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--create-token",
             action="store_true",
-            help=f"Create a token for the '{DEMO_ORG_SLUG}' org (needs this server's database).",
+            help=f"Create a token for the '{DEMO_ORG_SLUG}' org for this run, revoked when it "
+            "stops (needs this server's database).",
         )
         parser.add_argument(
             "--max-live",
@@ -114,8 +117,9 @@ class Command(BaseCommand):
             raise CommandError("--max-live must be at least 1.")
         url = loopback_url(options["url"])
         token = options["token"] or os.environ.get("RENSEI_API_TOKEN", "")
+        made: ApiToken | None = None
         if options["create_token"]:
-            token = self._create_token()
+            made, token = self._create_token()
         if not token:
             raise CommandError(
                 "No API token. Pass --token (or set RENSEI_API_TOKEN), or --create-token to "
@@ -135,6 +139,9 @@ class Command(BaseCommand):
             self.say("Ctrl-C: stopping.")
         finally:
             client.close()
+            if made is not None:  # a token made for this run does not outlive it
+                revoke(made, actor=None, channel=Channel.CLI)
+                self.say(f"Revoked API token {made.prefix}… (made for this run).")
         tally = player.tally
         ended = ", ".join(f"{n} {state}" for state, n in sorted(tally.ended.items())) or "none"
         self.say(
@@ -145,19 +152,16 @@ class Command(BaseCommand):
         if tally.errors:
             raise CommandError(f"The API answered {tally.errors} error(s); see above.")
 
-    def _create_token(self) -> str:
-        from rensei.models import Channel, Organization
-        from rensei.tokens import create_token
-
+    def _create_token(self) -> tuple[ApiToken, str]:
         org = Organization.objects.filter(slug=DEMO_ORG_SLUG).first()
         if org is None:
             raise CommandError(
                 f"No '{DEMO_ORG_SLUG}' organisation in this database: run `manage.py seed_demo` "
                 "(or `make run`) first, or pass --token."
             )
-        token, plaintext = create_token(org, "demo dispatcher (auto)", None, Channel.CLI)
-        self.say(f"Created API token {token.prefix}… for the '{org.slug}' org.")
-        return plaintext
+        token, plaintext = create_token(org, "demo dispatcher (this run)", None, Channel.CLI)
+        self.say(f"Created API token {token.prefix}… for the '{org.slug}' org, for this run.")
+        return token, plaintext
 
     def _loop(self, player: Player, interval: float, duration: float) -> None:
         started = time.monotonic()

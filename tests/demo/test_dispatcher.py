@@ -1,0 +1,142 @@
+"""The demo dispatcher against a live server, a real Celery worker and the local E2B emulator:
+what `make run` plus `manage.py demo_dispatcher` in a second terminal amount to."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterator
+from decimal import Decimal
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
+from django.db.models import Sum
+from django.test import override_settings
+
+from billing.models import CostEvent
+from pools.e2b_emulator.testing import RunningEmulator, running_emulator
+from rensei.models import ApiToken
+from sessions.models import CommandRun, Session
+from tests.demo.conftest import seed
+from tests.emulator.helpers import wait_for
+from tests.sessions_engine.conftest import ensure_rate_cards
+from tests.worker import WorkerProcess
+
+IN_FLIGHT = ("provisioning", "pausing", "resuming", "terminating")
+
+
+@pytest.fixture(scope="module")
+def emulator_and_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[RunningEmulator]:
+    """The emulator (any key accepted, as `make run` starts it) and a worker pointed at it."""
+    saved = {name: os.environ.get(name) for name in ("NO_PROXY", "no_proxy")}
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+    with running_emulator() as emu:
+        urls = {"E2B_API_URL": emu.url, "E2B_SANDBOX_URL": emu.url}
+        worker = WorkerProcess(env={**urls, "E2B_API_KEY": ""})
+        overrides = override_settings(**urls, E2B_API_KEY="")
+        overrides.enable()
+        try:
+            with django_db_blocker.unblock():
+                worker.start()
+            yield emu
+        finally:
+            worker.stop()
+            overrides.disable()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def dispatch(*args: str) -> str:
+    out = StringIO()
+    call_command("demo_dispatcher", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_dispatcher_moves_the_demo_and_its_cost_lands_in_the_ledger(
+    emulator_and_worker: RunningEmulator, live_server: Any, settings: Any, client_as: Any
+) -> None:
+    settings.DEBUG = True  # seed_demo's own guard, as in `make run`
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    ensure_rate_cards()  # transactional tests flush the migration's rate card
+    seed()
+
+    # The seeded live sessions start in the emulator once the worker has them.
+    def seeded_running() -> bool:
+        return Session.objects.filter(org__slug="demo", state="running").count() == 4
+
+    wait_for(seeded_running, timeout=60, interval=0.2)
+
+    output = dispatch(
+        "--create-token",
+        "--url",
+        live_server.url,
+        "--duration",
+        "40",
+        "--rate",
+        "40",
+        "--seed",
+        "7",
+    )
+    assert "API ERROR" not in output, output
+    assert "0 API errors" in output
+    # The token it made for the run does not outlive it.
+    made = ApiToken.objects.get(org__slug="demo", name="demo dispatcher (this run)")
+    assert made.is_revoked and made.prefix in output
+
+    # Let the jobs it asked for finish.
+    def settled() -> bool:
+        return not Session.objects.filter(org__slug="demo", state__in=IN_FLIGHT).exists()
+
+    wait_for(settled, timeout=60, interval=0.2)
+
+    ours = Session.objects.filter(api_idempotency_key__startswith="demo-dispatcher-")
+    assert ours.count() >= 3, output
+    assert not ours.filter(state__in=["failed", "lost"]).exists(), output
+    finished = list(ours.filter(state="terminated").select_related("issue"))
+    assert finished, output
+    ran = CommandRun.objects.filter(session__org__slug="demo", command="which donmai")
+    assert ran.filter(state="done", exit_code=0, stdout__endswith="/donmai\n").exists(), output
+
+    # Every session it finished was billed, and Cost per Issue counts it.
+    finance = client_as(get_user_model().objects.get(username="finance"))
+    export = finance.get("/analytics/cost-per-issue/?format=csv").content.decode()
+    shown = {
+        row["issue_key"]: Decimal(row["amount"]) for row in csv.DictReader(io.StringIO(export))
+    }
+    for session in finished:
+        assert session.intervals.exists() and not session.intervals.filter(ended_at=None).exists()
+        billed = CostEvent.objects.filter(session=session)
+        assert billed.count() == session.intervals.count()
+        assert billed.aggregate(s=Sum("amount"))["s"] > 0
+        assert session.issue is not None and shown[session.issue.key] > 0
+        page = finance.get(f"/analytics/issues/{session.issue.key}/").content.decode()
+        assert f"#{session.pk}</a>" in page
+
+
+def test_refuses_a_server_that_is_not_this_machine(db: None) -> None:
+    with pytest.raises(CommandError, match="on this machine"):
+        dispatch("--url", "http://example.com:8000", "--token", "rsn_x_y", "--duration", "1")
+
+
+def test_without_a_token_it_says_how_to_get_one(db: None, monkeypatch: Any) -> None:
+    monkeypatch.delenv("RENSEI_API_TOKEN", raising=False)
+    with pytest.raises(CommandError, match="--create-token"):
+        dispatch("--duration", "1")
+
+
+def test_create_token_needs_the_demo_org(db: None) -> None:
+    with pytest.raises(CommandError, match="seed_demo"):
+        dispatch("--create-token", "--duration", "1")
+
+
+def test_a_refused_token_is_an_error(live_server: Any, db: None) -> None:
+    with pytest.raises(CommandError, match="did not accept"):
+        dispatch("--url", live_server.url, "--token", "rsn_abcdefgh_nope", "--duration", "1")
