@@ -7,7 +7,8 @@ thread with its own keep-alive connection (httpx) sending one request after anot
 the HTML is fetched (no static files). Per run: p50 and p95 of the request times, and the
 errors (any status but 200, or no answer within 120 s). The figure is the ratio 50-user p95
 ÷ 1-user p95. A run stops sending new requests after ``RUN_BUDGET_S`` so a slow page cannot
-hold the whole benchmark hostage; the requests actually made are reported.
+hold the whole benchmark hostage (less when the run's time budget is short: B4 runs last
+and shares what is left); the requests actually made are reported.
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ REQUESTS_EACH = 3
 RUN_BUDGET_S = 90.0
 
 
-def load(ctx: Context, url: str, users: int, each: int) -> dict[str, Any]:
+def load(ctx: Context, url: str, users: int, each: int, budget: float) -> dict[str, Any]:
     import httpx
 
     cookie = ctx.shared["cookies"]["admin"]
     times: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
-    deadline = time.monotonic() + RUN_BUDGET_S
+    deadline = time.monotonic() + budget
     start = threading.Barrier(users)
 
     def user() -> None:
@@ -80,13 +81,22 @@ def load(ctx: Context, url: str, users: int, each: int) -> dict[str, Any]:
 def run(ctx: Context) -> dict[str, Any]:
     runs = 1 if ctx.args.quick else min(ctx.args.runs, 3)
     out: list[dict[str, Any]] = []
+    loads_left = len(PAGES) * len(USERS) * runs
+
+    def budget() -> float:
+        """This load's share of the time left (B4 runs last), at most RUN_BUDGET_S."""
+        nonlocal loads_left
+        share = max(5.0, ctx.time_left()) / max(1, loads_left)
+        loads_left -= 1
+        return min(RUN_BUDGET_S, share)
+
     for name, url in PAGES.items():
-        load(ctx, url, 1, 3)  # warm-up: every gunicorn worker may need a first request
-        load(ctx, url, 8, 2)
+        load(ctx, url, 1, 3, 30)  # warm-up: every gunicorn worker may need a first request
+        load(ctx, url, 8, 2, 30)
         by_users: dict[str, Any] = {}
         for users in USERS:
             each = REQUESTS_ONE if users == 1 else REQUESTS_EACH
-            results = [load(ctx, url, users, each) for _ in range(runs)]
+            results = [load(ctx, url, users, each, budget()) for _ in range(runs)]
             by_users[str(users)] = {
                 "requests_per_run": [r["requests"] for r in results],
                 "p50_ms": figure([r["p50_ms"] or 0 for r in results], "ms"),

@@ -36,6 +36,10 @@ class Context:
     queue: str
     web_url: str = ""
     shared: dict[str, Any] = field(default_factory=dict)  # e.g. the seeded org for B1 / B4
+    deadline: float = float("inf")  # time.monotonic() by which the whole run should end
+
+    def time_left(self) -> float:
+        return self.deadline - time.monotonic()
 
 
 # --- figures -----------------------------------------------------------------------------

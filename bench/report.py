@@ -228,7 +228,10 @@ def b2(r: dict[str, Any]) -> list[str]:
         "organisation with 10 and one with 10,000 sessions, ledger rows, issues, capacity "
         "pools, API tokens and audit events. Deterministic, so measured once.",
         "",
-        *table(["page", "URL", "10 rows", "10,000 rows", ""], rows),
+        *table(["page", "URL", "10 rows", "10,000 rows", "", "rows shown (10 / 10,000)"], rows),
+        "Rows shown: `<tr>` elements in the HTML (headers and totals included), results for "
+        "the API (limit 100); each page shows at most one page of rows.",
+        "",
     ]
 
 
@@ -330,6 +333,7 @@ def b4(r: dict[str, Any]) -> list[str]:
                 f"{p['p95_ratio_50_over_1']}×",
                 fig(fifty["per_second"], "req/s"),
                 one["errors"] + fifty["errors"],
+                f"{one['requests_per_run']} / {fifty['requests_per_run']}",
             ]
         )
     return [
