@@ -25,6 +25,7 @@ from django_htmx.middleware import HtmxDetails
 from billing.dashboard import cost_summary, session_cost
 from pools.models import CapacityPool
 from rensei.access import get_for_org, membership_of, org_of, org_view
+from rensei.credentials import environment_secret
 from rensei.models import Channel, Credential
 from sessions import services
 from sessions.api_input import MAX_ID
@@ -104,11 +105,12 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
         "cards": cards,
         "recent": recent,
         "can_manage": membership.can("sessions.manage"),
-        "can_view_sessions": membership.can("sessions.view"),
     }
     if not recent:
         context["setup"] = {
-            "credential": Credential.objects.filter(org=org).exists(),
+            # The org's key, or the server's E2B_API_KEY fallback.
+            "credential": Credential.objects.filter(org=org).exists()
+            or bool(environment_secret("e2b")),
             "pool": CapacityPool.objects.filter(org=org).exists(),
             "can_integrations": membership.can("integrations.manage"),
             "can_capacity": membership.can("capacity.manage"),

@@ -56,6 +56,12 @@ def test_dashboard_marks_done_steps(client_as, alice, org_a, pool_a) -> None:  #
     assert "✓ Add a capacity pool" in page
 
 
+def test_dashboard_counts_the_server_key_as_a_credential(client_as, alice, settings) -> None:  # type: ignore[no-untyped-def]
+    assert "✓ Enter your E2B API key" not in text(client_as(alice).get("/"))
+    settings.E2B_API_KEY = "e2b_from_the_environment"
+    assert "✓ Enter your E2B API key" in text(client_as(alice).get("/"))
+
+
 def test_dashboard_counts_link_to_the_filtered_list(  # type: ignore[no-untyped-def]
     client_as, alice, session_factory, org_b
 ) -> None:
