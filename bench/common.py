@@ -8,6 +8,7 @@ stopping one never touches anything this run did not start.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
 import re
@@ -64,7 +65,7 @@ def percentile(values: Sequence[float], pct: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(pct / 100 * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(pct / 100 * len(ordered))))
     return ordered[rank - 1]
 
 

@@ -28,6 +28,14 @@ def table(head: list[str], rows: list[list[Any]]) -> list[str]:
     return [*out, ""]
 
 
+def source(s: dict[str, Any]) -> str:
+    commit = f"commit `{s.get('commit', 'unknown')}`"
+    changed = s.get("changed_files")
+    if changed is None:
+        return commit
+    return commit + (f" with {changed} tracked files changed" if changed else " (clean)")
+
+
 def render(r: dict[str, Any]) -> str:
     m = r["machine"]
     g = r["config"]["gunicorn"]
@@ -61,6 +69,7 @@ def render(r: dict[str, Any]) -> str:
                     "Whole run",
                     f"{r.get('total_seconds', '?')} s (setup {r.get('setup_seconds')} s)",
                 ],
+                ["Code measured", source(r.get("source", {}))],
             ],
         ),
         "Everything runs on this one machine over loopback: PostgreSQL, Redis, gunicorn, the "
@@ -218,6 +227,7 @@ def b2(r: dict[str, Any]) -> list[str]:
             p["queries_10"],
             p["queries_10000"],
             "equal" if p["equal"] else "**grows**",
+            f"{p.get('rows_shown_10', '?')} / {p.get('rows_shown_10000', '?')}",
         ]
         for p in b["pages"]
     ]
@@ -257,6 +267,7 @@ def b3(r: dict[str, Any]) -> list[str]:
                 "errors / sandboxes left after cleanup",
                 f"{x['error_count']} / {x['sandboxes_left']}",
             ],
+            [lat, "runs done (planned)", f"{x.get('runs', '?')} ({x.get('runs_planned', '?')})"],
         ]
     first = b["by_latency"][0]
     out = [
@@ -267,6 +278,12 @@ def b3(r: dict[str, Any]) -> list[str]:
         f"{b['worker']}, against the E2B emulator in its own process with the added `create` "
         f"latency shown; in the same run, {first['sessions_per_run']} bare SDK "
         f"`Sandbox.create` calls on {b['concurrency']} threads against the same emulator.",
+        "",
+        "The emulator is served with TCP_NODELAY: `EmulatorServer` binds its socket without "
+        "`IPPROTO_TCP`, so asyncio leaves Nagle's algorithm on and every SDK call with a "
+        "response body on a kept-alive connection waits ~40 ms for the client's delayed ACK "
+        "(`Sandbox.create` 45 ms instead of 2 ms). E2B has no such delay; "
+        "`bench/emulator.py` serves the same app from an `IPPROTO_TCP` socket.",
         "",
         *table(["create latency", "measurement", "median (min – max)"], rows),
     ]

@@ -140,6 +140,21 @@ def recreate_database(url: str, drop_only: bool = False, reuse: bool = False) ->
     return str(version[0]) if version else "?"
 
 
+def source_state() -> dict[str, Any]:
+    """Which code was measured: the commit, and how many tracked files differed from it."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+
+    try:
+        changed = git("status", "--porcelain", "--untracked-files=no").splitlines()
+        return {"commit": git("rev-parse", "--short=12", "HEAD"), "changed_files": len(changed)}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": os.environ.get("BENCH_COMMIT", "unknown"), "changed_files": None}
+
+
 def forget_queue(redis_url: str, queue: str) -> None:
     """Remove this run's queue and its bindings from the Redis database."""
     import redis
@@ -164,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(pg_version),
+        "source": source_state(),
         "config": {
             "quick": args.quick,
             "runs": args.runs,
@@ -242,6 +258,7 @@ def write_results(results: dict[str, Any], args: argparse.Namespace) -> None:
     full = set(args.only) == set(ALL) and not args.quick
     if full or args.write_docs:
         (ROOT / "bench" / "latest.json").write_text(text)
+        (ROOT / "docs").mkdir(exist_ok=True)
         (ROOT / "docs" / "performance.md").write_text(report.render(results))
         log("wrote bench/latest.json and docs/performance.md")
 
