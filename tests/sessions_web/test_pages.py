@@ -32,7 +32,8 @@ def text(resp) -> str:  # type: ignore[no-untyped-def]
 # --- dashboard -----------------------------------------------------------------------------
 
 
-def test_dashboard_empty_state_gives_next_steps(client_as, alice) -> None:  # type: ignore[no-untyped-def]
+def test_dashboard_empty_state_gives_next_steps(client_as, alice, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.E2B_API_KEY = ""
     resp = client_as(alice).get("/")
     assert resp.status_code == 200
     page = text(resp)
@@ -57,6 +58,7 @@ def test_dashboard_marks_done_steps(client_as, alice, org_a, pool_a) -> None:  #
 
 
 def test_dashboard_counts_the_server_key_as_a_credential(client_as, alice, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.E2B_API_KEY = ""
     assert "✓ Enter your E2B API key" not in text(client_as(alice).get("/"))
     settings.E2B_API_KEY = "e2b_from_the_environment"
     assert "✓ Enter your E2B API key" in text(client_as(alice).get("/"))
