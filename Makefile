@@ -29,9 +29,12 @@ run: $(VENV)/.installed
 	@echo ""
 	$(BIN)/honcho start -f Procfile -p $(PORT) 2>&1 || true
 
-## make test: the whole suite (SQLite unless DATABASE_URL is set).
+## make test: the whole suite (SQLite unless DATABASE_URL is set). Browser journeys run in a
+## second pytest process: Playwright's sync API keeps an event loop on the main thread that
+## would clash with the asyncio-based emulator tests.
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not browser" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
 
 ## make lint: ruff, formatting, mypy and missing migrations.
 lint: $(VENV)/.installed
