@@ -76,9 +76,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--rate",
             type=float,
-            default=6.0,
+            default=12.0,
             help="Rounds per minute; each round may create one session and act on others "
-            "(default 6).",
+            "(default 12).",
         )
         parser.add_argument(
             "--duration",
