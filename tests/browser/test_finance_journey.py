@@ -126,7 +126,7 @@ def test_finance_reads_cost_per_issue(live_server, page, fiona, org_a):  # type:
             hours(r["vcpu_seconds"]),
             money(r["amount"]),
         ]
-    assert filtered["Total"][-1] == money(sum(Decimal(r["amount"]) for r in exported))
+    assert filtered["Total"][-1] == money(sum((Decimal(r["amount"]) for r in exported), Decimal(0)))
 
     # -- Finance sees no settings, and their URLs say so -----------------------------------------
     expect(nav.get_by_text("Settings", exact=True)).to_have_count(0)
