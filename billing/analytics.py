@@ -18,12 +18,15 @@ Definitions (also written on the page):
 
 from __future__ import annotations
 
+import decimal
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.db import connections
 from django.db.models import Count, DateTimeField, DurationField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
@@ -37,7 +40,7 @@ from billing.models import (
     DailyCost,
 )
 from billing.periods import Period
-from sessions.models import RunningInterval, Session
+from sessions.models import Issue, RunningInterval, Session
 
 ZERO = Decimal(0)
 UNATTRIBUTED = "Unattributed"
@@ -113,7 +116,21 @@ class CostReport:
     @property
     def top(self) -> list[IssueCost]:
         """The ten most expensive issues (for the chart), whatever the table's sort."""
-        return sorted(self.rows, key=lambda r: (-r.amount, natural_key(r.key)))[:10]
+        return sorted(self.rows, key=lambda r: (-r.amount, r.issue_id or 0))[:10]
+
+    def label(self, rows: Iterable[IssueCost], every: bool = False) -> None:
+        """Fill in issue keys and titles: for ``rows`` (one query for just those), or with
+        ``every`` for all of the org's issues (one query, no list of ids to send)."""
+        wanted = {r.issue_id: r for r in rows if r.issue_id is not None and not r.key}
+        if not wanted:
+            return
+        issues = Issue.objects.filter(org_id=self.filter.org_id)
+        if not every:
+            issues = issues.filter(pk__in=list(wanted))
+        for pk, key, title in issues.values_list("pk", "key", "title"):
+            r = wanted.get(pk)
+            if r is not None:
+                r.key, r.title = key, title
 
 
 def provider_q(provider: str, prefix: str = "") -> Q:
@@ -147,6 +164,20 @@ def rollup_rows(f: CostFilter) -> QuerySet[DailyCost]:
     return qs
 
 
+def rollup_totals(f: CostFilter, issue_key: str | None = None) -> dict[str, Any]:
+    """What ``ledger_rows(f).totals()`` answers (rows, amount, seconds), from the rollup:
+    a few hundred rollup rows instead of every ledger row in the range."""
+    qs = rollup_rows(f)
+    if issue_key is not None:
+        qs = qs.filter(issue__key=issue_key)
+    t = qs.aggregate(n=Sum("entries"), amount=Sum("amount"), seconds=Sum("quantity_seconds"))
+    return {
+        "n": int(t["n"] or 0),
+        "amount": _decimal(t["amount"], AMOUNT_QUANTUM),
+        "seconds": _decimal(t["seconds"], SECONDS_QUANTUM),
+    }
+
+
 def _sessions(f: CostFilter, prefix: str = "") -> Q:
     q = Q(**{f"{prefix}org_id": f.org_id})
     if f.pool_id is not None:
@@ -156,17 +187,38 @@ def _sessions(f: CostFilter, prefix: str = "") -> Q:
     return q
 
 
-def _amount(value: Decimal | None) -> Decimal:
-    # Quantised so every backend answers the same digits (SQLite sums through floats).
-    return value.quantize(AMOUNT_QUANTUM) if value is not None else ZERO
+# The grouped queries are built with the ORM and read as plain tuples: Django's per-value
+# converters cost more than the merge itself on thousands of groups. These two functions are
+# the converters, for what each backend's driver returns.
+_FLOAT_TO_DECIMAL = decimal.Context(prec=15).create_decimal_from_float
 
 
-def _qty(value: Decimal | None) -> Decimal:
-    return value.quantize(SECONDS_QUANTUM) if value is not None else ZERO
+def _decimal(value: Any, quantum: Decimal) -> Decimal:
+    """A summed DECIMAL column: Decimal on PostgreSQL; int or float on SQLite (which sums
+    through floats: 15 significant digits, like Django's own converter)."""
+    if value is None:
+        return ZERO.quantize(quantum)
+    if isinstance(value, float):
+        value = _FLOAT_TO_DECIMAL(value)
+    elif not isinstance(value, Decimal):
+        value = Decimal(value)
+    return value.quantize(quantum)
 
 
-def _seconds(value: timedelta | None) -> Decimal:
-    return exact_seconds(value) if value is not None else ZERO
+def _duration(value: Any) -> Decimal:
+    """A summed duration: timedelta on PostgreSQL, microseconds (int) on SQLite."""
+    if value is None:
+        return ZERO
+    if isinstance(value, timedelta):
+        return exact_seconds(value)
+    return (Decimal(int(value)) / Decimal(1_000_000)).quantize(SECONDS_QUANTUM)
+
+
+def _tuples(qs: QuerySet[Any]) -> list[tuple[Any, ...]]:
+    sql, params = qs.query.sql_with_params()
+    with connections[qs.db].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def _dt(value: datetime) -> Value:
@@ -174,33 +226,41 @@ def _dt(value: datetime) -> Value:
 
 
 def cost_per_issue(
-    f: CostFilter, *, sort: str = DEFAULT_SORT, descending: bool = True, now: datetime | None = None
+    f: CostFilter,
+    *,
+    sort: str = DEFAULT_SORT,
+    descending: bool = True,
+    now: datetime | None = None,
+    labels: bool = True,
 ) -> CostReport:
+    """The report for a filter. ``labels=False`` leaves issue keys and titles out (unless the
+    sort needs them) so a page can fetch them for the rows it shows (``CostReport.label``)."""
     now = now or timezone.now()
     start, end = f.period.start, f.period.end
     by_issue: dict[int | None, IssueCost] = {}
 
-    def row(issue_id: int | None, key: str | None, title: str | None) -> IssueCost:
-        if issue_id not in by_issue:
-            by_issue[issue_id] = (
-                IssueCost(issue_id, key or "", title or "")
-                if issue_id is not None
-                else IssueCost(None, "", UNATTRIBUTED)
+    def row(issue_id: int | None) -> IssueCost:
+        found = by_issue.get(issue_id)
+        if found is None:
+            found = by_issue[issue_id] = IssueCost(
+                issue_id, "", "" if issue_id is not None else UNATTRIBUTED
             )
-        return by_issue[issue_id]
+        return found
 
+    # Grouped by issue id alone: joining the issue's key and title into the GROUP BY would
+    # sort wide text columns; labels come from one small query afterwards.
     # 1. Billed figures per issue, from the rollup.
     billed = (
         rollup_rows(f)
-        .values("issue_id", "issue__key", "issue__title")
-        .annotate(amount=Sum("amount"), seconds=Sum("quantity_seconds"), vcpu=Sum("vcpu_seconds"))
+        .values_list("issue_id")
+        .annotate(a=Sum("amount"), s=Sum("quantity_seconds"), v=Sum("vcpu_seconds"))
         .order_by()
     )
-    for b in billed:
-        r = row(b["issue_id"], b["issue__key"], b["issue__title"])
-        r.amount += _amount(b["amount"])
-        r.running_seconds += _qty(b["seconds"])
-        r.vcpu_seconds += _qty(b["vcpu"])
+    for issue_id, amount, seconds, vcpu in _tuples(billed):
+        r = row(issue_id)
+        r.amount += _decimal(amount, AMOUNT_QUANTUM)
+        r.running_seconds += _decimal(seconds, SECONDS_QUANTUM)
+        r.vcpu_seconds += _decimal(vcpu, SECONDS_QUANTUM)
 
     # 2. Sessions alive in the period and how long, per issue.
     alive_span = Least(Coalesce("ended_at", _dt(now)), _dt(end)) - Greatest(
@@ -209,14 +269,14 @@ def cost_per_issue(
     alive = (
         Session.objects.filter(_sessions(f), started_at__isnull=False, started_at__lt=end)
         .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=start))
-        .values("issue_id", "issue__key", "issue__title")
+        .values_list("issue_id")
         .annotate(n=Count("id"), alive=Sum(alive_span, output_field=DurationField()))
         .order_by()
     )
-    for a in alive:
-        r = row(a["issue_id"], a["issue__key"], a["issue__title"])
-        r.sessions += a["n"]
-        r.alive_seconds += _seconds(a["alive"])
+    for issue_id, n, span in _tuples(alive):
+        r = row(issue_id)
+        r.sessions += n
+        r.alive_seconds += _duration(span)
 
     # 3. Running stretches not billed yet (open intervals), per issue.
     upto = min(now, end)
@@ -226,30 +286,34 @@ def cost_per_issue(
             RunningInterval.objects.filter(
                 _sessions(f, "session__"), ended_at__isnull=True, started_at__lt=upto
             )
-            .values("session__issue_id", "session__issue__key", "session__issue__title")
+            .values_list("session__issue_id")
             .annotate(open=Sum(open_span, output_field=DurationField()))
             .order_by()
         )
-        for o in running:
-            r = row(o["session__issue_id"], o["session__issue__key"], o["session__issue__title"])
-            r.open_seconds += _seconds(o["open"])
+        for issue_id, span in _tuples(running):
+            row(issue_id).open_seconds += _duration(span)
 
     # 4. Cost per day, for the chart.
+    by_day = rollup_rows(f).values_list("day").annotate(a=Sum("amount")).order_by()
     per_day = {
-        d["day"]: _amount(d["amount"])
-        for d in rollup_rows(f).values("day").annotate(amount=Sum("amount")).order_by()
+        day if isinstance(day, date) else date.fromisoformat(day): _decimal(a, AMOUNT_QUANTUM)
+        for day, a in _tuples(by_day)
     }
     daily = [(day, per_day.get(day, ZERO)) for day in f.period.days]
 
     unattributed = by_issue.pop(None, None)
     rows = list(by_issue.values())
+    report = CostReport(f, rows, unattributed, IssueCost(None, "", "Total"), daily, now=now)
+    if labels or sort == "issue":
+        report.label(rows, every=True)
     sort_key = SORTS.get(sort, SORTS[DEFAULT_SORT])[1]
-    # Ties (and the secondary order) by issue key, ascending, whatever the direction.
-    rows.sort(key=lambda r: natural_key(r.key))
+    # Ties (and the secondary order) by issue id, ascending, whatever the direction.
+    rows.sort(key=lambda r: r.issue_id or 0)
     rows.sort(key=sort_key, reverse=descending)
 
-    totals = IssueCost(None, "", "Total", paused_total=ZERO)
+    totals = report.totals
+    totals.paused_total = ZERO
     for r in [*rows, unattributed] if unattributed is not None else rows:
         totals.add(r)
-        totals.paused_total = (totals.paused_total or ZERO) + r.paused_seconds
-    return CostReport(f, rows, unattributed, totals, daily, now=now)
+        totals.paused_total += r.paused_seconds
+    return report

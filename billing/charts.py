@@ -34,13 +34,16 @@ def _scale(bars: Sequence[Bar]) -> float:
     return top if top > 0 else 1.0
 
 
-def _frame(title: str, desc: str, width: int, height: int, body: list[str]) -> SafeString:
+def _frame(
+    title: str, desc: str, width: int, height: int, body: list[str], role: str = "img"
+) -> SafeString:
     n = next(_ids)
     return format_html(
-        '<svg class="chart" role="img" viewBox="0 0 {w} {h}" width="100%" '
+        '<svg class="chart" role="{role}" viewBox="0 0 {w} {h}" width="100%" '
         'preserveAspectRatio="xMinYMin meet" aria-labelledby="chart-{n}-title chart-{n}-desc" '
         'xmlns="http://www.w3.org/2000/svg"><title id="chart-{n}-title">{title}</title>'
         '<desc id="chart-{n}-desc">{desc}</desc>{body}</svg>',
+        role=role,
         w=width,
         h=height,
         n=n,
@@ -86,7 +89,10 @@ def horizontal_bars(
                 ty=y + 17,
             )
         )
-    return _frame(title, desc, width, height, body)
+    # An image's content is hidden from assistive technology, links included: a chart whose
+    # bars link somewhere is a group, so those links can be reached and followed.
+    role = "group" if any(bar.href for bar in bars) else "img"
+    return _frame(title, desc, width, height, body, role=role)
 
 
 def columns(

@@ -12,7 +12,7 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from billing import charts
-from billing.analytics import DEFAULT_SORT, SORTS, ledger_rows
+from billing.analytics import DEFAULT_SORT, SORTS, ledger_rows, rollup_totals
 from billing.analytics import cost_per_issue as build_report
 from billing.exports import COLUMNS, cost_per_issue_csv
 from billing.forms import CostPerIssueForm, LedgerFilterForm, read_filters
@@ -44,8 +44,6 @@ def cost_per_issue(request: HttpRequest) -> HttpResponse:
     filters = read_filters(form)
     sort = filters.values.get("sort") or DEFAULT_SORT
     direction = filters.values.get("dir") or ("asc" if sort == "issue" else "desc")
-    report = build_report(filters.cost_filter(org), sort=sort, descending=direction == "desc")
-
     wanted = request.GET.get("format", "")
     if wanted == "csv":
         if filters.problems:
@@ -53,14 +51,21 @@ def cost_per_issue(request: HttpRequest) -> HttpResponse:
             return HttpResponseBadRequest(
                 "\n".join(filters.problems) + "\n", content_type="text/plain; charset=utf-8"
             )
+        report = build_report(filters.cost_filter(org), sort=sort, descending=direction == "desc")
         return cost_per_issue_csv(report)
     if wanted:
         filters.problems.append("Format: only format=csv is available. Showing the page.")
+    # The page shows 50 rows and the top ten: only those need their issue key and title.
+    report = build_report(
+        filters.cost_filter(org), sort=sort, descending=direction == "desc", labels=False
+    )
+    page = Paginator(report.rows, PAGE_SIZE).get_page(request.GET.get("page"))
 
     def fmt(value: Decimal) -> str:
         return format_money(value, report.currency)
 
     top = [r for r in report.top if r.amount > 0]
+    report.label([*page.object_list, *top])
     top_chart = charts.horizontal_bars(
         [charts.Bar(r.key, r.amount, reverse("issue_cost", args=[r.key])) for r in top],
         title=f"Top {len(top)} issues by cost, {report.filter.period.label}",
@@ -79,7 +84,7 @@ def cost_per_issue(request: HttpRequest) -> HttpResponse:
         "form": form,
         "filters": filters,
         "report": report,
-        "page": Paginator(report.rows, PAGE_SIZE).get_page(request.GET.get("page")),
+        "page": page,
         "sort": sort,
         "direction": direction,
         "sorts": [(key, label) for key, (label, _) in SORTS.items()],
@@ -121,9 +126,11 @@ def ledger(request: HttpRequest) -> HttpResponse:
     org = org_of(request)
     form = LedgerFilterForm(request.GET, org=org)
     filters = read_filters(form)
-    rows = ledger_rows(filters.cost_filter(org))
-    if key := filters.values.get("issue"):
-        rows = rows.filter(issue__key=key.strip())
+    cost_filter = filters.cost_filter(org)
+    rows = ledger_rows(cost_filter)
+    key = (filters.values.get("issue") or "").strip() or None
+    if key is not None:
+        rows = rows.filter(issue__key=key)
     if session_id := filters.values.get("session"):
         rows = rows.filter(session_id=session_id)
     reversals = filters.values.get("reversals", "")
@@ -131,7 +138,9 @@ def ledger(request: HttpRequest) -> HttpResponse:
         rows = rows.filter(reverses__isnull=False)
     elif reversals == "exclude":
         rows = rows.filter(reverses__isnull=True)
-    totals = rows.totals()
+    # The rollup has the same totals for range, pool, provider and issue; the ledger itself
+    # is summed only for filters the rollup does not know (a session, reversals).
+    totals = rows.totals() if session_id or reversals else rollup_totals(cost_filter, key)
     page = _ledger_page(
         request,
         rows.select_related("session", "issue", "pool", "rate_card", "reverses", "reversed_by"),

@@ -35,7 +35,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from billing.analytics import CostFilter, cost_per_issue, ledger_rows
+from billing.analytics import CostFilter, cost_per_issue, ledger_rows, rollup_totals
 from billing.ledger import AlreadyReversed, emit_sandbox_cost_event, reverse_cost_event
 from billing.models import CostEvent, RateCard
 from billing.periods import Period, midnight_floor, midnights_between
@@ -293,6 +293,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert report.totals.amount == ledger["amount"]
         assert report.totals.running_seconds == ledger["seconds"]
         assert sum((d[1] for d in report.daily), Decimal(0)) == ledger["amount"]
+        assert rollup_totals(f) == ledger  # the ledger page's totals
         if per_issue:
             amounts = {r.issue_id: r.amount for r in report.rows}
             for issue in self.issues:
