@@ -51,6 +51,13 @@ def exact(value: Any) -> str:
 
 
 @register.filter
+def rate(value: Any) -> str:
+    """A per-second price without trailing zeros: 0.000014000000 → 0.000014."""
+    price = _decimal(value)
+    return "" if price is None else f"{price.normalize():f}"
+
+
+@register.filter
 def hours(seconds: Any) -> str:
     """Seconds as hours with two decimals: 5400 → 1.50."""
     s = _decimal(seconds)

@@ -133,6 +133,8 @@ def test_rate_cards_start_at_a_future_utc_midnight(client_as, staff):
         assert card.vcpu_second_price == Decimal("0.000015")
         # A card already in effect is read-only.
         seeded = RateCard.objects.get(effective_from=at("2024-01-01 00:00"))
+        view = client.get(f"/admin/billing/ratecard/{seeded.pk}/change/")
+        assert view.status_code == 200 and 'name="_save"' not in view.content.decode()
         edit = client.post(
             f"/admin/billing/ratecard/{seeded.pk}/change/",
             {**base, "effective_from_0": "2024-01-01", "effective_from_1": "00:00:00"},

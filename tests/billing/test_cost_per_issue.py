@@ -327,4 +327,4 @@ def test_query_count_does_not_grow_with_issues(client_as, fiona, org_a, clock):
     large = [count(URL), count(URL + "?format=csv"), count("/billing/ledger/")]
     assert small == large
     html = client.get(URL + "?sort=issue").content.decode()
-    assert "(1010 issues)" in html
+    assert "(1,010 issues)" in html

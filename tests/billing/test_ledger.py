@@ -226,3 +226,16 @@ def test_triggers_are_installed(db):
         assert names == set(triggers.SQLITE_TRIGGERS)
     else:
         assert {"billing_costevent_append_only", "billing_costevent_rollup"} <= names
+
+
+def test_sqlite_triggers_come_back_after_a_table_rebuild(db):
+    """SQLite drops triggers when a migration rebuilds the table; post_migrate restores them."""
+    from billing.apps import _reinstall_sqlite_triggers
+
+    before = triggers.installed(connection)
+    if connection.vendor == "sqlite":
+        triggers.uninstall(connection)
+        assert triggers.installed(connection) == set()
+    _reinstall_sqlite_triggers(using="default")
+    # Back on SQLite; untouched on PostgreSQL (it keeps triggers across ALTER TABLE).
+    assert triggers.installed(connection) == before
