@@ -48,10 +48,12 @@ MAX_PROVISION_ATTEMPTS = 5  # provision job starts per pool, crashes included
 TRANSIENT_RETRIES = 4  # so 1 + 4 transient retries fit within the attempt limit
 OTHER_RETRIES = 5
 OUTPUT_CAP = 64 * 1024  # bytes kept of each of stdout / stderr
-# Launches the runner unless it already runs ("[d]" keeps pgrep from matching this shell).
+# Launches the runner unless it already runs. pgrep -f reads whole command lines, this
+# shell's too: "[d]" keeps the pattern from matching itself and the quoted "run" keeps the
+# launch from matching (bash drops the quotes, so the runner's own command line matches).
 RUNNER_IF_ABSENT = (
     'pgrep -f "[d]onmai agent run" >/dev/null || '
-    "nohup donmai agent run >/tmp/donmai-runner.log 2>&1 &"
+    'nohup donmai agent "run" >/tmp/donmai-runner.log 2>&1 &'
 )
 
 
