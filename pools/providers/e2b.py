@@ -347,13 +347,14 @@ class E2BProvider(Provider):
                 f"E2B is rate limiting this key (429): {detail or 'try again later'}",
                 permanent=False,
                 status_code=429,
-                retry_after=_retry_after(detail),
+                retry_after=_retry_after(detail) or _retry_after_header(exc),
             )
         if isinstance(exc, ServiceBusyException):
             return ProviderError(
                 "E2B is temporarily unavailable (503).",
                 permanent=False,
                 status_code=503,
+                retry_after=_retry_after_header(exc),
             )
         if isinstance(exc, SandboxNotFoundException):
             return ProviderError(
@@ -464,6 +465,30 @@ def _retry_after(message: str) -> float | None:
     """A wait the message states (``retry after 30s``); the SDK hides the header itself."""
     match = re.search(r"retry[- ]after[:= ]+(\d+(?:\.\d+)?)", message, re.IGNORECASE)
     return float(match.group(1)) if match else None
+
+
+def _retry_after_header(exc: BaseException) -> float | None:
+    """E2B's ``Retry-After`` on the answer the SDK raised for.
+
+    The SDK waits it out between its own retries, then raises an exception without the
+    response; the frame that raised it still holds the response, so the caller's next try
+    can wait as long as E2B asked.
+    """
+    from e2b.retry import parse_retry_after
+
+    tb = exc.__traceback__
+    while tb is not None:
+        for value in tb.tb_frame.f_locals.values():
+            headers = getattr(value, "headers", None)
+            if getattr(value, "status_code", None) in (429, 503) and headers is not None:
+                try:
+                    seconds = parse_retry_after(headers.get("retry-after"))
+                except (AttributeError, TypeError):
+                    seconds = None
+                if seconds is not None:
+                    return float(seconds)
+        tb = tb.tb_next
+    return None
 
 
 def _is_transport_error(exc: BaseException) -> bool:
