@@ -94,6 +94,7 @@ def login(ctx: Context, org: Any) -> dict[str, Any]:
     finance = member(org, "bench-finance", Role.FINANCE)
     ctx.shared.update(
         org_id=org.pk,
+        admin_id=admin.pk,
         cookies={"admin": login_cookie(admin), "finance": login_cookie(finance)},
     )
     return {}

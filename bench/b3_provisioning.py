@@ -208,9 +208,19 @@ def terminate_all(ctx: Context, token: str, ids: list[int]) -> None:
     import psycopg
 
     headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=ctx.web_url, headers=headers, trust_env=False, timeout=60) as web:
-        for sid in ids:
-            web.post(f"/api/v1/sessions/{sid}/terminate")
+
+    def post(part: list[int]) -> None:
+        with httpx.Client(
+            base_url=ctx.web_url, headers=headers, trust_env=False, timeout=60
+        ) as web:
+            for sid in part:
+                web.post(f"/api/v1/sessions/{sid}/terminate")
+
+    threads = [threading.Thread(target=post, args=(ids[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     with psycopg.connect(ctx.dsn, autocommit=True) as db:
 
         def done() -> bool:

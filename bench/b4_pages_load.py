@@ -78,6 +78,32 @@ def load(ctx: Context, url: str, users: int, each: int, budget: float) -> dict[s
     }
 
 
+def anatomy(user_id: int, url: str) -> dict[str, Any]:
+    """One request in this process with its queries: where a single-user request goes."""
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client()
+    client.force_login(get_user_model().objects.get(pk=user_id))
+    client.get(url)
+    with CaptureQueriesContext(connection) as captured:
+        t = time.perf_counter()
+        client.get(url)
+        elapsed = time.perf_counter() - t
+    timed = sorted(
+        ((float(q["time"]) * 1000, str(q["sql"])) for q in captured.captured_queries),
+        reverse=True,
+    )
+    return {
+        "request_ms": round(ms(elapsed), 1),
+        "queries": len(timed),
+        "db_ms": round(sum(t for t, _ in timed), 1),
+        "slowest": [{"ms": round(t, 1), "sql": sql[:160]} for t, sql in timed[:3]],
+    }
+
+
 def run(ctx: Context) -> dict[str, Any]:
     runs = 1 if ctx.args.quick else min(ctx.args.runs, 3)
     out: list[dict[str, Any]] = []
@@ -111,12 +137,14 @@ def run(ctx: Context) -> dict[str, Any]:
                 f"errors {by_users[str(users)]['errors']}"
             )
         one, fifty = by_users["1"]["p95_ms"]["median"], by_users["50"]["p95_ms"]["median"]
+        single = anatomy(ctx.shared["admin_id"], url)
         out.append(
             {
                 "page": name,
                 "url": url,
                 "users": by_users,
                 "p95_ratio_50_over_1": round(fifty / one, 1) if one else None,
+                "anatomy": single,
             }
         )
     return {

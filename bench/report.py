@@ -373,6 +373,25 @@ def b4(r: dict[str, Any]) -> list[str]:
             ],
             rows,
         ),
+        "One request of each page in process (Django's test client, after the load), with "
+        "its slowest queries:",
+        "",
+        *table(
+            ["page", "request", "queries", "in the database", "slowest queries (ms)"],
+            [
+                [
+                    p["page"],
+                    f"{p['anatomy']['request_ms']:g} ms",
+                    p["anatomy"]["queries"],
+                    f"{p['anatomy']['db_ms']:g} ms",
+                    "<br>".join(
+                        f"{q['ms']:g}: `{q['sql'][:90]}…`" for q in p["anatomy"]["slowest"]
+                    ),
+                ]
+                for p in b["pages"]
+                if p.get("anatomy")
+            ],
+        ),
         "With 50 users on two cores the server is saturated: requests queue, so the 50-user "
         "latency is roughly the single-user time × the users waiting ahead ÷ the cores; the "
         "throughput column is the server's capacity for that page.",

@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--budget",
         type=float,
-        default=14.0,
+        default=13.0,
         help="minutes the whole run may take: B3 and B4 do fewer runs / requests when late "
         "(and say so in the results)",
     )
