@@ -10,6 +10,7 @@ still be the same document afterwards (htmx swapped it, nothing reloaded it).
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from playwright.sync_api import expect
@@ -22,12 +23,24 @@ from tests.browser.conftest import JOB_TIMEOUT, login, mark_page, same_page, sho
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def dismiss(page, text) -> None:  # type: ignore[no-untyped-def]
+def dismiss(page: Any, text: str | re.Pattern[str]) -> None:
     """Close the flash message, as a person does: it sits over the page's action buttons."""
     toast = page.locator("#toasts .alert", has_text=text)
     expect(toast).to_be_visible()
     toast.get_by_role("button", name="Dismiss").click()
     expect(toast).to_have_count(0)
+
+
+def new_session(page: Any, key: str, title: str) -> Any:
+    """Sessions → New session for an issue; on the session's page, the state badge."""
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Sessions").click()
+    page.get_by_role("link", name="New session").first.click()
+    page.get_by_label("Issue key").fill(key)
+    page.get_by_label("Issue title").fill(title)
+    page.get_by_role("button", name="Create session").click()
+    expect(page.get_by_role("heading", name=re.compile(rf"Session #\d+ {key}"))).to_be_visible()
+    dismiss(page, re.compile(r"Session \d+ created"))
+    return page.locator("#session-status .badge").first
 
 
 def test_admin_sets_up_e2b_and_drives_a_session(stack, page, alice, org_a):  # type: ignore[no-untyped-def]
@@ -86,15 +99,8 @@ def test_admin_sets_up_e2b_and_drives_a_session(stack, page, alice, org_a):  # t
     shot(page, "admin-3-pool-passing")
 
     # -- A session for ENG-1 starts by itself ---------------------------------------------------
-    nav.get_by_role("link", name="Sessions").click()
-    page.get_by_role("link", name="New session").first.click()
-    page.get_by_label("Issue key").fill("ENG-1")
-    page.get_by_label("Issue title").fill("Journey issue")
-    page.get_by_role("button", name="Create session").click()
-    expect(page.get_by_role("heading", name=re.compile(r"Session #\d+ ENG-1"))).to_be_visible()
-    dismiss(page, re.compile(r"Session \d+ created"))
+    state = new_session(page, "ENG-1", "Journey issue")
     mark_page(page)
-    state = page.locator("#session-status .badge").first
     expect(state).to_have_text("Running", timeout=JOB_TIMEOUT)
     assert same_page(page)
     session = Session.objects.get(issue__key="ENG-1")
