@@ -22,7 +22,6 @@ from rensei.access import get_for_org, org_of, org_view
 from sessions.models import Issue, Session
 
 PAGE_SIZE = 50
-ZERO = Decimal(0)
 
 
 def _template(request: HttpRequest, name: str, partial: str) -> str:

@@ -166,6 +166,12 @@ def test_csv_has_the_page_numbers_and_documented_columns(client_as, fiona, data)
     assert Decimal(by_key["ENG-1"]["amount"]) == ledger_sum(issue=data["eng1"])
     # Amounts are unrounded in the CSV.
     assert len(by_key["ENG-1"]["amount"].split(".")[1]) == 12
+    # Every CSV row's figures are on the page (exact amount in the title, hours shown).
+    html = page.content.decode()
+    for r in rows:
+        assert f'title="{r["amount"]} USD"' in html
+        hours = (Decimal(r["running_seconds"]) / 3600).quantize(Decimal("0.01"))
+        assert f">{hours:,}</td>" in html
 
 
 def test_csv_neutralises_formulas_in_titles(client_as, fiona, data):
