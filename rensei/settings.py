@@ -123,6 +123,8 @@ AXES_COOLOFF_TIME = timedelta(minutes=15)
 # Lock the username from that IP only: a stranger cannot lock a colleague out everywhere.
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
+# Usernames cut to the 255 characters axes stores (the login form does not bound them).
+AXES_USERNAME_CALLABLE = "rensei.security.axes_username"
 # The login page again, with "Too many failed login attempts…", answered 429.
 AXES_LOCKOUT_TEMPLATE = "registration/login.html"
 LOGIN_URL = "login"
@@ -163,7 +165,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 # sensitive_variables / sensitive_post_parameters apply on DEBUG's technical 500 page too.
-DEFAULT_EXCEPTION_REPORTER_FILTER = "rensei.error_reports.SecretsAlwaysHidden"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "rensei.security.SecretsAlwaysHidden"
 
 # --- Celery -------------------------------------------------------------------------------
 # The embedded default needs no server: kombu's filesystem transport passes messages through
