@@ -19,6 +19,7 @@ import pytest
 from django.conf import settings
 
 from pools.e2b_emulator.testing import RunningEmulator, running_emulator
+from rensei.celery import app
 from tests.sessions_engine.conftest import ensure_rate_cards
 from tests.worker import WorkerProcess
 
@@ -57,8 +58,12 @@ def browser_worker(
             "E2B_API_KEY": key,
         }
     )
+    previous_queue = app.conf.task_default_queue
     with django_db_blocker.unblock():
         worker.start()
+    # The worker lives until the end of the run: only tests using `stack` publish to it, so
+    # later tests that expect no worker (or start their own) never feed it.
+    app.conf.task_default_queue = previous_queue
     try:
         yield worker
     finally:
@@ -72,7 +77,10 @@ def stack(live_server, browser_worker, browser_emulator, settings, transactional
     settings.E2B_SANDBOX_URL = browser_emulator.url
     # Transactional tests flush the migration's rate card; closing an interval needs one.
     ensure_rate_cards()
-    return {"url": live_server.url, "worker": browser_worker, "emulator": browser_emulator}
+    previous_queue = app.conf.task_default_queue
+    app.conf.task_default_queue = browser_worker.queue
+    yield {"url": live_server.url, "worker": browser_worker, "emulator": browser_emulator}
+    app.conf.task_default_queue = previous_queue
 
 
 # One Playwright driver per test process: its sync API refuses a second one in the same
