@@ -45,7 +45,13 @@ def new_session(page: Any, key: str, title: str) -> Any:
 
 def test_admin_sets_up_e2b_and_drives_a_session(stack, page, alice, org_a):  # type: ignore[no-untyped-def]
     base = stack["url"]
-    page.on("dialog", lambda dialog: dialog.accept())
+    confirmed: list[str] = []
+
+    def accept(dialog: Any) -> None:
+        confirmed.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
     login(page, base, "alice", "pw-alice")
     nav = page.get_by_role("navigation", name="Main")
 
@@ -126,6 +132,7 @@ def test_admin_sets_up_e2b_and_drives_a_session(stack, page, alice, org_a):  # t
     expect(state).to_have_text("Terminated", timeout=JOB_TIMEOUT)
     assert same_page(page)
     expect(status.get_by_role("button", name="Pause")).to_have_count(0)
+    assert [m.split(" session")[0] for m in confirmed] == ["Pause", "Resume", "Terminate"]
     shot(page, "admin-5-session-terminated")
 
     # Two running intervals, two ledger rows: what Cost per Issue will show for ENG-1.
