@@ -36,6 +36,13 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest -m "not browser" $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
 
+## make reliability: faults, races, bad input, leaks and load (tests/reliability, needs Redis;
+## CI also gives it PostgreSQL), then docs/reliability.md from the figures it measured.
+reliability: $(VENV)/.installed
+	rm -rf artifacts/reliability
+	$(BIN)/python -m pytest tests/reliability $(PYTEST_ARGS); status=$$?; \
+	$(BIN)/python -m tests.reliability.report && exit $$status
+
 ## make lint: ruff, formatting, mypy and missing migrations.
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
