@@ -143,7 +143,7 @@ def admin(world, client_as):  # type: ignore[no-untyped-def]
 
 def test_login_form(world, figure):  # type: ignore[no-untyped-def]
     request = RequestFactory().post(reverse("login"))
-    request.session = {}  # type: ignore[attr-defined]
+    request.session = {}  # type: ignore[assignment]
 
     def form_check(data: dict[str, str]) -> bool:
         return AuthenticationForm(request, data=data).is_valid()

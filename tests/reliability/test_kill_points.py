@@ -45,7 +45,7 @@ SEED = 20240611
 # Milliseconds each lifecycle call waits in the emulator: the windows the kills land in.
 LATENCY = {"create": 400, "get": 300, "pause": 400, "connect": 400, "kill": 300, "list": 150}
 LIFETIME = (0.5, 5.0)  # seconds a worker runs after it is ready, before its SIGKILL
-NEXT_ACTION = {S.RUNNING: "pause", S.PAUSED: "resume"}
+NEXT_ACTION: dict[str, str] = {S.RUNNING: "pause", S.PAUSED: "resume"}
 WAITING = {S.QUEUED, S.PROVISIONING, S.PAUSING, S.RESUMING, S.TERMINATING}
 
 pytestmark = pytest.mark.django_db(transaction=True)

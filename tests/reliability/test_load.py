@@ -138,7 +138,7 @@ def test_fifty_users_for_two_minutes(org_a, alice, settings, tmp_path, figure): 
         close_open_interval(session, start + timedelta(minutes=n + 7), "terminate")
 
     roles = [Role.ADMIN, Role.FINANCE, Role.MEMBER]
-    users = []
+    users: list[tuple[str, str]] = []
     for n in range(USERS - 10):
         user = get_user_model().objects.create_user(f"load{n}")
         Membership.objects.create(user=user, org=org_a, role=roles[n % 3])
