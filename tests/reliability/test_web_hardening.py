@@ -35,7 +35,7 @@ def world(org_a, alice, settings):  # type: ignore[no-untyped-def]
 def test_check_deploy(tmp_path, figure):  # type: ignore[no-untyped-def]
     fig = figure("check_deploy")
     fig.add()
-    fig.unit = "runs"
+    fig.unit = "run"
     check_deploy_is_clean(tmp_path)
     fig.details = {"issues reported": 0}
 
