@@ -21,7 +21,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
-from bench.common import Context, figure, log, login_cookie, member, ms
+from bench.common import Context, compact_sql, figure, log, login_cookie, member, ms
 
 ORG = "bench"
 NAIVE_SQL = (
@@ -166,7 +166,7 @@ def run(ctx: Context) -> dict[str, Any]:
             report = cost_per_issue(CostFilter(org_id, period))
             fn_times.append(time.perf_counter() - t)
         queries = [
-            {"ms": round(float(q["time"]) * 1000, 1), "sql": q["sql"][:160]}
+            {"ms": round(float(q["time"]) * 1000, 1), "sql": compact_sql(q["sql"])}
             for q in captured.captured_queries
         ]
     naive_total = sum((r[1] for r in rows), Decimal(0))

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-from bench.common import Context, figure, log, ms, percentile
+from bench.common import Context, compact_sql, figure, log, ms, percentile
 
 PAGES = {
     "dashboard": "/",
@@ -100,7 +100,7 @@ def anatomy(user_id: int, url: str) -> dict[str, Any]:
         "request_ms": round(ms(elapsed), 1),
         "queries": len(timed),
         "db_ms": round(sum(t for t, _ in timed), 1),
-        "slowest": [{"ms": round(t, 1), "sql": sql[:160]} for t, sql in timed[:3]],
+        "slowest": [{"ms": round(t, 1), "sql": compact_sql(sql)} for t, sql in timed[:3]],
     }
 
 

@@ -69,6 +69,13 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[rank - 1]
 
 
+def compact_sql(sql: str, limit: int = 220) -> str:
+    """A query without its column list (``SELECT … FROM``): what it filters and orders by."""
+    head, sep, rest = sql.partition(" FROM ")
+    text = f"{head.split(' ', 1)[0]} … FROM {rest}" if sep and head.startswith("SELECT") else sql
+    return text[:limit]
+
+
 def ms(seconds: float) -> float:
     return seconds * 1000.0
 

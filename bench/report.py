@@ -188,29 +188,23 @@ def b1(r: dict[str, Any]) -> list[str]:
         ),
         f"The report function's {len(queries)} queries (last run, {db_ms:g} ms in the database):",
         "",
-        *table(["ms", "query"], [[q["ms"], f"`{q['sql'][:110]}…`"] for q in queries]),
+        *table(["ms", "query"], [[q["ms"], f"`{q['sql'][:160]}…`"] for q in queries]),
     ]
     if b["ratio_of_medians"] > 1.0:
+        page, fn = b["page_ms"]["median"], b["report_function_ms"]["median"]
+        slowest = max(queries, key=lambda q: q["ms"]) if queries else None
         out += [
             f"**The page misses its target: {b['ratio_of_medians']:g}× the naive query.** "
-            "It reads the daily rollup rather than the ledger (its first query sums far fewer "
-            "rows than the naive one), but it then does more than the naive query:",
+            f"Of its {page:g} ms (median): {db_ms:g} ms in the report's {len(queries)} queries"
+            + (f" (slowest, {slowest['ms']:g} ms: `{slowest['sql'][:160]}…`)" if slowest else "")
+            + f", about {max(fn - db_ms, 0):.0f} ms of Python in the report function, and about "
+            f"{max(page - fn, 0):.0f} ms around it (session and access checks, the template and "
+            "its charts, HTTP).",
             "",
-            "1. a second query over the org's *sessions* (sessions alive in the period, per "
-            "issue, joined to issues) that no index serves: it scans every session of the org;",
-            "2. both grouped queries return **every** issue of the period with its key and "
-            "title (one Python object per issue, merged, quantised and sorted by natural key) "
-            "although the page shows 50 rows and a top-10 chart;",
-            "3. the template and the two SVG charts (the rest of the page time, see the gap "
-            "between the page and the report function).",
-            "",
-            "What would bring it under the raw query (for the billing app): rank in SQL "
-            "(`GROUP BY issue_id ORDER BY sum(amount) DESC LIMIT 50` on the rollup, a covering "
-            "index `(org_id, day) INCLUDE (issue_id, amount)`), fetch keys and titles for the "
-            "shown rows only, and keep per-day session counts and alive seconds in a rollup "
-            "maintained in the same transaction as the session transitions (or at least an "
-            "index `(org_id, started_at)` and the session figures only for the shown issues); "
-            "totals from one aggregate over the rollup.",
+            "What brings a report page under the raw query is reading only what it shows: "
+            "rank and limit in SQL on the daily rollup (`ORDER BY sum(amount) DESC LIMIT 50`), "
+            "names for the shown rows only, and session figures from a rollup maintained in "
+            "the same transaction as the session changes instead of a scan of the sessions.",
             "",
         ]
     return out
@@ -370,6 +364,7 @@ def b4(r: dict[str, Any]) -> list[str]:
                 "p95 50 ÷ 1",
                 "50 users throughput",
                 "errors",
+                "requests per run (1 / 50 users)",
             ],
             rows,
         ),
@@ -385,18 +380,35 @@ def b4(r: dict[str, Any]) -> list[str]:
                     p["anatomy"]["queries"],
                     f"{p['anatomy']['db_ms']:g} ms",
                     "<br>".join(
-                        f"{q['ms']:g}: `{q['sql'][:90]}…`" for q in p["anatomy"]["slowest"]
+                        f"{q['ms']:g}: `{q['sql'][:120]}…`" for q in p["anatomy"]["slowest"]
                     ),
                 ]
                 for p in b["pages"]
                 if p.get("anatomy")
             ],
         ),
+        *dominated(b["pages"]),
         "With 50 users on two cores the server is saturated: requests queue, so the 50-user "
         "latency is roughly the single-user time × the users waiting ahead ÷ the cores; the "
         "throughput column is the server's capacity for that page.",
         "",
     ]
+
+
+def dominated(pages: list[dict[str, Any]]) -> list[str]:
+    """Pages whose single request is mostly one query: say which."""
+    out = []
+    for p in pages:
+        a = p.get("anatomy")
+        if not a or not a["slowest"]:
+            continue
+        top = a["slowest"][0]
+        if top["ms"] >= 0.5 * a["request_ms"]:
+            out.append(
+                f"- **{p['page']}**: one query is {top['ms']:g} of its {a['request_ms']:g} ms: "
+                f"`{top['sql']}`"
+            )
+    return [*out, ""] if out else []
 
 
 HOW = [

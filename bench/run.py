@@ -39,6 +39,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--only", default=",".join(ALL), help="comma-separated: b1,b2,b3,b4")
     p.add_argument("--quick", action="store_true", help="small data and few runs (smoke run)")
+    p.add_argument(
+        "--render",
+        action="store_true",
+        help="only regenerate docs/performance.md from bench/latest.json (no benchmark runs)",
+    )
     p.add_argument("--events", type=int, default=1_000_000, help="B1 ledger rows")
     p.add_argument("--issues", type=int, default=10_000, help="B1 issues")
     p.add_argument("--sessions", type=int, default=100_000, help="B1 sessions")
@@ -167,6 +172,13 @@ def forget_queue(redis_url: str, queue: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        from bench import report
+
+        latest = json.loads((ROOT / "bench" / "latest.json").read_text())
+        (ROOT / "docs" / "performance.md").write_text(report.render(latest))
+        log("rewrote docs/performance.md from bench/latest.json")
+        return 0
     started = time.monotonic()
     env, db_url, queue = environment()
     log(f"database {urlparse(db_url).path.lstrip('/')}, broker {env['CELERY_BROKER_URL']}")
