@@ -40,13 +40,16 @@ def fast_password_hasher(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-@pytest.fixture(scope="session")
+# The emulator and the worker live for one test module: the sandboxes a module leaves
+# running (the demo's runners, say) are killed with its emulator, before other tests look at
+# the host's processes, and no worker outlives the tests that feed it.
+@pytest.fixture(scope="module")
 def browser_emulator() -> Iterator[RunningEmulator]:
     with running_emulator() as emu:
         yield emu
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser_worker(
     django_db_setup: None, django_db_blocker: Any, browser_emulator: RunningEmulator
 ) -> Iterator[WorkerProcess]:
@@ -61,8 +64,8 @@ def browser_worker(
     previous_queue = app.conf.task_default_queue
     with django_db_blocker.unblock():
         worker.start()
-    # The worker lives until the end of the run: only tests using `stack` publish to it, so
-    # later tests that expect no worker (or start their own) never feed it.
+    # Only tests using `stack` publish to this worker: other tests of the module that
+    # expect no worker never feed it.
     app.conf.task_default_queue = previous_queue
     try:
         yield worker
@@ -83,21 +86,17 @@ def stack(live_server, browser_worker, browser_emulator, settings, transactional
     app.conf.task_default_queue = previous_queue
 
 
-# One Playwright driver per test process: its sync API refuses a second one in the same
-# thread, and test modules elsewhere import the `browser` fixture from here.
-_driver: dict[str, Any] = {}
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Chromium for one test module. Playwright's sync API keeps an event loop running in
+    this thread while it is started, so it is stopped before other modules' asyncio code
+    runs; modules elsewhere import this fixture, and only one module's driver is alive."""
+    from playwright.sync_api import sync_playwright
 
-
-def _shared_browser() -> Any:
-    if "browser" not in _driver:
-        from playwright.sync_api import sync_playwright
-
-        if not Path(CHROMIUM).exists():
-            pytest.fail(f"Chromium not found at {CHROMIUM}: install the Debian package 'chromium'")
-        manager = sync_playwright()
-        playwright = manager.start()
-        _driver["manager"] = manager
-        _driver["browser"] = playwright.chromium.launch(
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: install the Debian package 'chromium'")
+    with sync_playwright() as p:
+        b = p.chromium.launch(
             executable_path=CHROMIUM,
             args=[
                 "--no-sandbox",
@@ -108,18 +107,8 @@ def _shared_browser() -> Any:
                 "--no-first-run",
             ],
         )
-    return _driver["browser"]
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if "browser" in _driver:
-        _driver.pop("browser").close()
-        _driver.pop("manager").__exit__(None, None, None)
-
-
-@pytest.fixture(scope="session")
-def browser() -> Any:
-    return _shared_browser()
+        yield b
+        b.close()
 
 
 @pytest.hookimpl(hookwrapper=True)
