@@ -108,7 +108,7 @@ def environment() -> tuple[dict[str, str], str, str]:
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
             "PYTHONPATH": str(ROOT),
-            "DJANGO_SETTINGS_MODULE": "bench.settings",
+            "DJANGO_SETTINGS_MODULE": "rensei.settings",
         }
     )
     os.environ.update(env)
