@@ -140,6 +140,20 @@ class Figure:
         self.path().write_text(json.dumps(asdict(self), indent=1, sort_keys=True, default=str))
 
 
+def reproducible(examples: int) -> Any:
+    """Hypothesis settings for generated-input tests: the same inputs on every run (so a
+    rerun reproduces the figures), no example database, no time limit per example."""
+    from hypothesis import HealthCheck, settings
+
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
 def load_all(directory: Path = FIGURES_DIR) -> dict[str, Figure]:
     out: dict[str, Figure] = {}
     for path in sorted(directory.glob("*.json")):

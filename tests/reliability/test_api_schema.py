@@ -22,11 +22,11 @@ import schemathesis
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hypothesis_settings
+from hypothesis import given
 from schemathesis import checks as st_checks
 from schemathesis.generation import GenerationMode
 
+from tests.reliability.figures import reproducible
 from tests.reliability.routes import build_world
 
 EXAMPLES = 40  # per operation and mode
@@ -121,13 +121,7 @@ def _fuzz(
         generation_mode=mode, headers=auth, path_parameters=ids or None
     )
 
-    @hypothesis_settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @reproducible(EXAMPLES)
     @given(case=strategy)
     def run(case: Any) -> None:
         response = case.call()

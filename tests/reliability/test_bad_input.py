@@ -17,8 +17,7 @@ import pytest
 from django.contrib.auth.forms import AuthenticationForm
 from django.test import RequestFactory
 from django.urls import reverse
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hypothesis_settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from billing.forms import CostPerIssueForm, LedgerFilterForm, read_filters
@@ -33,6 +32,7 @@ from rensei.tokens import validate_name
 from sessions.forms import ExecForm, NewSessionForm, SessionFilterForm
 from sessions.models import CommandRun, Session
 from sessions.services import ISSUE_KEY_RE, validate_env
+from tests.reliability.figures import reproducible
 from tests.reliability.routes import build_world
 from tests.support import CsrfClient
 
@@ -105,13 +105,7 @@ def fuzz(
     seen = {"examples": 0, "accepted by the form": 0, "through HTTP": 0}
     statuses: dict[int, int] = {}
 
-    @hypothesis_settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @reproducible(EXAMPLES)
     @given(data=strategy)
     def run(data: Any) -> None:
         seen["examples"] += 1
