@@ -97,6 +97,8 @@ class Session(models.Model):
             models.Index(fields=["org", "state", "-created_at"], name="session_org_state_idx"),
             # Dispatch: live sessions per pool against its cap.
             models.Index(fields=["pool", "state"], name="session_pool_state_idx"),
+            # Sessions list and dashboard "recent sessions" unfiltered: newest first.
+            models.Index(fields=["org", "-created_at", "-id"], name="session_org_recent_idx"),
         ]
 
     def __str__(self) -> str:

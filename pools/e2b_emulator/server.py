@@ -85,7 +85,9 @@ class EmulatorServer:
             )
         self.emulator = emulator or Emulator()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio turns Nagle's algorithm off (TCP_NODELAY) only for
+        # sockets whose proto says TCP; with proto 0 every kept-alive response waits ~40 ms.
+        self._socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         # Listen now so clients that connect before uvicorn's loop runs just queue up.
