@@ -365,6 +365,8 @@ def session_exec_run(request: HtmxHttpRequest, pk: int, run_id: int) -> HttpResp
         response = render(request, "sessions/exec_run.html#run_output", context)
         if context["run_finished"]:
             response.status_code = 286
+            # The "Past runs" list on the detail page listens for this and reloads itself.
+            response["HX-Trigger"] = "runFinished"
         return response
     return render(request, "sessions/exec_run.html", context)
 

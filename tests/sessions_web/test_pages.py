@@ -488,3 +488,18 @@ def test_new_session_toolchain_no_pool_provides_fails_plainly(client_as, alice, 
     assert session.runtime_kinds == ["toolchain:go"]
     assert session.state == SessionState.FAILED
     assert "toolchain:go" in text(resp)
+
+
+def test_finished_run_tells_the_past_runs_list_to_reload(client_as, alice, org_a):  # type: ignore[no-untyped-def]
+    from sessions.models import CommandRun, CommandRunState, Session, SessionState
+
+    session = Session.objects.create(org=org_a, state=SessionState.RUNNING, sandbox_id="sbx")
+    run = CommandRun.objects.create(
+        session=session, command="which donmai", state=CommandRunState.DONE, exit_code=0
+    )
+    c = client_as(alice)
+    page = c.get(f"/sessions/{session.pk}/").content.decode()
+    assert 'hx-trigger="runFinished from:body"' in page  # the list listens
+    resp = c.get(f"/sessions/{session.pk}/exec/{run.pk}/", HTTP_HX_REQUEST="true")
+    assert resp.status_code == 286
+    assert resp["HX-Trigger"] == "runFinished"
