@@ -14,13 +14,16 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.test import override_settings
 
+from pools.e2b_emulator.testing import RunningEmulator, running_emulator
 from rensei.celery import app
 
 ARTIFACTS = Path(settings.BASE_DIR) / "artifacts" / "logs"
@@ -137,3 +140,39 @@ def live_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[Worke
         yield worker
     finally:
         worker.stop()
+
+
+@contextmanager
+def loopback_no_proxy() -> Iterator[None]:
+    """NO_PROXY for loopback while the block runs: the E2B SDK honours HTTP(S)_PROXY even there."""
+    saved = {name: os.environ.get(name) for name in ("NO_PROXY", "no_proxy")}
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def emulator_with_worker(
+    django_db_blocker: Any, *, api_key: str = "", **worker_env: str
+) -> Iterator[tuple[RunningEmulator, WorkerProcess]]:
+    """The local E2B emulator, a worker pointed at it, and this process's settings too.
+
+    With ``api_key`` the emulator accepts only that key; without, any key (as ``make run``).
+    """
+    knobs: dict[str, Any] = {"api_keys": [api_key]} if api_key else {}
+    with loopback_no_proxy(), running_emulator(**knobs) as emu:
+        urls = {"E2B_API_URL": emu.url, "E2B_SANDBOX_URL": emu.url}
+        worker = WorkerProcess(env={**urls, "E2B_API_KEY": api_key, **worker_env})
+        with override_settings(**urls, E2B_API_KEY=api_key):
+            try:
+                with django_db_blocker.unblock():
+                    worker.start()
+                yield emu, worker
+            finally:
+                worker.stop()

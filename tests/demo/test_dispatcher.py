@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections.abc import Iterator
 from decimal import Decimal
 from io import StringIO
@@ -15,16 +14,15 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db.models import Sum
-from django.test import override_settings
 
 from billing.models import CostEvent
-from pools.e2b_emulator.testing import RunningEmulator, running_emulator
+from pools.e2b_emulator.testing import RunningEmulator
 from rensei.models import ApiToken
 from sessions.models import CommandRun, Session
 from tests.demo.conftest import seed
 from tests.emulator.helpers import wait_for
 from tests.sessions_engine.conftest import ensure_rate_cards
-from tests.worker import WorkerProcess
+from tests.worker import emulator_with_worker
 
 IN_FLIGHT = ("provisioning", "pausing", "resuming", "terminating")
 
@@ -32,25 +30,8 @@ IN_FLIGHT = ("provisioning", "pausing", "resuming", "terminating")
 @pytest.fixture(scope="module")
 def emulator_and_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[RunningEmulator]:
     """The emulator (any key accepted, as `make run` starts it) and a worker pointed at it."""
-    saved = {name: os.environ.get(name) for name in ("NO_PROXY", "no_proxy")}
-    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
-    with running_emulator() as emu:
-        urls = {"E2B_API_URL": emu.url, "E2B_SANDBOX_URL": emu.url}
-        worker = WorkerProcess(env={**urls, "E2B_API_KEY": ""})
-        overrides = override_settings(**urls, E2B_API_KEY="")
-        overrides.enable()
-        try:
-            with django_db_blocker.unblock():
-                worker.start()
-            yield emu
-        finally:
-            worker.stop()
-            overrides.disable()
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    with emulator_with_worker(django_db_blocker) as (emu, _worker):
+        yield emu
 
 
 def dispatch(*args: str) -> str:

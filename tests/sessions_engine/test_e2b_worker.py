@@ -7,7 +7,6 @@ the next N provision jobs SIGKILL their worker process right before saving the h
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,17 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.test import override_settings
 
 from billing.models import CostEvent
-from pools.e2b_emulator.testing import RunningEmulator, running_emulator
+from pools.e2b_emulator.testing import RunningEmulator
 from rensei.crypto import encrypt
 from rensei.models import Credential, Organization
 from sessions import reconcile, services
 from sessions.models import CommandRun, CommandRunState, RunningInterval, Session, SessionState
 from tests.emulator.helpers import wait_for
 from tests.sessions_engine.conftest import ensure_rate_cards, make_pool
-from tests.worker import WorkerProcess
+from tests.worker import WorkerProcess, emulator_with_worker
 
 S = SessionState
 API_KEY = "e2b_engine_test_key"
@@ -60,36 +58,17 @@ def stack(django_db_setup: None, django_db_blocker: Any) -> Iterator[Stack]:
     tmp = Path(tempfile.mkdtemp(prefix="engine-crash-"))
     counter = tmp / "crashes"
     counter.write_text("0")
-    proxies = {name: os.environ.get(name) for name in ("NO_PROXY", "no_proxy")}
-    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
-    with running_emulator(api_keys=[API_KEY]) as emu:
-        urls = {"E2B_API_URL": emu.url, "E2B_SANDBOX_URL": emu.url}
-        worker = WorkerProcess(
-            env={
-                **urls,
-                "E2B_API_KEY": API_KEY,
-                "NO_PROXY": "127.0.0.1,localhost",
-                "RENSEI_TEST_CRASH_AFTER_CREATE": str(counter),
-                # Redeliver a killed child's task after 1 s instead of 10.
-                "CELERY_WORKER_LOST_WAIT": "1",
-            }
-        )
-        # This process (reconciler passes, assertions) talks to the same emulator.
-        overrides = override_settings(**urls, E2B_API_KEY=API_KEY)
-        overrides.enable()
+    with emulator_with_worker(
+        django_db_blocker,
+        api_key=API_KEY,
+        RENSEI_TEST_CRASH_AFTER_CREATE=str(counter),
+        # Redeliver a killed child's task after 1 s instead of 10.
+        CELERY_WORKER_LOST_WAIT="1",
+    ) as (emu, worker):
         try:
-            with django_db_blocker.unblock():
-                worker.start()
             yield Stack(emu, worker, counter)
         finally:
-            worker.kill()  # nothing to finish gracefully; stop() then restores the queue
-            worker.stop()
-            overrides.disable()
-    for name, value in proxies.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+            worker.kill()  # nothing to finish gracefully before the stop that follows
     shutil.rmtree(tmp, ignore_errors=True)
 
 

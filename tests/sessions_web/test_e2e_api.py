@@ -8,21 +8,19 @@ through the API routes, token auth included.)
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.test import override_settings
 
-from pools.e2b_emulator.testing import RunningEmulator, running_emulator
+from pools.e2b_emulator.testing import RunningEmulator
 from pools.models import CapacityPool
 from rensei.models import AuditEvent, Channel, Organization
 from rensei.tokens import create_token
 from tests.emulator.helpers import wait_for
 from tests.sessions_engine.conftest import ensure_rate_cards
 from tests.sessions_web.conftest import ApiClient
-from tests.worker import WorkerProcess
+from tests.worker import emulator_with_worker
 
 API_KEY = "e2b_sessions_web_key"
 WAIT = 60  # seconds: a bound for polling, not a timing assertion
@@ -32,25 +30,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(scope="module")
 def emulator_and_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[RunningEmulator]:
-    saved = {name: os.environ.get(name) for name in ("NO_PROXY", "no_proxy")}
-    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
-    with running_emulator(api_keys=[API_KEY]) as emu:
-        urls = {"E2B_API_URL": emu.url, "E2B_SANDBOX_URL": emu.url}
-        worker = WorkerProcess(env={**urls, "E2B_API_KEY": API_KEY})
-        overrides = override_settings(**urls, E2B_API_KEY=API_KEY)
-        overrides.enable()
-        try:
-            with django_db_blocker.unblock():
-                worker.start()
-            yield emu
-        finally:
-            worker.stop()
-            overrides.disable()
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    with emulator_with_worker(django_db_blocker, api_key=API_KEY) as (emu, _worker):
+        yield emu
 
 
 def poll(api: ApiClient, url: str, key: str, *wanted: str) -> dict[str, Any]:
