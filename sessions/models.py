@@ -72,6 +72,10 @@ class Session(models.Model):
     last_error = models.TextField(blank=True)
     # Why this pool was chosen and why each other pool was skipped.
     routing = models.JSONField(default=dict, blank=True)
+    # A resume asked for while the pool was at its cap: the session stays ``paused`` and
+    # starts resuming when a slot frees, in line with queued sessions (oldest request
+    # first). Cleared whenever the session leaves ``paused``.
+    resume_requested_at = models.DateTimeField(null=True, blank=True)
     # API idempotency: the dispatcher's Idempotency-Key and a hash of the body it came with.
     api_idempotency_key = models.CharField(max_length=255, blank=True)
     api_body_hash = models.CharField(max_length=64, blank=True)
