@@ -1,4 +1,7 @@
-"""The E2B pool form: typed fields for each config key, or a raw-JSON editor that wins.
+"""The E2B pool form: typed fields for each config key, or a raw-JSON editor.
+
+When the raw JSON is filled it is the whole config, and a typed field the admin changed must
+say the same: a disagreement is a form error naming both values, never a silent winner.
 
 Both paths end in the one schema (``E2BProvider.validate_config`` → pools/config.py), so what
 the form saves is exactly what the admin, the API and the jobs accept. Field names are the
@@ -128,8 +131,8 @@ class E2BPoolForm(forms.ModelForm):
         required=False,
         max_length=MAX_RAW_JSON,
         widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
-        help_text="When filled, this JSON object is the whole config and the fields above "
-        "are ignored.",
+        help_text="When filled, this JSON object is the whole config. A field above that you "
+        "changed must say the same, or the pool is not saved and both values are shown.",
     )
 
     # Explicit bounds: the same limits (and messages) on SQLite and PostgreSQL.
@@ -236,10 +239,14 @@ class E2BPoolForm(forms.ModelForm):
         cleaned = super().clean() or {}
         validate = provider_class(self.provider_kind).validate_config
         if self.data.get(self.add_prefix("raw_config"), "").strip():
-            # The JSON is the whole config: what the typed fields say does not matter.
+            # The JSON is the whole config. Typed fields left as they were do not matter; one
+            # the admin changed must agree with the JSON (checked below), so its own errors
+            # stay.
+            touched = [key for key in RAW_REPLACES if key in self.changed_data]
             for key in RAW_REPLACES:
-                self.errors.pop(key, None)
-                cleaned.pop(key, None)
+                if key not in touched:
+                    self.errors.pop(key, None)
+                    cleaned.pop(key, None)
             if "raw_config" not in cleaned:
                 return cleaned  # not JSON: the field already says so
             try:
@@ -248,9 +255,23 @@ class E2BPoolForm(forms.ModelForm):
                 for key, messages in exc.errors.items():
                     for message in messages:
                         self.add_error("raw_config", f"{key}: {message}")
+                return cleaned
+            if not any(key in self.errors for key in touched):
+                self._check_agreement(self._typed_config(cleaned), touched)
             return cleaned
         if any(key in self.errors for key in RAW_REPLACES):
             return cleaned
+        try:
+            self.config = validate(self._typed_config(cleaned))
+        except ConfigError as exc:
+            for key, messages in exc.errors.items():
+                field = key if key in self.fields else None
+                for message in messages:
+                    self.add_error(field, message if field else f"{key}: {message}")
+        return cleaned
+
+    def _typed_config(self, cleaned: dict[str, Any]) -> dict[str, Any]:
+        """The config the typed fields describe (defaults for empty ones)."""
         raw: dict[str, Any] = {
             "templateId": (cleaned.get("templateId") or "").strip() or schema.DEFAULT_TEMPLATE,
             "launchRunnerInline": bool(cleaned.get("launchRunnerInline")),
@@ -262,14 +283,30 @@ class E2BPoolForm(forms.ModelForm):
             raw["snapshotId"] = cleaned["snapshotId"].strip()
         if cleaned.get("envVars"):
             raw["envVars"] = cleaned["envVars"]
-        try:
-            self.config = validate(raw)
-        except ConfigError as exc:
-            for key, messages in exc.errors.items():
-                field = key if key in self.fields else None
-                for message in messages:
-                    self.add_error(field, message if field else f"{key}: {message}")
-        return cleaned
+        return raw
+
+    def _check_agreement(self, typed: dict[str, Any], touched: list[str]) -> None:
+        """A changed typed field that says something else than the raw JSON is an error on
+        both, naming both values: the admin decides which one they meant."""
+        for key in touched:
+            from_json, from_field = self.config.get(key), typed.get(key)
+            if from_json == from_field:
+                continue
+            label = self.fields[key].label
+            if key == "envVars":
+                # Values stay out of error messages, as they stay off read-only pages.
+                said = _names(from_json), _names(from_field)
+            else:
+                said = _shown(from_json), _shown(from_field)
+            self.add_error(
+                key,
+                f"The raw JSON config says {said[0]} but this field says {said[1]}: change one "
+                "so they agree, or clear the raw JSON.",
+            )
+            self.add_error(
+                "raw_config",
+                f"{key}: the raw JSON says {said[0]} but the {label} field says {said[1]}.",
+            )
 
     def save(self, commit: bool = True) -> CapacityPool:
         pool: CapacityPool = super().save(commit=False)
@@ -286,6 +323,15 @@ class E2BPoolForm(forms.ModelForm):
         if commit:
             pool.save()
         return pool
+
+
+def _shown(value: Any) -> str:
+    return "nothing" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def _names(env: Any) -> str:
+    names = sorted(env) if isinstance(env, dict) else []
+    return "variables " + ", ".join(names) if names else "no variables"
 
 
 FORMS: dict[str, type[E2BPoolForm]] = {"e2b": E2BPoolForm}

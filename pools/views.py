@@ -412,7 +412,7 @@ def pool_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "can_manage": _can_manage(request),
         "title": f"Pool {pool.name}",
         "action": reverse("pool_detail", args=[pool.pk]),
-        "config_json": json.dumps(_config_dict(pool.config), indent=2),
+        "config_json": json.dumps(_config_dict(pool.config), indent=2, ensure_ascii=False),
         "provides": sorted(effective_provides(pool)),
         "override": list(pool.runtime_provides or []),
         "checks_page": checks.get_page(request.GET.get("checks")),

@@ -316,14 +316,16 @@ def test_create_with_htmx_redirects_the_browser(client_as, alice):  # type: igno
     assert pool.config["templateId"] == "base"
 
 
-def test_raw_json_wins(client_as, alice):  # type: ignore[no-untyped-def]
+def test_raw_json_is_the_whole_config(client_as, alice):  # type: ignore[no-untyped-def]
+    # Typed fields left at what the form showed do not matter (a changed one must agree:
+    # tests/capacity/test_pool_form_one_truth.py).
     raw = {"templateId": "abc123def456", "launchRunnerInline": True, "envVars": {"A": "1"}}
     client_as(alice).post(
         NEW_E2B,
         {
             "name": "raw",
-            "templateId": "ignored",
-            "timeoutSeconds": "nonsense",
+            "templateId": "base",
+            "timeoutSeconds": "3600",
             "raw_config": json.dumps(raw),
         },
     )
