@@ -16,10 +16,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from billing.forms import RateCardForm, ReverseEntryForm, tomorrow_midnight
 from billing.ledger import AlreadyReversed, reverse_cost_event
 from billing.models import CostEvent, RateCard
+from billing.money import format_money
 
 
 @admin.register(RateCard)
@@ -82,8 +84,7 @@ class CostEventAdmin(admin.ModelAdmin):
         "session",
         "pool",
         "quantity_seconds",
-        "amount",
-        "currency",
+        "amount_shown",
         "idempotency_key",
         "reverses",
     ]
@@ -102,6 +103,16 @@ class CostEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="Amount", ordering="amount")
+    def amount_shown(self, obj: CostEvent) -> str:
+        # The pages' rule (a sub-cent cost never reads $0.00), the stored figure on hover.
+        return format_html(
+            '<span title="{} {}">{}</span>',
+            f"{obj.amount:f}",
+            obj.currency,
+            format_money(obj.amount, obj.currency),
+        )
 
     def has_reverse_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("billing.reverse_costevent")

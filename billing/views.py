@@ -17,7 +17,7 @@ from billing.analytics import cost_per_issue as build_report
 from billing.exports import COLUMNS, cost_per_issue_csv
 from billing.forms import CostPerIssueForm, LedgerFilterForm, read_filters
 from billing.models import CostEvent
-from billing.templatetags.billing_format import format_money
+from billing.money import format_money
 from rensei.access import get_for_org, org_of, org_view
 from sessions.models import Issue, Session
 

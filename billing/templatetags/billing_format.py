@@ -1,45 +1,31 @@
-"""Money and time formatting for billing pages, and the query-string helper for filters."""
+"""Money and time formatting for billing pages, and the query-string helper for filters.
+
+Money goes through ``billing.money.format_money`` (re-exported here for older imports).
+"""
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django import template
 from django.http import QueryDict
 
+from billing.money import format_money, to_decimal
+
 register = template.Library()
 
 CENT = Decimal("0.01")
-SYMBOLS = {"USD": "$"}
 
 
 def _decimal(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    try:
-        return value if isinstance(value, Decimal) else Decimal(str(value))
-    except InvalidOperation:
-        return None
-
-
-def format_money(value: Any, currency: str = "USD") -> str:
-    """Two decimals, half up, thousands separated: -$1,234.57. Display only."""
-    amount = _decimal(value)
-    if amount is None:
-        return ""
-    cents = amount.quantize(CENT, rounding=ROUND_HALF_UP)
-    if cents == 0:
-        cents = abs(cents)  # never "-$0.00"
-    sign = "-" if cents < 0 else ""
-    symbol = SYMBOLS.get(currency)
-    if symbol:
-        return f"{sign}{symbol}{abs(cents):,.2f}"
-    return f"{sign}{abs(cents):,.2f} {currency}"
+    return to_decimal(value)
 
 
 @register.filter
 def money(value: Any, currency: str = "USD") -> str:
+    """The one on-screen money rule (``billing.money``): cents, or two significant digits
+    under a cent so a real cost never reads $0.00. Pair it with ``title="{{ x|exact }}"``."""
     return format_money(value, currency or "USD")
 
 

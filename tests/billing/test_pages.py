@@ -51,7 +51,8 @@ def test_ledger_lists_rows_with_details_and_totals(client_as, fiona, data, clock
     assert r1.idempotency_key in html and data["reversal"].idempotency_key in html
     assert "2025-03-09 11:00:00" in html  # occurred at, UTC
     assert "1.500" in html  # seconds, exact
-    assert f'title="{r2.amount:f} USD"' in html and "$0.00" in html  # 2 decimals on screen
+    # 1.5 s costs under a cent: two significant digits on screen, the stored figure on hover.
+    assert f'title="{r2.amount:f} USD">$0.000045</td>' in html
     assert "$0.000014/vCPU-s · $0.0000045/GiB-s" in html  # the rate used
     assert "Reversal of #" in html and "Reversed by #" in html and "credit for outage" in html
     assert "OPS-7" not in html and data["b_row"].idempotency_key not in html
