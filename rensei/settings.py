@@ -58,6 +58,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # The product's 404 and 500 pages while DEBUG is on too (rensei/errors.py).
+    "rensei.errors.ProductErrorPages",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "rensei.middleware.ActiveOrgMiddleware",
@@ -134,6 +136,9 @@ LOGOUT_REDIRECT_URL = "login"
 # --- I18N / time --------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# Dates and times as the pages write them (2026-01-31 14:05:09 UTC), in the admin too:
+# rensei/formats/en/ replaces the en locale's "Jan. 31, 2026, 2:05 p.m.".
+FORMAT_MODULE_PATH = ["rensei.formats"]
 USE_I18N = False
 USE_TZ = True
 
@@ -166,6 +171,9 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 # sensitive_variables / sensitive_post_parameters apply on DEBUG's technical 500 page too.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "rensei.security.SecretsAlwaysHidden"
+# DEBUG's technical 404 and 500 pages (URL patterns, settings, tracebacks) only when asked for:
+# the demo runs with DEBUG on and shows the product's own pages; tracebacks go to the log.
+RENSEI_TECHNICAL_ERRORS = env.bool("RENSEI_TECHNICAL_ERRORS", default=False)
 
 # --- Celery -------------------------------------------------------------------------------
 # The embedded default needs no server: kombu's filesystem transport passes messages through

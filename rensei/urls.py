@@ -7,6 +7,8 @@ from django.urls import include, path
 from rensei import views
 
 urlpatterns = [
+    # Browsers ask for /favicon.ico whatever the page links; answer with the real icon.
+    path("favicon.ico", views.favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

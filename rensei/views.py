@@ -13,11 +13,12 @@ from django.core.paginator import Paginator
 from django.db.models import F, OrderBy
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
 from rensei import audit, credentials, tokens
@@ -40,6 +41,15 @@ TOKEN_SORTS: dict[str, tuple[str | OrderBy, ...]] = {
     "last_used": (F("last_used_at").asc(nulls_last=True), "-created_at"),
     "-last_used": (F("last_used_at").desc(nulls_last=True), "-created_at"),
 }
+
+
+@require_safe
+def favicon(request: HttpRequest) -> HttpResponse:
+    """/favicon.ico, which browsers fetch on their own: the SVG icon base.html links."""
+    # Resolved per request: with the manifest storage the file name carries its hash.
+    response = redirect(static("favicon.svg"))
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
 
 
 @login_required

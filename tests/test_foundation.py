@@ -19,6 +19,7 @@ PUBLIC = {
     "login",  # the way in
     "logout",  # logging out when already out is harmless
     "api_openapi",  # the API's published description, no data
+    "favicon",  # the icon browsers fetch before anyone logs in
 }
 
 
