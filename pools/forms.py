@@ -148,7 +148,10 @@ class E2BPoolForm(forms.ModelForm):
         required=False,
         min_value=1,
         max_value=MAX_CAP,
-        help_text="Dispatch skips this pool when this many sessions are live. "
+        help_text="Live sessions allowed at once: provisioning, running, pausing, resuming "
+        "or terminating ones. Paused and queued sessions do not count (a paused sandbox "
+        "costs nothing and holds no E2B concurrency slot). At the cap new sessions wait "
+        "queued and resumes wait paused, oldest first, until a slot frees. "
         "Empty: no cap (E2B's tier limit still applies).",
     )
 

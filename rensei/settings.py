@@ -176,11 +176,18 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "rensei.security.SecretsAlwaysHidden"
 RENSEI_TECHNICAL_ERRORS = env.bool("RENSEI_TECHNICAL_ERRORS", default=False)
 
 # --- Celery -------------------------------------------------------------------------------
-# The embedded default needs no server: kombu's filesystem transport passes messages through
-# files under var/broker. Production points CELERY_BROKER_URL at Redis.
+# The embedded default needs no server: messages pass through files under var/broker.
+# Production points CELERY_BROKER_URL at Redis.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 BROKER_DIR = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's own filesystem transport lets a worker read a message before it is written
+    # (the worker then dies on JSONDecodeError); rensei.broker writes atomically.
+    # CELERY_BROKER_TRANSPORT=filesystem selects the stock one (for comparison only).
+    CELERY_BROKER_TRANSPORT = env.str("CELERY_BROKER_TRANSPORT", default="rensei.broker:Transport")
+    # Remote control (celery inspect/control) broadcasts through files that race the same
+    # way, and nothing in the project uses it.
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
     for _sub in ("queue", "processed", "control"):
         (BROKER_DIR / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {

@@ -22,6 +22,7 @@ from sessions import api_input as inp
 from sessions import services
 from sessions.api_schema import openapi_document
 from sessions.models import CommandRun, Session, SessionState
+from sessions.queue import QueueStatus, queue_statuses
 
 ApiView = Callable[..., HttpResponse]
 ACTIONS: dict[str, Callable[..., bool]] = {
@@ -87,8 +88,12 @@ def api_view(*methods: str) -> Callable[[ApiView], ApiView]:
 # --- representations -----------------------------------------------------------------------
 
 
-def session_json(session: Session) -> dict[str, Any]:
+def session_json(session: Session, queue: dict[int, QueueStatus] | None = None) -> dict[str, Any]:
+    """``queue``: the page's ``queue_statuses`` when serialising many (flat query count)."""
     issue = session.issue
+    if queue is None:
+        queue = queue_statuses([session])
+    status = queue.get(session.pk)
     return {
         "id": session.pk,
         "state": session.state,
@@ -111,6 +116,8 @@ def session_json(session: Session) -> dict[str, Any]:
         "attempts": session.attempts,
         "last_error": session.last_error,
         "routing": session.routing if isinstance(session.routing, dict) else {},
+        # Why it waits (queued, or a resume at the pool's cap) and its place in line.
+        "queue": status.as_json() if status is not None else None,
         "request_id": str(session.request_id),
         "allowed_actions": sorted(services.allowed_actions(session)),
         "created_at": session.created_at,
@@ -179,9 +186,10 @@ def _list(request: HttpRequest, org: Organization) -> HttpResponse:
     rows = list(sessions[: limit + 1])
     more = len(rows) > limit
     rows = rows[:limit]
+    queue = queue_statuses(rows)
     return JsonResponse(
         {
-            "results": [session_json(s) for s in rows],
+            "results": [session_json(s, queue) for s in rows],
             "next_cursor": rows[-1].pk if more else None,
         }
     )

@@ -160,6 +160,7 @@ def _schemas() -> dict[str, Any]:
                 "attempts",
                 "last_error",
                 "routing",
+                "queue",
                 "request_id",
                 "allowed_actions",
                 "created_at",
@@ -188,6 +189,7 @@ def _schemas() -> dict[str, Any]:
                     "description": "The routing decision: the chosen pool and why each "
                     "other pool was skipped.",
                 },
+                "queue": _nullable(_ref("QueueStatus")),
                 "request_id": {
                     "type": "string",
                     "format": "uuid",
@@ -202,6 +204,44 @@ def _schemas() -> dict[str, Any]:
                 "state_changed_at": timestamp,
                 "started_at": _nullable(timestamp),
                 "ended_at": _nullable(timestamp),
+            },
+        },
+        "QueueStatus": {
+            "type": "object",
+            "description": "Why a session waits and its place in line; null when it does "
+            "not wait. A session waits when it is queued (every pool that could run it is "
+            "at its soft cap) or paused with a resume requested at its pool's cap (it "
+            "stays paused and resumes by itself). A freed slot is offered to waiting "
+            "sessions and resumes oldest request first. Paused and queued sessions hold "
+            "no slot.",
+            "required": ["kind", "reason", "position", "waiting_for", "since", "text"],
+            "properties": {
+                "kind": {
+                    "type": "string",
+                    "enum": ["start", "resume"],
+                    "description": "start: queued for its first sandbox; resume: paused, "
+                    "resume requested.",
+                },
+                "reason": {
+                    "type": "string",
+                    "description": "E.g. `demo-e2b is at its cap (4/4)`.",
+                },
+                "position": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "1: the next freed slot is offered to this session "
+                    "first. Counts the waiting requests ahead that may use the same pools.",
+                },
+                "waiting_for": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "The pools it waits for.",
+                },
+                "since": {**timestamp, "description": "When it got in line (UTC)."},
+                "text": {
+                    "type": "string",
+                    "description": "For people: `demo-e2b is at its cap (4/4); 2nd in line`.",
+                },
             },
         },
         "SessionList": {
@@ -307,11 +347,19 @@ def _schemas() -> dict[str, Any]:
     }
 
 
+RESUME_NOTE = (
+    " A resume takes a slot under the pool's soft cap: at the cap the session stays "
+    "`paused` (accepted=true) with `queue` saying why and where in line, and resumes by "
+    "itself when a slot frees."
+)
+
+
 def _action_operation(action: str) -> dict[str, Any]:
     return {
         "operationId": f"{action}Session",
         "summary": f"{action.capitalize()} a session",
-        "description": "Accepted actions run in the background; poll the session's state.",
+        "description": "Accepted actions run in the background; poll the session's state."
+        + (RESUME_NOTE if action == "resume" else ""),
         "tags": ["sessions"],
         "parameters": [SESSION_ID],
         "responses": {

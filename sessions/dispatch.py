@@ -6,6 +6,12 @@ its cap makes the session wait ``queued`` (it starts when a slot frees: ``dispat
 runs when a session on the pool stops using one, and the reconciler retries every minute).
 No eligible pool at all fails the session with each pool's reason.
 
+A resume takes a slot too: ``resume_or_wait`` resumes a paused session when its pool has a
+free slot, and otherwise leaves it ``paused`` with ``resume_requested_at`` set. When a slot
+frees, waiting resumes and queued sessions are offered it in one line, oldest request first
+(a queued session's request is its creation). "Live" for the cap is ``SLOT_STATES``
+(sessions.state): paused and queued sessions hold no slot.
+
 ``session.routing`` keeps the decision for the session page and the API::
 
     {"chosen": "demo-e2b",
@@ -24,15 +30,17 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Count
+from django.utils import timezone
 
 from pools.kinds import covers
 from pools.models import CapacityPool
-from sessions.models import Session, SessionState
+from sessions.models import Session, SessionState, SessionTransition
 from sessions.state import SLOT_STATES, transition
 
 S = SessionState
 
 PROVISIONING = "provisioning"
+RESUMING = "resuming"
 WAITING = "waiting"
 FAILED = "failed"
 NOOP = "noop"
@@ -67,6 +75,28 @@ def slots_in_use(pool_ids: list[int], exclude_session: int | None = None) -> dic
     return {row["pool_id"]: row["n"] for row in rows}
 
 
+def lock_pools(org_id: int) -> list[CapacityPool]:
+    """The org's pools in priority order, row-locked until the transaction ends.
+
+    Every slot taker (dispatch, resume) locks the same rows in the same order, so two of
+    them cannot both take a pool's last slot and cannot deadlock each other. (SQLite runs
+    write transactions one at a time: ``transaction_mode`` IMMEDIATE in the settings.)
+    """
+    return list(
+        CapacityPool.objects.select_for_update()
+        .filter(org_id=org_id)
+        .order_by("order", "name", "pk")
+    )
+
+
+def cap_reason(pool: CapacityPool, used: int) -> str | None:
+    """``at its cap (4/4)`` when ``used`` slots fill ``pool``'s cap; None when one is free."""
+    cap = pool.concurrency_cap
+    if cap is not None and used >= cap:
+        return f"at its cap ({used}/{cap})"
+    return None
+
+
 def choose_pool(
     session: Session, pools: list[CapacityPool], failed_over: list[dict[str, str]]
 ) -> Decision:
@@ -86,11 +116,9 @@ def choose_pool(
             ok, missing = covers(pool, session.runtime_kinds, session.requirement_kinds)
             if not ok:
                 reason = "missing " + ", ".join(missing)
-            elif pool.concurrency_cap is not None:
-                used = in_use.get(pool.pk, 0)
-                if used >= pool.concurrency_cap:
-                    reason = f"at its cap ({used}/{pool.concurrency_cap})"
-                    decision.waiting_for.append(pool.name)
+            elif full := cap_reason(pool, in_use.get(pool.pk, 0)):
+                reason = full
+                decision.waiting_for.append(pool.name)
         if reason:
             decision.skipped.append({"pool": pool.name, "reason": reason})
             continue
@@ -114,12 +142,7 @@ def dispatch(
     WAITING, FAILED or NOOP (the session was no longer in a state dispatch may touch).
     """
     with transaction.atomic():
-        # Lock the org's pools: two dispatches cannot both take a pool's last slot.
-        pools = list(
-            CapacityPool.objects.select_for_update()
-            .filter(org_id=session.org_id)
-            .order_by("order", "name", "pk")
-        )
+        pools = lock_pools(session.org_id)
         session.refresh_from_db()
         expected = [S.PROVISIONING] if failure else [S.QUEUED]
         if session.state not in expected:
@@ -198,26 +221,89 @@ def _back_to_queue(session: Session, routing: dict[str, Any], note: str) -> str:
     return WAITING if ok else NOOP
 
 
-def dispatch_waiting(pool: CapacityPool, limit: int = 50) -> int:
-    """A slot may have freed on ``pool``: dispatch the org's waiting sessions, oldest first.
+def resume_or_wait(session: Session, *, note: str, send: bool = True) -> str:
+    """A paused session: resume it if its pool has a free slot, else put it in line.
 
-    Returns how many started provisioning. Safe to call any time, from anywhere.
+    Returns RESUMING (paused → resuming, the resume job enqueued unless ``send`` is False),
+    WAITING (still ``paused`` with ``resume_requested_at`` set; a request already in line
+    keeps its place) or NOOP (the session is not paused any more).
     """
-    waiting = list(
+    with transaction.atomic():
+        pools = lock_pools(session.org_id)
+        session.refresh_from_db()
+        if session.state != S.PAUSED:
+            return NOOP
+        pool = next((p for p in pools if p.pk == session.pool_id), None)
+        used = slots_in_use([pool.pk]).get(pool.pk, 0) if pool is not None else 0
+        full = cap_reason(pool, used) if pool is not None else None
+        if pool is None or full is None:
+            if not transition(session, S.RESUMING, expected=[S.PAUSED], note=note):
+                return NOOP
+            if send:
+                from sessions.tasks import enqueue, resume_session
+
+                enqueue(resume_session, session.pk)
+            return RESUMING
+        if session.resume_requested_at is not None:
+            return WAITING
+        now = timezone.now()
+        if Session.objects.filter(
+            pk=session.pk, state=S.PAUSED, resume_requested_at__isnull=True
+        ).update(resume_requested_at=now):
+            session.resume_requested_at = now
+            # A timeline row (paused → paused) so the page shows when and why it waits.
+            SessionTransition.objects.create(
+                session_id=session.pk,
+                from_state=S.PAUSED,
+                to_state=S.PAUSED,
+                note=f"{note}; waiting for a slot: {pool.name} is {full}"[:2000],
+            )
+        return WAITING
+
+
+def _offer_slots(queued: list[Session], resumes: list[Session]) -> int:
+    """Offer freed slots to one line of waiting requests, oldest request first."""
+    line: list[tuple[Any, int, Session]] = [(s.created_at, s.pk, s) for s in queued]
+    line += [(s.resume_requested_at, s.pk, s) for s in resumes]
+    line.sort(key=lambda entry: (entry[0], entry[1]))
+    started = 0
+    for _, _, session in line:
+        if session.state == S.QUEUED:
+            started += dispatch(session) == PROVISIONING
+        else:
+            pool = session.pool.name if session.pool is not None else "its pool"
+            started += resume_or_wait(session, note=f"a slot freed in {pool}") == RESUMING
+    return started
+
+
+def waiting_resumes() -> Any:
+    """Paused sessions whose resume waits for a slot, in request order (a queryset)."""
+    return (
+        Session.objects.filter(state=S.PAUSED, resume_requested_at__isnull=False)
+        .select_related("pool")
+        .order_by("resume_requested_at", "pk")
+    )
+
+
+def dispatch_waiting(pool: CapacityPool, limit: int = 50) -> int:
+    """A slot may have freed on ``pool``: offer it to the org's queued sessions and the
+    pool's waiting resumes, oldest request first.
+
+    Returns how many started (provisioning or resuming). Safe to call any time, from anywhere.
+    """
+    queued = list(
         Session.objects.filter(org_id=pool.org_id, state=S.QUEUED)
         .filter(requested_pool__in=["", pool.name])
         .order_by("created_at", "pk")[:limit]
     )
-    started = 0
-    for session in waiting:
-        if dispatch(session) == PROVISIONING:
-            started += 1
-    return started
+    resumes = list(waiting_resumes().filter(pool=pool)[:limit])
+    return _offer_slots(queued, resumes)
 
 
 def dispatch_org_waiting(org_id: int, limit: int = 50) -> int:
-    """Every waiting session of the org (the reconciler's retry)."""
-    waiting = list(
+    """Every waiting request of the org (the reconciler's retry), oldest first."""
+    queued = list(
         Session.objects.filter(org_id=org_id, state=S.QUEUED).order_by("created_at", "pk")[:limit]
     )
-    return sum(1 for session in waiting if dispatch(session) == PROVISIONING)
+    resumes = list(waiting_resumes().filter(org_id=org_id)[:limit])
+    return _offer_slots(queued, resumes)

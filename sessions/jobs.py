@@ -305,7 +305,7 @@ def _test_crash_hook() -> None:
 
 
 def _free_slot(session: Session) -> None:
-    """A slot may have freed on the session's pool: start waiting sessions."""
+    """A slot may have freed on the session's pool: start waiting sessions and resumes."""
     if session.pool_id is not None and session.pool is not None:
         dispatch_waiting(session.pool)
 
@@ -381,6 +381,8 @@ def _action_failed(
     message = f"{what.capitalize()} failed: {exc.message}"
     if transition(session, back_to, expected=[state], note=message, last_error=message):
         audit(session, f"session.{what.split()[0]}_failed", reason=message)
+        if back_to == S.PAUSED:
+            _free_slot(session)  # resuming held a slot; paused does not
     return None
 
 

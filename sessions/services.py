@@ -33,7 +33,7 @@ from pools.providers import provider_class
 from rensei.audit import record
 from rensei.crypto import decrypt, encrypt
 from rensei.models import Channel, Organization
-from sessions.dispatch import dispatch
+from sessions.dispatch import NOOP, WAITING, dispatch, resume_or_wait
 from sessions.models import (
     LIVE_STATES,
     CommandRun,
@@ -345,10 +345,33 @@ def request_pause(session: Session, actor: Any = None, channel: str = Channel.WE
 
 
 def request_resume(session: Session, actor: Any = None, channel: str = Channel.WEB) -> bool:
-    """paused → resuming, then the resume job. False when the state did not allow it."""
-    return _request(
-        session, action="resume", to=S.RESUMING, expected=[S.PAUSED], actor=actor, channel=channel
-    )
+    """paused → resuming, then the resume job; False when the state did not allow it.
+
+    A resume takes a slot under the pool's soft cap like a new session: at the cap the
+    session stays ``paused`` with the resume in line (``resume_requested_at``; the page and
+    the API say why and where in line) and resumes by itself when a slot frees. Asking
+    again while in line keeps the place and returns True.
+    """
+    if "resume" not in allowed_actions(session):
+        session.refresh_from_db(fields=["state", "provider"])
+        if "resume" not in allowed_actions(session):
+            return False
+    label = getattr(actor, "username", "") or channel
+    with transaction.atomic():
+        outcome = resume_or_wait(session, note=f"resume requested by {label}")
+        if outcome == NOOP:
+            return False
+        pool = session.pool.name if session.pool is not None else ""
+        detail = {"waiting_for_slot": pool} if outcome == WAITING else {}
+        record(
+            org=session.org,
+            action="session.resume_requested",
+            target=describe(session),
+            actor=actor,
+            channel=channel,
+            detail=detail or None,
+        )
+    return True
 
 
 def request_terminate(session: Session, actor: Any = None, channel: str = Channel.WEB) -> bool:

@@ -36,8 +36,10 @@ ALLOWED: dict[str, frozenset[str]] = {
     S.LOST: frozenset(),
 }
 
-# A sandbox exists (or may exist) and counts against the pool's soft cap. Paused sandboxes
-# do not: E2B does not count them toward concurrency and they cost nothing.
+# "Live" for a pool's soft cap, defined here only: a sandbox exists (or may exist) and
+# holds a slot. Paused sandboxes do not: E2B does not count them toward concurrency and
+# they cost nothing. Queued sessions have no sandbox yet. Dispatch and resume both count
+# these (``sessions.dispatch.slots_in_use``); the pool form's cap help text says the same.
 SLOT_STATES = frozenset({S.PROVISIONING, S.RUNNING, S.PAUSING, S.RESUMING, S.TERMINATING})
 # A job is in flight for these; the reconciler re-enqueues it when it takes too long.
 TRANSITIONAL_STATES = frozenset({S.PROVISIONING, S.PAUSING, S.RESUMING, S.TERMINATING})
@@ -81,6 +83,9 @@ def transition_where(
             raise IllegalTransition(f"{state} → {to} is not a session transition")
     now = at or timezone.now()
     updates: dict[str, Any] = {"state": to, "state_changed_at": now, **(values or {})}
+    # A resume waiting for a slot belongs to the paused state it was asked in: any move
+    # (resuming, terminated, lost, resumed outside the platform) ends the wait.
+    updates.setdefault("resume_requested_at", None)
     if to == S.RUNNING and session.started_at is None:
         updates.setdefault("started_at", now)
     if to in TERMINAL_STATES:

@@ -1,12 +1,16 @@
-"""Small display filters for the session pages: UTC times and durations."""
+"""Small display filters for the session pages: UTC times and durations; the queue tag."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from django import template
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+
+if TYPE_CHECKING:
+    from sessions.models import Session
 
 register = template.Library()
 
@@ -50,3 +54,12 @@ def memory(megabytes: int | None) -> str:
     if megabytes >= 1024 and megabytes % 1024 == 0:
         return f"{megabytes // 1024} GiB"
     return f"{megabytes} MiB"
+
+
+@register.inclusion_tag("sessions/_queue_status.html")
+def queue_status(session: Session) -> dict[str, Any]:
+    """``{% queue_status session %}``: why a waiting session waits and its place in line
+    (nothing when it does not wait). The same words as the API's ``queue`` field."""
+    from sessions.queue import queue_status as status_of
+
+    return {"queue": status_of(session), "session": session}
