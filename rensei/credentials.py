@@ -138,6 +138,9 @@ def set_credential(
         "secret_encrypted": encrypt(secret),
         "last_four": secret[-4:],
         "updated_by": user,
+        # A new key has not been tested yet, whatever the old one's last test said.
+        "last_tested_at": None,
+        "last_test_ok": None,
     }
     with transaction.atomic():
         row = Credential.objects.select_for_update().filter(org=org, provider=provider).first()
@@ -188,6 +191,25 @@ def remove_credential(org: Organization, provider: str, actor: Actor, channel: s
     return True
 
 
+def key_version(org: Organization, provider: str) -> tuple[int, datetime | None] | None:
+    """Which saved key a test is about to use: (row id, replaced_at), or None for no row."""
+    row = Credential.objects.filter(org=org, provider=provider).values("pk", "replaced_at").first()
+    return (row["pk"], row["replaced_at"]) if row else None
+
+
+def record_test(version: tuple[int, datetime | None] | None, ok: bool) -> bool:
+    """Store a Test connection result on the key that was tested. Conditional: a key
+    replaced while the test ran is a new, untested key and keeps no result."""
+    if version is None:
+        return False
+    pk, replaced_at = version
+    return bool(
+        Credential.objects.filter(pk=pk, replaced_at=replaced_at).update(
+            last_tested_at=timezone.now(), last_test_ok=ok
+        )
+    )
+
+
 @dataclass(frozen=True)
 class CredentialStatus:
     """What the Integrations card says about one provider, in words. Holds no secret."""
@@ -203,6 +225,25 @@ class CredentialStatus:
         if self.credential is not None:
             return "org"
         return "environment" if self.env_configured else "none"
+
+    @property
+    def test_state(self) -> str:
+        """ "untested" | "ok" | "failed" for the org's key ("" without one)."""
+        row = self.credential
+        if row is None:
+            return ""
+        if row.last_test_ok is None:
+            return "untested"
+        return "ok" if row.last_test_ok else "failed"
+
+    @property
+    def badge(self) -> str:
+        """The card's badge: "Connected" only once a Test connection passed."""
+        return {
+            "ok": "Connected",
+            "failed": "Test failed",
+            "untested": "Saved, not tested",
+        }.get(self.test_state, "")
 
     @property
     def changed_by(self) -> str:
@@ -225,7 +266,13 @@ class CredentialStatus:
             verb = "replaced" if row.replaced_at else "added"
             who = f" by {self.changed_by}" if self.changed_by else ""
             when = self.changed_at.strftime("%Y-%m-%d %H:%M UTC") if self.changed_at else ""
-            return f"Connected: key ending ••••{row.last_four}, {verb}{who} on {when}"
+            saved = f"key ending ••••{row.last_four}, {verb}{who} on {when}"
+            tested = row.last_tested_at.strftime("%Y-%m-%d %H:%M UTC") if row.last_tested_at else ""
+            if self.test_state == "ok":
+                return f"Connected: {saved}; test passed {tested}"
+            if self.test_state == "failed":
+                return f"Test failed: {saved}; tested {tested}"
+            return f"Saved, not tested: {saved}"
         if self.env_configured:
             return f"Using {self.env_name} from the server environment"
         return "Not configured"

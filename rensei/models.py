@@ -112,6 +112,10 @@ class Credential(models.Model):
     # Set when a key replaced an earlier one, so the page can say "replaced by … on …"
     # (updated_at also moves when rotate_credentials re-encrypts, which is not a replacement).
     replaced_at = models.DateTimeField(null=True, blank=True)
+    # The last "Test connection" of this key: a saved key is not "Connected" until a test
+    # passed. Saving a new key clears both (it has not been tested yet).
+    last_tested_at = models.DateTimeField(null=True, blank=True)
+    last_test_ok = models.BooleanField(null=True, blank=True)
 
     class Meta:
         constraints = [

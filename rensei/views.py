@@ -228,10 +228,17 @@ def integration_test(request: HttpRequest, provider: str) -> HttpResponse:
     provider = _known_provider(provider)
     org = org_of(request)
     source = ""
+    version = credentials.key_version(org, provider)
     try:
         resolved = credentials.resolve_credential(org, provider)
-    except credentials.MissingCredential as exc:
-        result = TestResult(False, str(exc))
+    except credentials.MissingCredential:
+        # The generic message sends people to this very page; here, say where on it.
+        env_name = credentials.ENV_FALLBACK.get(provider, "the API key")
+        result = TestResult(
+            False,
+            f"No {credentials.provider_label(provider)} key to test yet: add one above, "
+            f"or set {env_name} on the server.",
+        )
     except DecryptionError:
         result = TestResult(
             False,
@@ -241,6 +248,8 @@ def integration_test(request: HttpRequest, provider: str) -> HttpResponse:
     else:
         source = resolved.source
         result = _ping(provider, resolved)
+        if source == "org":
+            credentials.record_test(version, result.ok)
     audit.record(
         org=org,
         action="credential.tested",

@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
+from rensei import audit
 from rensei.models import ApiToken, Channel, Organization
 from sessions import api_input as inp
 from sessions import services
@@ -75,7 +76,8 @@ def api_view(*methods: str) -> Callable[[ApiView], ApiView]:
                 response["Allow"] = ", ".join(methods)
                 return response
             try:
-                return view(request, token.org, *args, **kwargs)
+                with audit.acting_token(token.name):
+                    return view(request, token.org, *args, **kwargs)
             except inp.InvalidInput as exc:
                 return error(400, exc.message, exc.fields)
 

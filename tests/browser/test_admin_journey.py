@@ -61,13 +61,14 @@ def test_admin_sets_up_e2b_and_drives_a_session(stack, page, alice, org_a):  # t
     page.get_by_label("E2B API key").fill("e2b_journey_key_7a1c")
     card.get_by_role("button", name="Add key").click()
     expect(card.get_by_test_id("credential-state")).to_contain_text(
-        "Connected: key ending ••••7a1c"
+        "Saved, not tested: key ending ••••7a1c"
     )
     mark_page(page)
     card.get_by_role("button", name="Test connection").click()
     expect(page.locator("#test-result-e2b")).to_have_text(
         re.compile(r"Connection OK \(E2B answered in \d+ ms\)"), timeout=JOB_TIMEOUT
     )
+    expect(card.get_by_test_id("credential-badge")).to_have_text("Connected")
     assert same_page(page)
     shot(page, "admin-1-integrations")
 

@@ -60,9 +60,11 @@ def test_readme_screenshots(stack, page):  # type: ignore[no-untyped-def]
 
     # Settings → Integrations: the org's key, write-only.
     nav.get_by_role("link", name="Integrations").click()
-    expect(page.locator("#card-e2b").get_by_text("Connected", exact=True)).to_be_visible()
+    badge = page.locator("#card-e2b").get_by_test_id("credential-badge")
+    expect(badge).to_have_text("Saved, not tested")
     page.get_by_role("button", name="Test connection").click()
     expect(page.locator("#test-result-e2b")).to_contain_text("Connection OK", timeout=JOB_TIMEOUT)
+    expect(badge).to_have_text("Connected")
     publish(page, "integrations")
 
     # Execution → Capacity → New pool: the provider picker with E2B's capability profile.

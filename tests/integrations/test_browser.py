@@ -30,7 +30,7 @@ def test_admin_manages_the_e2b_key(live_server, page, alice, org_a, e2b_emulator
 
     page.get_by_label("E2B API key").fill("e2b_browser_entered_9f3c")
     page.locator("#card-e2b").get_by_role("button", name="Add key").click()
-    page.get_by_text("Connected: key ending ••••9f3c, added by alice on").wait_for()
+    page.get_by_text("Saved, not tested: key ending ••••9f3c, added by alice on").wait_for()
     assert resolve_credential(org_a).secret == "e2b_browser_entered_9f3c"
     assert "e2b_browser_entered_9f3c" not in page.content()
 

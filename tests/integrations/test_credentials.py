@@ -101,11 +101,11 @@ def test_status_sentence_says_who_added_and_replaced(org_a, alice, time_machine)
     time_machine.move_to("2026-11-27 10:02:30Z", tick=False)
     set_credential(org_a, "e2b", "e2b_first_key_abcd", alice, Channel.WEB)
     assert credential_status(org_a, "e2b").sentence() == (
-        "Connected: key ending ••••abcd, added by alice on 2026-11-27 10:02 UTC"
+        "Saved, not tested: key ending ••••abcd, added by alice on 2026-11-27 10:02 UTC"
     )
     alan = get_user_model().objects.create_user("alan")
     time_machine.move_to("2026-11-28 08:15:00Z", tick=False)
     set_credential(org_a, "e2b", "e2b_other_key_wxyz", alan, Channel.WEB)
     assert credential_status(org_a, "e2b").sentence() == (
-        "Connected: key ending ••••wxyz, replaced by alan on 2026-11-28 08:15 UTC"
+        "Saved, not tested: key ending ••••wxyz, replaced by alan on 2026-11-28 08:15 UTC"
     )

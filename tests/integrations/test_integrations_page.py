@@ -33,7 +33,7 @@ def test_admin_adds_a_key_through_the_form(client_as, alice, org_a):  # type: ig
     resp = c.post(KEY_URL, {"secret": "e2b_entered_in_form_a1b2"})
     assert resp.status_code == 302 and resp["Location"] == PAGE
     html = c.get(PAGE).content.decode()
-    assert "Connected: key ending ••••a1b2, added by alice on " in html
+    assert "Saved, not tested: key ending ••••a1b2, added by alice on " in html
     assert "E2B key ending ••••a1b2 saved." in html
     assert "Replace key" in html and "Remove key" in html
     assert "e2b_entered_in_form_a1b2" not in html
@@ -50,7 +50,7 @@ def test_htmx_add_and_replace_answer_a_client_redirect(client_as, alice, org_a):
     resp = c.htmx("post", KEY_URL, {"secret": "e2b_second_key_2222"})
     assert resp["HX-Redirect"] == PAGE
     html = c.get(PAGE).content.decode()
-    assert "Connected: key ending ••••2222, replaced by alice on " in html
+    assert "Saved, not tested: key ending ••••2222, replaced by alice on " in html
     assert resolve_credential(org_a).secret == "e2b_second_key_2222"
     assert list(AuditEvent.objects.values_list("action", flat=True).order_by("id")) == [
         "credential.added",
