@@ -6,11 +6,12 @@ alone, so running it again changes nothing:
 - the org's E2B credential: the local emulator's key (any non-empty key works there), added
   only when the org has none, and taken away again when the server talks to real E2B;
 - two pools through the pool form: ``demo-e2b`` (the emulator's ``donmai-worker`` template,
-  runner launched inline, a cap of 4) and ``demo-base`` (E2B's bare ``base`` template,
+  runner launched inline, a cap of 6) and ``demo-base`` (E2B's bare ``base`` template,
   disabled: the page shows why a pool without donmai is useless);
 - a dozen issues, 30 days of backdated sessions with their ledger rows (``demo_history``),
-  and five live sessions created ``queued`` through ``create_session``: the worker
-  provisions four in the emulator once it runs, the fifth waits for a slot under the cap;
+  and three live sessions created ``queued`` through ``create_session``: the worker
+  provisions them in the emulator once it runs. They take three of the six slots, so a
+  newcomer's first session runs at once (``demo_dispatcher`` stays below the cap too);
 - an API token for ``manage.py demo_dispatcher``, printed on the run that creates it only.
 
 The pools, sessions and billing apps build on this one, so they are imported inside the
@@ -41,6 +42,10 @@ SEEDED_ACTION = "demo.seeded"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 MAIN_POOL = "demo-e2b"
+MAIN_CAP = 6
+# demo_dispatcher creates sessions only while fewer than this many are live, so it never
+# takes the last slots of demo-e2b: someone trying the product next to it is not queued.
+DISPATCHER_MAX_LIVE = MAIN_CAP - 2
 BASE_POOL = "demo-base"
 POOL_FORMS: dict[str, dict[str, str]] = {
     MAIN_POOL: {
@@ -53,7 +58,7 @@ POOL_FORMS: dict[str, dict[str, str]] = {
         "onTimeout": "pause",
         "runtime_provides_text": "",
         "order": "0",
-        "concurrency_cap": "4",
+        "concurrency_cap": str(MAIN_CAP),
         "enabled": "on",
     },
     BASE_POOL: {
@@ -95,14 +100,12 @@ ISSUES: tuple[DemoIssue, ...] = (
     DemoIssue("ENG-153", "Document the webhook retry policy", 1.5, 1),
 )
 
-# Sessions the worker provisions in the emulator after `make run` starts it. Four fill
-# demo-e2b's cap; the fifth waits queued for a slot.
+# Sessions the worker provisions in the emulator after `make run` starts it: half of
+# demo-e2b's cap, so the dashboard has live sessions and a newcomer still has free slots.
 LIVE_SESSIONS: tuple[tuple[str, list[str], list[str]], ...] = (
     ("ENG-149", ["npm"], ["git", "long-running"]),
     ("ENG-158", ["python-pip"], ["git"]),
     ("ENG-142", ["npm"], ["git", "network-egress"]),
-    ("ENG-131", ["http"], ["git"]),
-    ("ENG-117", ["python-pip"], ["git", "full-history-clone"]),
 )
 
 

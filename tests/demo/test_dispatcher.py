@@ -51,7 +51,7 @@ def test_the_dispatcher_moves_the_demo_and_its_cost_lands_in_the_ledger(
 
     # The seeded live sessions start in the emulator once the worker has them.
     def seeded_running() -> bool:
-        return Session.objects.filter(org__slug="demo", state="running").count() == 4
+        return Session.objects.filter(org__slug="demo", state="running").count() == 3
 
     wait_for(seeded_running, timeout=60, interval=0.2)
 

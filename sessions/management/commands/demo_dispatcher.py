@@ -25,7 +25,7 @@ import httpx
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from rensei.demo import DEMO_ORG_SLUG, ISSUES, LOOPBACK_HOSTS
+from rensei.demo import DEMO_ORG_SLUG, DISPATCHER_MAX_LIVE, ISSUES, LOOPBACK_HOSTS, MAIN_CAP
 from rensei.models import ApiToken, Channel, Organization
 from rensei.tokens import create_token, revoke
 
@@ -103,8 +103,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--max-live",
             type=int,
-            default=6,
-            help="Create sessions only while fewer than this many are live (default 6).",
+            default=DISPATCHER_MAX_LIVE,
+            help="Create sessions only while fewer than this many are live (queued and "
+            f"paused included; default {DISPATCHER_MAX_LIVE}: below demo-e2b's cap of "
+            f"{MAIN_CAP}, so a session you start yourself runs at once).",
         )
         parser.add_argument("--seed", type=int, default=None, help="Random seed (repeatable runs).")
 
