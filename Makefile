@@ -31,10 +31,22 @@ run: $(VENV)/.installed
 
 ## make test: the whole suite (SQLite unless DATABASE_URL is set). Browser journeys run in a
 ## second pytest process: Playwright's sync API keeps an event loop on the main thread that
-## would clash with the asyncio-based emulator tests.
+## would clash with the asyncio-based emulator tests. Both phases run and are reported even
+## when the first fails; the target fails if either did. The browser phase needs Debian's
+## chromium: tests/ensure-chromium installs it when missing (as root) or says how.
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -m "not browser" $(PYTEST_ARGS)
-	$(BIN)/python -m pytest -m browser $(PYTEST_ARGS)
+	@browser=0; bash tests/ensure-chromium || browser=missing; \
+	echo "== make test: tests without a browser"; \
+	$(BIN)/python -m pytest -m "not browser" $(PYTEST_ARGS); first=$$?; \
+	if [ "$$browser" = 0 ]; then echo "== make test: browser tests"; \
+	  $(BIN)/python -m pytest -m browser $(PYTEST_ARGS); browser=$$?; fi; \
+	verdict() { case "$$1" in 0) echo passed;; 5) echo "no tests selected";; \
+	  missing) echo "NOT RUN: chromium is missing (see above)";; *) echo "FAILED (pytest exit $$1)";; esac; }; \
+	echo ""; \
+	echo "== make test: tests without a browser: $$(verdict $$first)"; \
+	echo "== make test: browser tests: $$(verdict $$browser)"; \
+	case "$$first" in 0|5) ;; *) exit 1;; esac; \
+	case "$$browser" in 0|5) ;; *) exit 1;; esac
 
 ## make reliability: faults, races, bad input, leaks and load (tests/reliability, needs Redis;
 ## CI also gives it PostgreSQL), then docs/reliability.md from the figures it measured.

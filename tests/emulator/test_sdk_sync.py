@@ -6,7 +6,10 @@ E2B_SANDBOX_URL and E2B_API_KEY, so most calls below carry no connection kwargs.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
 
 import pytest
 from e2b import (
@@ -200,6 +203,22 @@ def test_kill_twice_then_everything_is_gone(e2b_emulator: RunningEmulator) -> No
         sbx.commands.run("true")
 
 
+def _has_heartbeat(log: Path) -> bool:
+    return log.exists() and "heartbeat" in log.read_text()
+
+
+def runner_pids(emu: RunningEmulator, sandbox_id: str) -> set[int]:
+    """The `donmai agent run` processes of this one box (its process groups), never the host's:
+    emulated commands are host processes, so a bare pgrep would see every box on the machine."""
+    found: set[int] = set()
+    for pgid in emu.emulator.process_ids(sandbox_id):
+        listed = subprocess.run(
+            ["pgrep", "-g", str(pgid), "-f", "donmai agent run"], capture_output=True, text=True
+        )
+        found.update(int(pid) for pid in listed.stdout.split())
+    return found
+
+
 def test_donmai_is_on_path_only_in_donmai_worker(e2b_emulator: RunningEmulator) -> None:
     worker = Sandbox.create("donmai-worker", timeout=60)
     base = Sandbox.create("base", timeout=60)
@@ -209,13 +228,20 @@ def test_donmai_is_on_path_only_in_donmai_worker(e2b_emulator: RunningEmulator) 
     with pytest.raises(CommandExitException):
         base.commands.run("which donmai")
 
-    worker.commands.run("nohup donmai agent run >runner.log 2>&1 &")
-    log = e2b_emulator.emulator.sandbox_home(worker.sandbox_id) / "runner.log"
-    wait_for(lambda: log.exists() and "heartbeat" in log.read_text())
-    pids = worker.commands.run('pgrep -f "donmai agent run"').stdout.split()
-    assert pids
+    # A bystander runner in another box stands for every other runner on this host (a `make
+    # run` demo, another test run): killing this box must end its runner and only its runner.
+    bystander = Sandbox.create("donmai-worker", timeout=60)
+    for box in (worker, bystander):
+        box.commands.run("nohup donmai agent run >runner.log 2>&1 &")
+        log = e2b_emulator.emulator.sandbox_home(box.sandbox_id) / "runner.log"
+        wait_for(partial(_has_heartbeat, log))
+    pids = runner_pids(e2b_emulator, worker.sandbox_id)
+    others = runner_pids(e2b_emulator, bystander.sandbox_id)
+    assert pids and others and not pids & others
     worker.kill()
-    wait_for(lambda: not any(pid_alive(int(pid)) for pid in pids))
+    wait_for(lambda: not any(pid_alive(pid) for pid in pids))
+    assert all(pid_alive(pid) for pid in others)
+    bystander.kill()
 
 
 def test_idempotency_key_returns_the_same_sandbox(e2b_emulator: RunningEmulator) -> None:

@@ -100,6 +100,8 @@ def _start_gunicorn(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
             "gthread",
             "--timeout",
             "60",
+            # Else it takes over the user-wide control socket of any other gunicorn here.
+            "--no-control-socket",
         ],
         cwd=settings.BASE_DIR,
         env=env,
