@@ -5,24 +5,36 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.db.models import QuerySet
+from django.db.models import Case, IntegerField, QuerySet, Value, When
 
 from pools.models import CapacityPool
 from rensei.models import Organization
 from sessions.api_input import ENV_NAME_RE, MAX_COMMAND, MAX_ENV_VARS, MAX_TIMEOUT
-from sessions.models import SessionState
+from sessions.models import LIVE_STATES, TERMINAL_STATES, SessionState
 
 # E2B's substrate defaults: the choices when no provider module declares its own yet.
 E2B_RUNTIME_KINDS = ("npm", "python-pip", "http", "mcp-server", "a2a-protocol")
 E2B_REQUIREMENT_KINDS = ("long-running", "network-egress", "git", "full-history-clone")
 
+# Sorting by state follows the life cycle (queued … running … terminated, failed, lost: the
+# order SessionState declares), not the alphabet: the list annotates ``state_rank`` with this.
+STATE_RANK = Case(
+    *[When(state=state, then=Value(rank)) for rank, state in enumerate(SessionState.values)],
+    default=Value(len(SessionState.values)),
+    output_field=IntegerField(),
+)
 SORTS = {
     "-created": ("-created_at", "-id"),
     "created": ("created_at", "id"),
-    "state": ("state", "-created_at", "-id"),
-    "-state": ("-state", "-created_at", "-id"),
+    "state": ("state_rank", "-created_at", "-id"),
+    "-state": ("-state_rank", "-created_at", "-id"),
     "issue": ("issue__key", "-created_at", "-id"),
     "-issue": ("-issue__key", "-created_at", "-id"),
+}
+# The State filter's two group choices, beside one choice per state.
+STATE_GROUPS = {
+    "live": ("Live (not ended)", LIVE_STATES),
+    "ended": ("Ended", TERMINAL_STATES),
 }
 SINCE_HOURS = {"24h": 24, "7d": 24 * 7}
 
@@ -49,9 +61,17 @@ def _org_pools(org: Organization) -> QuerySet[CapacityPool]:
 
 
 class SessionFilterForm(forms.Form):
-    """The list's GET filters. Invalid values are reported and ignored, never a 500."""
+    """The list's GET filters. Invalid values are reported and ignored, never a 500.
 
-    state = forms.MultipleChoiceField(choices=SessionState.choices, required=False)
+    ``state`` takes states and the groups ``live`` and ``ended`` (repeatable, any mix:
+    the dashboard links to ``?state=queued&state=provisioning``).
+    """
+
+    state = forms.MultipleChoiceField(
+        choices=[(key, label) for key, (label, _) in STATE_GROUPS.items()]
+        + list(SessionState.choices),
+        required=False,
+    )
     pool = forms.ModelChoiceField(
         queryset=CapacityPool.objects.none(), required=False, empty_label="Any pool"
     )
@@ -71,6 +91,23 @@ class SessionFilterForm(forms.Form):
         """The cleaned value of one field, or None when it was invalid or empty."""
         self.is_valid()
         return self.cleaned_data.get(name) or None
+
+    def states(self) -> set[str] | None:
+        """The states the State filter asks for, groups expanded; None for any state."""
+        picked = self.valid("state")
+        if not picked:
+            return None
+        out: set[str] = set()
+        for value in picked:
+            out |= set(STATE_GROUPS[value][1]) if value in STATE_GROUPS else {value}
+        return out
+
+    def state_summary(self) -> str:
+        """What the collapsed State filter says: "Any state", "Live (not ended)", "Running,
+        Paused"."""
+        picked = self.valid("state") or []
+        labels = dict(self.fields["state"].choices)  # type: ignore[attr-defined]
+        return ", ".join(str(labels[v]) for v in picked) or "Any state"
 
 
 class NewSessionForm(forms.Form):

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -23,13 +24,21 @@ from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 from billing.dashboard import cost_summary, session_cost
+from billing.live_cost import cost_so_far
 from pools.models import CapacityPool
 from rensei.access import get_for_org, membership_of, org_of, org_view
 from rensei.credentials import environment_secret
 from rensei.models import Channel, Credential
 from sessions import services
 from sessions.api_input import MAX_ID
-from sessions.forms import SINCE_HOURS, SORTS, ExecForm, NewSessionForm, SessionFilterForm
+from sessions.forms import (
+    SINCE_HOURS,
+    SORTS,
+    STATE_RANK,
+    ExecForm,
+    NewSessionForm,
+    SessionFilterForm,
+)
 from sessions.models import (
     TERMINAL_STATES,
     CommandRun,
@@ -123,27 +132,73 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
 # --- list ----------------------------------------------------------------------------------
 
 
+# The list's own query parameters: what a bulk action carries back to the list.
+LIST_PARAMS = ("state", "pool", "issue", "since", "sort", "page")
+
+
+def _list_query(raw: str) -> str:
+    """The list's filters from a query string, re-encoded (nothing else survives, so the
+    value cannot send anyone elsewhere)."""
+    given = QueryDict(raw.lstrip("?"))
+    kept = QueryDict(mutable=True)
+    for key in LIST_PARAMS:
+        values = [v[:100] for v in given.getlist(key)[:20]]
+        if values:
+            kept.setlist(key, values)
+    return kept.urlencode()
+
+
+def _list_url(query: str) -> str:
+    url = reverse("session_list")
+    return f"{url}?{query}" if query else url
+
+
+@dataclass
+class ListRow:
+    session: Session
+    seconds: float | None  # since the sandbox started, to its end or now
+    in_state: float  # since the last state change
+    cost: Decimal | None  # cost so far; None when the viewer may not see cost
+    terminable: bool
+
+
 @org_view("sessions.view")
 def session_list(request: HtmxHttpRequest) -> HttpResponse:
     org = org_of(request)
+    now = timezone.now()
     form = SessionFilterForm(request.GET, org=org)
-    sessions = _sessions(request)
-    if states := form.valid("state"):
+    sessions = _sessions(request).annotate(state_rank=STATE_RANK)
+    if states := form.states():
         sessions = sessions.filter(state__in=states)
     if pool := form.valid("pool"):
         sessions = sessions.filter(pool=pool)
     if issue := form.valid("issue"):
         sessions = sessions.filter(issue__key__icontains=issue.strip())
     if since := form.valid("since"):
-        sessions = sessions.filter(
-            state_changed_at__gte=timezone.now() - timedelta(hours=SINCE_HOURS[since])
-        )
+        sessions = sessions.filter(state_changed_at__gte=now - timedelta(hours=SINCE_HOURS[since]))
     sort = form.valid("sort") or "-created"
     page = Paginator(sessions.order_by(*SORTS[sort]), PAGE_SIZE).get_page(request.GET.get("page"))
+    shown = list(page.object_list)
+    show_cost = membership_of(request).can("billing.view")
+    # One pass for the whole page (three queries), never a query per row.
+    costs = cost_so_far(shown, now) if show_cost else {}
+    rows = [
+        ListRow(
+            session=s,
+            seconds=((s.ended_at or now) - s.started_at).total_seconds() if s.started_at else None,
+            in_state=(now - s.state_changed_at).total_seconds(),
+            cost=costs.get(s.pk),
+            terminable="terminate" in services.allowed_actions(s),
+        )
+        for s in shown
+    ]
     context = {
         "form": form,
         "page": page,
+        "rows": rows,
         "sort": sort,
+        "show_cost": show_cost,
+        "list_query": _list_query(request.META.get("QUERY_STRING", "")),
         "filtered": any(form.valid(name) for name in ("state", "pool", "issue", "since")),
         "can_manage": _can_manage(request),
         "any_sessions": page.paginator.count > 0 or Session.objects.filter(org=org).exists(),
@@ -155,16 +210,19 @@ def session_list(request: HtmxHttpRequest) -> HttpResponse:
 @org_view("sessions.manage")
 @require_POST
 def bulk_terminate(request: HtmxHttpRequest) -> HttpResponse:
-    """Terminate the ticked sessions, after a confirmation page that says how many."""
+    """Terminate the ticked sessions, after a confirmation page that says how many; then
+    back to the list with the filters it had (``back``, the list's query string)."""
     ids = [int(v) for v in request.POST.getlist("ids") if v.isascii() and v.isdigit()]
     ids = [i for i in ids if i <= MAX_ID][:500]
     sessions = list(_sessions(request).filter(pk__in=ids).order_by("-created_at", "-id"))
-    back = reverse("session_list")
+    query = _list_query(request.POST.get("back", ""))
+    back = _list_url(query)
     if not sessions:
         messages.info(request, "Tick the sessions to terminate first.")
         return redirect(back)
     if request.POST.get("confirm") != "yes":
-        return render(request, "sessions/bulk_terminate.html", {"sessions": sessions})
+        context = {"sessions": sessions, "list_query": query, "back": back}
+        return render(request, "sessions/bulk_terminate.html", context)
     done = 0
     for session in sessions:
         if services.request_terminate(session, request.user, Channel.WEB):
