@@ -20,14 +20,16 @@ $(VENV)/.installed: requirements.lock | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	touch $@
 
-## make run: migrate, seed the demo org and start web, worker and beat (Ctrl-C stops all).
+## make run: migrate, seed the demo org and start the Procfile's processes (web, worker, beat,
+## emulator). If one exits, the others stop and make run fails saying which and why; Ctrl-C,
+## SIGTERM or closing the terminal stops them all (rensei/supervisor.py).
 run: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
 	@echo ""
 	@echo "  Rensei is starting at http://127.0.0.1:$(PORT)/"
 	@echo ""
-	$(BIN)/honcho start -f Procfile -p $(PORT) 2>&1 || true
+	$(BIN)/python -m rensei.supervisor Procfile --port $(PORT)
 
 ## make test: the whole suite (SQLite unless DATABASE_URL is set). Browser journeys run in a
 ## second pytest process: Playwright's sync API keeps an event loop on the main thread that

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import signal
 import socket
 import sys
 import threading
@@ -138,7 +139,13 @@ class EmulatorServer:
         self.emulator.close_sync()
 
     def serve_forever(self) -> None:
-        """Serve in this thread until SIGINT/SIGTERM, then clean up."""
+        """Serve in this thread until SIGINT/SIGTERM/SIGHUP, then clean up."""
+        # SIGHUP (the terminal closed) would otherwise end the process at once and leave
+        # every sandbox running: stop as for SIGTERM. uvicorn handles only INT and TERM.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(
+                signal.SIGHUP, lambda _sig, frame: self._server.handle_exit(signal.SIGTERM, frame)
+            )
         try:
             self._server.run(sockets=[self._socket])
         except KeyboardInterrupt:
