@@ -1,7 +1,8 @@
 """CSV export of Cost per Issue. The columns are a contract: add new ones at the end only.
 
 One row per issue, then one ``Unattributed`` row (empty issue_key) for sessions without an
-issue. There is no totals row: summing a column gives the page's total.
+issue. There is no totals row: summing a column gives the page's total. The columns and the
+range's edges are documented in docs/cost-per-issue-csv.md.
 """
 
 from __future__ import annotations
@@ -24,8 +25,13 @@ COLUMNS: list[tuple[str, str]] = [
     ("vcpu_seconds", "Running seconds × vCPUs"),
     ("amount", "Cost, unrounded (12 decimal places), net of reversals"),
     ("currency", "ISO 4217 currency of amount"),
-    ("range_start", "Start of the range, inclusive (UTC, ISO-8601)"),
-    ("range_end", "End of the range, exclusive (UTC, ISO-8601)"),
+    ("range_start", "Start of the range: 00:00:00 UTC of the first day (ISO-8601)"),
+    (
+        "range_end",
+        "End of the range: 00:00:00 UTC of the day after the last day, so the page's "
+        'inclusive "To" date is the day before this one (ISO-8601)',
+    ),
+    ("range_last_day", 'Last day in the range, included (YYYY-MM-DD): the page\'s "To" date'),
 ]
 
 # Spreadsheets run cells that start with these as formulas; issue titles come from outside.
@@ -56,6 +62,7 @@ def csv_row(row: IssueCost, report: CostReport) -> list[str]:
         report.currency,
         _iso(report.filter.period.start),
         _iso(report.filter.period.end),
+        f"{report.filter.period.last_day:%Y-%m-%d}",
     ]
 
 

@@ -24,15 +24,23 @@ from rensei.models import Organization
 REVERSALS = {"": "Include reversals", "only": "Reversals only", "exclude": "Exclude reversals"}
 
 
+# Dates are ISO everywhere (YYYY-MM-DD), typed as text: a browser's date picker shows the
+# locale's format instead (MM/DD/YYYY in en-US), beside ISO dates on every other page.
+ISO_DATE = {"invalid": "write the date as YYYY-MM-DD, e.g. 2026-03-31"}
+
+
 class ReportFilterForm(forms.Form):
     range = forms.ChoiceField(
         label="Date range (UTC)", choices=list(PRESETS.items()), required=False
     )
     start = forms.DateField(
-        label="From (UTC)", required=False, widget=forms.DateInput({"type": "date"})
+        label="From (UTC)", required=False, input_formats=["%Y-%m-%d"], error_messages=ISO_DATE
     )
     end = forms.DateField(
-        label="To (UTC, inclusive)", required=False, widget=forms.DateInput({"type": "date"})
+        label="To (UTC, inclusive)",
+        required=False,
+        input_formats=["%Y-%m-%d"],
+        error_messages=ISO_DATE,
     )
     pool = forms.ModelChoiceField(
         label="Pool",
@@ -108,7 +116,8 @@ def read_filters(form: ReportFilterForm) -> ReportFilters:
     for name, errors in form.errors.items():
         label = form.fields[name].label if name in form.fields else "Filter"
         for error in errors:
-            problems.append(f"{label}: {error}. Showing the default instead.")
+            # Django's own messages end in a full stop; ours do not. One stop either way.
+            problems.append(f"{label}: {str(error).rstrip('.')}. Showing the default instead.")
     preset = data.get("range") or DEFAULT_PRESET
     if "range" in form.errors or "start" in form.errors or "end" in form.errors:
         preset = DEFAULT_PRESET

@@ -205,7 +205,7 @@ def test_sorting(client_as, fiona, data):
 @pytest.mark.parametrize(
     "query, message",
     [
-        ("?range=custom&start=2025-13-45&end=2025-03-10", "Enter a valid date"),
+        ("?range=custom&start=2025-13-45&end=2025-03-10", "write the date as YYYY-MM-DD"),
         ("?range=custom&start=2025-03-10&end=2025-03-01", "the end date is before the start date"),
         ("?range=custom", "custom dates need both a start and an end date"),
         ("?range=next-year", "Select a valid choice"),
