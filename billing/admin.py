@@ -79,12 +79,13 @@ class CostEventAdmin(admin.ModelAdmin):
     list_display = [
         "id",
         "occurred_at",
+        # Amount early: the long idempotency key pushes later columns off a 1366 px screen.
+        "amount_shown",
+        "quantity_seconds",
         "org",
         "issue",
         "session",
         "pool",
-        "quantity_seconds",
-        "amount_shown",
         "idempotency_key",
         "reverses",
     ]
