@@ -149,10 +149,10 @@ class E2BPoolForm(forms.ModelForm):
         min_value=1,
         max_value=MAX_CAP,
         help_text="Live sessions allowed at once: provisioning, running, pausing, resuming "
-        "or terminating ones. Paused and queued sessions do not count (a paused sandbox "
-        "costs nothing and holds no E2B concurrency slot). At the cap new sessions wait "
-        "queued and resumes wait paused, oldest first, until a slot frees. "
-        "Empty: no cap (E2B's tier limit still applies).",
+        "or terminating ones. Paused and queued sessions do not count, not even while being "
+        "terminated (a paused sandbox costs nothing and holds no E2B concurrency slot). At "
+        "the cap new sessions wait queued and resumes wait paused, oldest first, until a "
+        "slot frees. Empty: no cap (E2B's tier limit still applies).",
     )
 
     class Meta:

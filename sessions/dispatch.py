@@ -9,8 +9,8 @@ No eligible pool at all fails the session with each pool's reason.
 A resume takes a slot too: ``resume_or_wait`` resumes a paused session when its pool has a
 free slot, and otherwise leaves it ``paused`` with ``resume_requested_at`` set. When a slot
 frees, waiting resumes and queued sessions are offered it in one line, oldest request first
-(a queued session's request is its creation). "Live" for the cap is ``SLOT_STATES``
-(sessions.state): paused and queued sessions hold no slot.
+(a queued session's request is its creation). "Live" for the cap is ``holding_slots``:
+paused and queued sessions hold no slot.
 
 ``session.routing`` keeps the decision for the session page and the API::
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from pools.kinds import covers
@@ -64,10 +64,26 @@ class Decision:
         return f"No pool can run this session ({reasons})."
 
 
+def holding_slots() -> QuerySet[Session]:
+    """The one definition of "live" for a pool's soft cap: sessions whose sandbox may run.
+
+    That is ``SLOT_STATES`` (provisioning, running, pausing, resuming, terminating), except
+    a session asked to terminate while paused or queued: its sandbox is paused or was never
+    made, so it holds no E2B concurrency slot on its way out.
+    """
+    idle_stop = SessionTransition.objects.filter(
+        session_id=OuterRef("pk"), to_state=S.TERMINATING, from_state__in=[S.PAUSED, S.QUEUED]
+    )
+    return Session.objects.filter(state__in=SLOT_STATES).exclude(
+        Q(state=S.TERMINATING) & Q(Exists(idle_stop))
+    )
+
+
 def slots_in_use(pool_ids: list[int], exclude_session: int | None = None) -> dict[int, int]:
-    """Live sessions holding a slot on each pool (paused ones do not), in one query."""
+    """Live sessions (``holding_slots``) on each pool, in one query."""
     rows = (
-        Session.objects.filter(pool_id__in=pool_ids, state__in=SLOT_STATES)
+        holding_slots()
+        .filter(pool_id__in=pool_ids)
         .exclude(pk=exclude_session or 0)
         .values("pool_id")
         .annotate(n=Count("id"))

@@ -36,10 +36,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     S.LOST: frozenset(),
 }
 
-# "Live" for a pool's soft cap, defined here only: a sandbox exists (or may exist) and
-# holds a slot. Paused sandboxes do not: E2B does not count them toward concurrency and
-# they cost nothing. Queued sessions have no sandbox yet. Dispatch and resume both count
-# these (``sessions.dispatch.slots_in_use``); the pool form's cap help text says the same.
+# The states in which a session holds a slot under its pool's soft cap: a sandbox exists
+# (or may exist) and may run. Paused sandboxes do not: E2B does not count them toward
+# concurrency and they cost nothing. Queued sessions have no sandbox yet. "Live" for the
+# cap is ``sessions.dispatch.holding_slots`` (these states, less a paused or queued session
+# on its way to terminated); dispatch and resume both count it, and the pool form's cap
+# help text says the same.
 SLOT_STATES = frozenset({S.PROVISIONING, S.RUNNING, S.PAUSING, S.RESUMING, S.TERMINATING})
 # A job is in flight for these; the reconciler re-enqueues it when it takes too long.
 TRANSITIONAL_STATES = frozenset({S.PROVISIONING, S.PAUSING, S.RESUMING, S.TERMINATING})

@@ -306,3 +306,17 @@ def _race(
     in_line = Session.objects.filter(state=S.PAUSED, resume_requested_at__isnull=False).count()
     queued = Session.objects.filter(state=S.QUEUED).count()
     assert in_line + queued == 8  # the seven others wait, whoever won
+
+
+def test_a_paused_session_on_its_way_out_holds_no_slot(
+    capped: CapacityPool, new_session: Callable[..., Session]
+) -> None:
+    CapacityPool.objects.filter(pk=capped.pk).update(concurrency_cap=3)
+    sleeper = paused(new_session)
+    awake = running(new_session)
+    assert services.request_terminate(fresh(sleeper))
+    assert services.request_terminate(fresh(awake))
+    assert (fresh(sleeper).state, fresh(awake).state) == (S.TERMINATING, S.TERMINATING)
+    # The running one's sandbox runs until the terminate job kills it; the paused one's never
+    # runs again.
+    assert slots_in_use([capped.pk]) == {capped.pk: 1}
