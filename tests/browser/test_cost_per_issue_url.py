@@ -4,11 +4,13 @@ and Apply keeps it), and its date fields show ISO dates (YYYY-MM-DD), as every p
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
+from billing.forms import today_utc
 from tests.browser.conftest import login, mark_page, same_page, shot
 from tests.browser.data import cost_history
 
@@ -43,6 +45,11 @@ def test_sort_lives_in_the_url_and_dates_are_iso(live_server, page, fiona, org_a
     expect(page).to_have_url(re.compile(r"sort=sessions"))
     expect(page).to_have_url(re.compile(r"dir=asc"))
     expect(header(page, "Sessions")).to_have_attribute("aria-sort", "ascending")
+    # The date fields follow the preset (the form is outside the swapped report).
+    first_day = f"{today_utc() - timedelta(days=6):%Y-%m-%d}"
+    expect(page.locator("#report")).to_contain_text(f"Last 7 days: {first_day} – ")
+    expect(page.get_by_label("From (UTC)")).to_have_value(first_day)
+    assert same_page(page)
 
     # A reload (or the link shared) shows the same order.
     page.reload()
