@@ -17,7 +17,7 @@ from billing.ledger import interval_key
 from billing.models import CostEvent
 from pools.models import CapacityPool
 from sessions.intervals import close_open_interval, open_interval
-from sessions.models import RunningInterval, Session, SessionState
+from sessions.models import Issue, RunningInterval, Session, SessionState
 from tests.sessions_web.conftest import T0, make_session
 
 pytestmark = pytest.mark.django_db
@@ -116,8 +116,7 @@ def test_long_titles_and_pool_names_are_cut_with_the_full_text_on_hover(  # type
     title = "Make the exporter handle " + "very " * 40 + "long titles"
     pool = CapacityPool.objects.create(org=org_a, name="pool-with-a-" + "long-" * 12 + "name")
     s = make_session(org_a, issue="ENG-7", pool=pool)
-    s.issue.title = title
-    s.issue.save()
+    Issue.objects.filter(org=org_a, key="ENG-7").update(title=title)
     row = row_html(client_as(alice).get("/sessions/"), s.pk)
     assert f'<div class="text-truncate" title="ENG-7: {title}">' in row  # the whole title
     assert f'<div class="text-truncate cell-pool" title="{pool.name}">' in row
