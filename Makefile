@@ -10,7 +10,7 @@ run: export E2B_EMULATOR_PORT := $(E2B_EMULATOR_PORT)
 run: export E2B_API_URL ?= http://127.0.0.1:$(E2B_EMULATOR_PORT)
 run: export E2B_SANDBOX_URL ?= http://127.0.0.1:$(E2B_EMULATOR_PORT)
 
-.PHONY: run test lint fmt bench reliability clean
+.PHONY: run test lint fmt bench reliability soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,14 @@ reliability: $(VENV)/.installed
 	rm -rf artifacts/reliability
 	$(BIN)/python -m pytest tests/reliability $(PYTEST_ARGS); status=$$?; \
 	$(BIN)/python -m tests.reliability.report && exit $$status
+
+## make soak: the make run stack with demo_dispatcher --rate 60 against it for SOAK_SECONDS
+## (default 1800) on the embedded default, in a var dir of its own, on PORT and
+## E2B_EMULATOR_PORT; fails if a process died or an action did not reach its end state.
+## Writes the soak section of docs/reliability.md; logs in artifacts/soak/.
+SOAK_SECONDS ?= 1800
+soak: $(VENV)/.installed
+	$(BIN)/python -m tests.reliability.soak --seconds $(SOAK_SECONDS) --port $(PORT) --emulator-port $(E2B_EMULATOR_PORT)
 
 ## make lint: ruff, formatting, mypy and missing migrations.
 lint: $(VENV)/.installed

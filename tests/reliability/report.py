@@ -22,6 +22,7 @@ django.setup()
 from django.conf import settings  # noqa: E402
 
 from tests.reliability.figures import SCENARIOS, Figure, load_all  # noqa: E402
+from tests.reliability.soak import current_section  # noqa: E402
 
 DOC = Path(settings.BASE_DIR) / "docs" / "reliability.md"
 
@@ -85,7 +86,8 @@ def main() -> int:
         print("No figures in artifacts/reliability/: run the suite first.", file=sys.stderr)
         return 1
     DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(render(figures))
+    # The soak section is make soak's (tests/reliability/soak.py): kept as it stands.
+    DOC.write_text(render(figures) + current_section(DOC))
     failed = [f.id for f in figures.values() if f.result != "pass"]
     missing = [i for i in SCENARIOS if i not in figures]
     print(f"Wrote {DOC.relative_to(settings.BASE_DIR)}: {len(figures)} figures", end="")
