@@ -162,6 +162,17 @@ class ListRow:
     terminable: bool
 
 
+def _run_seconds(session: Session, now: datetime) -> float | None:
+    """Since the sandbox started, to its end (an ended row without ``ended_at`` ended at its
+    last state change) or now; None before it started."""
+    if session.started_at is None:
+        return None
+    end = session.ended_at or (
+        session.state_changed_at if session.state in TERMINAL_STATES else now
+    )
+    return (end - session.started_at).total_seconds()
+
+
 @org_view("sessions.view")
 def session_list(request: HtmxHttpRequest) -> HttpResponse:
     org = org_of(request)
@@ -185,7 +196,7 @@ def session_list(request: HtmxHttpRequest) -> HttpResponse:
     rows = [
         ListRow(
             session=s,
-            seconds=((s.ended_at or now) - s.started_at).total_seconds() if s.started_at else None,
+            seconds=_run_seconds(s, now),
             in_state=(now - s.state_changed_at).total_seconds(),
             cost=costs.get(s.pk),
             terminable="terminate" in services.allowed_actions(s),
@@ -196,6 +207,7 @@ def session_list(request: HtmxHttpRequest) -> HttpResponse:
         "form": form,
         "page": page,
         "rows": rows,
+        "any_terminable": any(row.terminable for row in rows),
         "sort": sort,
         "show_cost": show_cost,
         "list_query": _list_query(request.META.get("QUERY_STRING", "")),

@@ -240,3 +240,20 @@ def test_queries_stay_flat_with_duration_and_cost(client_as, alice, org_a, url: 
     grow(org_a, 100)
     assert queries(lambda: c.get(url)) == small
     assert queries(lambda: c.htmx("get", url)) == small_htmx
+
+
+def test_no_select_all_when_nothing_on_the_page_can_be_terminated(client_as, alice, org_a) -> None:  # type: ignore[no-untyped-def]
+    make_session(org_a, SessionState.TERMINATED)
+    make_session(org_a, SessionState.FAILED)
+    c = client_as(alice)
+    assert 'id="select-all"' not in c.get("/sessions/").content.decode()
+    make_session(org_a, SessionState.RUNNING)
+    assert 'id="select-all"' in c.get("/sessions/").content.decode()
+
+
+def test_an_ended_session_stops_its_duration_at_its_last_change(client_as, alice, org_a) -> None:  # type: ignore[no-untyped-def]
+    with time_machine.travel(NOW, tick=False):
+        s = make_session(org_a, SessionState.LOST, started_at=T0)  # no ended_at recorded
+        Session.objects.filter(pk=s.pk).update(state_changed_at=T0 + timedelta(minutes=3))
+        resp = client_as(alice).get("/sessions/")
+    assert '<td class="small">3 min 00 s</td>' in row_html(resp, s.pk)
