@@ -30,7 +30,7 @@ from django.utils import timezone
 from pools.kinds import parse_provides
 from pools.models import CapacityPool
 from pools.providers import provider_class
-from rensei.audit import record
+from rensei.audit import actor_label, record
 from rensei.crypto import decrypt, encrypt
 from rensei.models import Channel, Organization
 from sessions.dispatch import NOOP, WAITING, dispatch, resume_or_wait
@@ -315,7 +315,7 @@ def _request(
         session.refresh_from_db(fields=["state", "provider"])
         if action not in allowed_actions(session):
             return False
-    label = getattr(actor, "username", "") or channel
+    label = actor_label(actor, channel)  # "API token <name>" for API calls
     with transaction.atomic():
         if not transition(session, to, expected=expected, note=f"{action} requested by {label}"):
             return False
@@ -356,7 +356,7 @@ def request_resume(session: Session, actor: Any = None, channel: str = Channel.W
         session.refresh_from_db(fields=["state", "provider"])
         if "resume" not in allowed_actions(session):
             return False
-    label = getattr(actor, "username", "") or channel
+    label = actor_label(actor, channel)  # "API token <name>" for API calls
     with transaction.atomic():
         outcome = resume_or_wait(session, note=f"resume requested by {label}")
         if outcome == NOOP:

@@ -12,7 +12,7 @@ from pools.e2b_emulator.testing import running_emulator
 from rensei.credentials import credential_status, set_credential
 from rensei.models import AuditEvent, Channel, Credential
 from rensei.tokens import create_token
-from sessions.models import Session, SessionState
+from sessions.models import Session, SessionState, SessionTransition
 
 PAGE = "/settings/integrations/"
 TEST_URL = "/settings/integrations/e2b/test/"
@@ -82,5 +82,8 @@ def test_api_calls_are_audited_under_the_tokens_name(org_a) -> None:  # type: ig
     event = AuditEvent.objects.get(action="session.pause_requested")
     assert event.actor_label == "API token ci-dispatcher"
     assert event.channel == Channel.API
+    # The session's timeline says the same.
+    note = SessionTransition.objects.get(session=session, to_state=SessionState.PAUSING).note
+    assert note == "pause requested by API token ci-dispatcher"
     # Outside an API call nothing is labelled with a token.
     assert AuditEvent.objects.get(action="token.created").actor_label == "cli"
