@@ -118,3 +118,18 @@ def test_the_page_tag_renders_the_same_words(
     assert 'data-queue-position="2"' in html
     assert "1st in line" in render(first)
     assert render(holder) == ""
+
+
+def test_resume_on_the_page_at_the_cap_says_it_waits(
+    org_a: Organization, cloud: FakeCloud, rate_cards: None, client_as: Any, alice: Any
+) -> None:
+    make_pool(org_a, "capped", concurrency_cap=1)
+    sleeper = start(org_a)
+    assert services.request_pause(sleeper)
+    jobs.pause(sleeper.pk)
+    start(org_a)
+    html = client_as(alice).htmx("post", f"/sessions/{sleeper.pk}/resume/").content.decode()
+    sleeper.refresh_from_db()
+    assert sleeper.state == S.PAUSED and sleeper.resume_requested_at is not None
+    assert f"Resume requested: session {sleeper.pk} waits for a slot in its pool." in html
+    assert "capped is at its cap (1/1); 1st in line" in " ".join(html.split())
