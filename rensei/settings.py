@@ -184,7 +184,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     # kombu's own filesystem transport lets a worker read a message before it is written
     # (the worker then dies on JSONDecodeError); rensei.broker writes atomically.
     # CELERY_BROKER_TRANSPORT=filesystem selects the stock one (for comparison only).
-    CELERY_BROKER_TRANSPORT = env.str("CELERY_BROKER_TRANSPORT", default="rensei.broker:Transport")
+    CELERY_BROKER_TRANSPORT = (
+        env.str("CELERY_BROKER_TRANSPORT", default="") or "rensei.broker:Transport"
+    )
     # Remote control (celery inspect/control) broadcasts through files that race the same
     # way, and nothing in the project uses it.
     CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
