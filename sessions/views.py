@@ -363,8 +363,9 @@ def session_action(request: HtmxHttpRequest, pk: int, action: str) -> HttpRespon
     if request.htmx:
         session.refresh_from_db()
         notice = {"ok": ok, "text": text}
-        context = _live_context(request, session, notice=notice)
-        return render(request, "sessions/detail.html#status", context)
+        return render(
+            request, "sessions/detail.html#status", _status_context(request, session, notice=notice)
+        )
     (messages.success if ok else messages.error)(request, text)
     return redirect("session_detail", pk=session.pk)
 
