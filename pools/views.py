@@ -8,6 +8,7 @@ redirect (or the page with the error and a 4xx).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, cast
 
@@ -20,7 +21,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
 from pools import config as schema
@@ -120,6 +121,28 @@ def _snapshot(pool: CapacityPool) -> dict[str, Any]:
 # -- the pools table ---------------------------------------------------------------------
 
 
+def _table_shape(page: Any) -> str:
+    """A digest of what the table shows besides the live counts and health: the rows, their
+    order, names, caps and buttons. A poll that finds it changed redraws the whole table;
+    otherwise it swaps only the count and health cells."""
+    # The Delete button's state and wording depend on whether sessions exist / are live.
+    rows = [
+        (
+            p.pk,
+            p.name,
+            p.order,
+            p.enabled,
+            p.concurrency_cap,
+            p.template_label,
+            p.session_count > 0,
+            p.live_count > 0,
+        )
+        for p in page.object_list
+    ]
+    key = repr((page.number, page.paginator.num_pages, rows))
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def _table_context(request: HtmxHttpRequest, notice: str = "") -> dict[str, Any]:
     org = org_of(request)
     paginator = Paginator(_pools(org), PAGE_SIZE)
@@ -127,6 +150,7 @@ def _table_context(request: HtmxHttpRequest, notice: str = "") -> dict[str, Any]
     return {
         "page": page,
         "pools": page.object_list,
+        "shape": _table_shape(page),
         "can_manage": _can_manage(request),
         "notice": notice,
         "title": "Capacity",
@@ -145,7 +169,16 @@ def _table_response(request: HtmxHttpRequest, notice: str = "", status: int = 20
 @capacity_view
 @require_GET
 def capacity(request: HtmxHttpRequest) -> HttpResponse:
-    return render(request, "pools/capacity.html", _table_context(request))
+    """The pools table. Its htmx poll gets the live counts and health, swapped out of band
+    cell by cell so the buttons a person may be using stay put; when the rows themselves
+    changed (another tab, the API) it gets the whole table instead."""
+    context = _table_context(request)
+    if not request.htmx:
+        return render(request, "pools/capacity.html", context)
+    if request.GET.get("shape") == context["shape"]:
+        return render(request, "pools/capacity.html#live", context)
+    response = render(request, "pools/capacity.html#pool-table", context)
+    return reswap(retarget(response, "#pool-table"), "outerHTML")
 
 
 @capacity_view

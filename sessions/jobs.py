@@ -18,15 +18,18 @@ import logging
 import os
 import random
 import signal
+import threading
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from pools.providers import for_pool
 from pools.providers.base import (
+    CommandTimeout,
+    ExecResult,
     Provider,
     ProviderError,
     SandboxHandle,
@@ -38,6 +41,7 @@ from rensei.models import Channel
 from sessions.dispatch import FAILED, NOOP, dispatch, dispatch_waiting
 from sessions.intervals import close_open_interval, open_interval
 from sessions.models import CommandRun, CommandRunState, Session, SessionState
+from sessions.output import HEAD_BYTES, TAIL_BYTES, CappedOutput
 from sessions.services import command_env, describe, session_env
 from sessions.state import transition, transition_where
 
@@ -47,7 +51,8 @@ S = SessionState
 MAX_PROVISION_ATTEMPTS = 5  # provision job starts per pool, crashes included
 TRANSIENT_RETRIES = 4  # so 1 + 4 transient retries fit within the attempt limit
 OTHER_RETRIES = 5
-OUTPUT_CAP = 64 * 1024  # bytes kept of each of stdout / stderr
+OUTPUT_CAP = HEAD_BYTES + TAIL_BYTES  # bytes kept of each of stdout / stderr, plus a marker
+FLUSH_SECONDS = 0.5  # how often a running command's output so far is written to its run
 # Launches the runner unless it already runs. pgrep -f reads whole command lines, this
 # shell's too: "[d]" keeps the pattern from matching itself and the quoted "run" keeps the
 # launch from matching (bash drops the quotes, so the runner's own command line matches).
@@ -475,14 +480,76 @@ def terminate(session_id: int, *, retry: int = 0, can_retry: bool = True) -> flo
 # --- exec --------------------------------------------------------------------------------
 
 
-def cap_output(text: str) -> tuple[str, bool]:
-    """At most OUTPUT_CAP bytes of UTF-8 (never a split character), NULs dropped (PostgreSQL
-    text cannot hold them)."""
-    text = (text or "").replace("\x00", "")
-    data = text.encode("utf-8", errors="replace")
-    if len(data) <= OUTPUT_CAP:
-        return text, False
-    return data[:OUTPUT_CAP].decode("utf-8", errors="ignore"), True
+class _LiveOutput:
+    """What a running command has printed so far, written to its run as it comes.
+
+    The provider's thread adds pieces; the job's own thread writes the capped text at most
+    once every FLUSH_SECONDS, and only when something new arrived, so a chatty command
+    costs two bounded UPDATEs a second, never one per line.
+    """
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self._streams = {"stdout": CappedOutput(), "stderr": CappedOutput()}
+        self._lock = threading.Lock()
+        self._dirty = False
+
+    def add(self, stream: str, text: str) -> None:
+        with self._lock:
+            self._streams["stderr" if stream == "stderr" else "stdout"].add(text)
+            self._dirty = True
+
+    def fields(self) -> dict[str, Any]:
+        with self._lock:
+            self._dirty = False
+            out, err = self._streams["stdout"], self._streams["stderr"]
+            return {
+                "stdout": out.text(),
+                "stderr": err.text(),
+                "stdout_truncated": out.truncated,
+                "stderr_truncated": err.truncated,
+            }
+
+    def flush(self) -> None:
+        if not self._dirty:
+            return
+        try:
+            # Conditional: a run that something else already ended keeps its outcome.
+            CommandRun.objects.filter(pk=self.run_id, state=CommandRunState.RUNNING).update(
+                **self.fields()
+            )
+        except DatabaseError:
+            # A busy database delays the live view, never the command: try at the next tick.
+            log.warning("could not write the output so far of command run %s", self.run_id)
+            self._dirty = True
+
+
+def _exec_streaming(
+    provider: Provider, sandbox_id: str, run: CommandRun, live: _LiveOutput
+) -> ExecResult:
+    """The provider call on a thread of its own while this one flushes the output so far,
+    so every database write stays on the job's thread and connection."""
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+    env = command_env(run)
+
+    def call() -> None:
+        try:
+            outcome["result"] = provider.exec_command(
+                sandbox_id, run.command, env, run.timeout_seconds, on_output=live.add
+            )
+        except BaseException as exc:
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=call, name=f"exec-run-{run.pk}", daemon=True).start()
+    while not done.wait(FLUSH_SECONDS):
+        live.flush()
+    if "error" in outcome:
+        raise outcome["error"]
+    result: ExecResult = outcome["result"]
+    return result
 
 
 def exec_command(run_id: int) -> None:
@@ -508,23 +575,19 @@ def exec_command(run_id: int) -> None:
             state=CommandRunState.ERROR, error=f"The session is {session.state}, not running."
         )
     else:
+        live = _LiveOutput(run_id)
         try:
-            result = for_pool(session.pool).exec_command(
-                session.sandbox_id, run.command, command_env(run), run.timeout_seconds
-            )
+            result = _exec_streaming(for_pool(session.pool), session.sandbox_id, run, live)
         except ProviderError as exc:
-            fields.update(state=CommandRunState.ERROR, error=exc.message)
-        else:
-            stdout, out_cut = cap_output(result.stdout)
-            stderr, err_cut = cap_output(result.stderr)
             fields.update(
-                state=CommandRunState.DONE,
-                exit_code=result.exit_code,
-                stdout=stdout,
-                stderr=stderr,
-                stdout_truncated=out_cut,
-                stderr_truncated=err_cut,
+                state=CommandRunState.ERROR,
+                error=exc.message,
+                timed_out=isinstance(exc, CommandTimeout),
             )
+        else:
+            fields.update(state=CommandRunState.DONE, exit_code=result.exit_code)
+        # What it printed is kept whatever the outcome: the lines before a timeout matter.
+        fields.update(live.fields())
     fields["finished_at"] = timezone.now()
     CommandRun.objects.filter(pk=run_id, state=CommandRunState.RUNNING).update(**fields)
     audit(

@@ -181,6 +181,8 @@ class CommandRun(models.Model):
     stdout_truncated = models.BooleanField(default=False)
     stderr_truncated = models.BooleanField(default=False)
     error = models.TextField(blank=True)
+    # An error because the command ran past timeout_seconds (and was stopped).
+    timed_out = models.BooleanField(default=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -193,3 +195,16 @@ class CommandRun(models.Model):
 
     def __str__(self) -> str:
         return self.command[:60]
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (CommandRunState.DONE, CommandRunState.ERROR)
+
+    @property
+    def outcome(self) -> str:
+        """The run in a word or two: "Exited 3" says more than "Done"."""
+        if self.state == CommandRunState.DONE:
+            return f"Exited {self.exit_code}"
+        if self.state == CommandRunState.ERROR:
+            return "Timed out" if self.timed_out else "Error"
+        return self.get_state_display()

@@ -42,12 +42,12 @@ from sessions.forms import (
 from sessions.models import (
     TERMINAL_STATES,
     CommandRun,
-    CommandRunState,
     RunningInterval,
     Session,
     SessionState,
     SessionTransition,
 )
+from sessions.output import HEAD_BYTES, TAIL_BYTES
 from sessions.state import TRANSITIONAL_STATES
 
 
@@ -58,10 +58,8 @@ class HtmxHttpRequest(HttpRequest):
 PAGE_SIZE = 25
 RECENT = 8
 PAST_RUNS = 20
-# What a page shows of a run's stdout/stderr; the job already caps what it stores.
-DISPLAY_CAP = 64 * 1024
-# The status area polls while a job is moving the session (queued waits for a slot).
-POLL_STATES = TRANSITIONAL_STATES | {SessionState.QUEUED}
+# "updating…" beside the badge while a job is moving the session (queued waits for a slot).
+MOVING_STATES = TRANSITIONAL_STATES | {SessionState.QUEUED}
 ACTIONS = {
     "pause": (services.request_pause, "Pausing", "paused"),
     "resume": (services.request_resume, "Resuming", "resumed"),
@@ -126,7 +124,9 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
         }
     if membership.can("billing.view"):
         context["cost"] = cost_summary(org)
-    return render(request, "sessions/dashboard.html", context)
+    # The page polls itself for its live region (counts, cost, recent sessions).
+    template = "sessions/dashboard.html#live" if request.htmx else "sessions/dashboard.html"
+    return render(request, template, context)
 
 
 # --- list ----------------------------------------------------------------------------------
@@ -288,11 +288,18 @@ def _time_split(
     return {"running": running, "paused": max(0.0, span - running)}
 
 
+def _is_final(session: Session, intervals: list[RunningInterval]) -> bool:
+    """Nothing the session page shows can change any more: the session has ended and no
+    running interval is open (closing one writes its ledger row in the same transaction)."""
+    return session.state in TERMINAL_STATES and all(iv.ended_at is not None for iv in intervals)
+
+
 def _status_context(request: HtmxHttpRequest, session: Session, **extra: Any) -> dict[str, Any]:
     now = timezone.now()
-    can_manage = _can_manage(request)
+    membership = membership_of(request)
+    can_manage = membership.can("sessions.manage")
     intervals = list(session.intervals.all())
-    return {
+    context = {
         "session": session,
         "timeline": _timeline(session, now),
         "times": _time_split(session, intervals, now),
@@ -300,9 +307,30 @@ def _status_context(request: HtmxHttpRequest, session: Session, **extra: Any) ->
         "routing": session.routing if isinstance(session.routing, dict) else {},
         "env_names": sorted(session.env or {}),
         "actions": services.allowed_actions(session) if can_manage else set(),
-        "polling": session.state in POLL_STATES,
+        "can_manage": can_manage,
+        "moving": session.state in MOVING_STATES,
+        # The page polls until nothing on it can change: state changes come from the API,
+        # other tabs, jobs and the reconciler, not only from this page's buttons.
+        "live": not _is_final(session, intervals),
         **extra,
     }
+    if membership.can("billing.view"):
+        context["session_cost"] = session_cost(session, now)
+    return context
+
+
+def _live_context(request: HtmxHttpRequest, session: Session, **extra: Any) -> dict[str, Any]:
+    """The status area for a poll or an action, with the regions that follow the same state
+    swapped out of band: the cost section always, the exec form only when whether commands
+    may run differs from what the page shows (``exec_shown``, sent by the page), so a command
+    being typed is never replaced by an identical empty form."""
+    context = _status_context(request, session, oob=True, **extra)
+    shown = request.POST.get("exec_shown") or request.GET.get("exec_shown")
+    if context["can_manage"] and shown in ("0", "1"):
+        allowed = "exec" in context["actions"]
+        if shown != ("1" if allowed else "0"):
+            context.update(exec_gate=True, exec_allowed=allowed, exec_form=ExecForm())
+    return context
 
 
 def _exec_context(request: HtmxHttpRequest, session: Session, **extra: Any) -> dict[str, Any]:
@@ -317,13 +345,9 @@ def _exec_context(request: HtmxHttpRequest, session: Session, **extra: Any) -> d
 
 
 def _detail_context(request: HtmxHttpRequest, session: Session) -> dict[str, Any]:
-    membership = membership_of(request)
     context = _status_context(request, session)
-    context["can_manage"] = membership.can("sessions.manage")
     if context["can_manage"]:
         context.update(_exec_context(request, session))
-    if membership.can("billing.view"):
-        context["session_cost"] = session_cost(session)
     return context
 
 
@@ -335,10 +359,12 @@ def session_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @org_view("sessions.view")
 def session_status(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    """The polled status area; 286 (stop polling) once the state is stable."""
+    """The polled status area (badge, actions, timers, timeline) with the cost section and,
+    when it changes, the exec form out of band; 286 (stop polling) once it is all final."""
     session = _session(request, pk)
-    response = render(request, "sessions/detail.html#status", _status_context(request, session))
-    if session.state not in POLL_STATES:
+    context = _live_context(request, session)
+    response = render(request, "sessions/detail.html#status", context)
+    if not context["live"]:
         response.status_code = 286
     return response
 
@@ -355,17 +381,13 @@ def session_action(request: HtmxHttpRequest, pk: int, action: str) -> HttpRespon
         )
     elif request_action(session, request.user, Channel.WEB):
         ok, text = True, f"{doing} session {session.pk}…"
-        if action == "resume" and session.resume_requested_at is not None:
-            # At the pool's cap the resume waits in line (the page says why and where).
-            text = f"Resume requested: session {session.pk} waits for a slot in its pool."
     else:
         ok, text = False, "Another request changed this session first; nothing was done."
     if request.htmx:
         session.refresh_from_db()
         notice = {"ok": ok, "text": text}
-        return render(
-            request, "sessions/detail.html#status", _status_context(request, session, notice=notice)
-        )
+        context = _live_context(request, session, notice=notice)
+        return render(request, "sessions/detail.html#status", context)
     (messages.success if ok else messages.error)(request, text)
     return redirect("session_detail", pk=session.pk)
 
@@ -395,7 +417,8 @@ def session_exec(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if run is not None:
         if not request.htmx:
             return redirect("session_exec_run", pk=session.pk, run_id=run.pk)
-        form = ExecForm(initial={"timeout": run.timeout_seconds})
+        # A fresh form: the next command starts from the default timeout, not this one's.
+        form = ExecForm()
     if run is None and not request.htmx:
         # A plain form post with errors: the whole page again, with the errors beside the form.
         context = _detail_context(request, session)
@@ -408,19 +431,17 @@ def session_exec(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 
 def _run_context(run: CommandRun) -> dict[str, Any]:
-    def shown(text: str) -> tuple[str, bool]:
-        return (text[:DISPLAY_CAP], len(text) > DISPLAY_CAP)
-
-    stdout, stdout_cut = shown(run.stdout)
-    stderr, stderr_cut = shown(run.stderr)
+    # The job stores head and tail capped (sessions.output), while it runs and at the end:
+    # shown as stored, partial output included.
     return {
         "run": run,
-        "run_finished": run.state in (CommandRunState.DONE, CommandRunState.ERROR),
-        "stdout": stdout,
-        "stderr": stderr,
-        "stdout_capped": run.stdout_truncated or stdout_cut,
-        "stderr_capped": run.stderr_truncated or stderr_cut,
-        "display_cap_kb": DISPLAY_CAP // 1024,
+        "run_finished": run.finished,
+        "stdout": run.stdout,
+        "stderr": run.stderr,
+        "stdout_capped": run.stdout_truncated,
+        "stderr_capped": run.stderr_truncated,
+        "head_kb": HEAD_BYTES // 1024,
+        "tail_kb": TAIL_BYTES // 1024,
     }
 
 
@@ -436,10 +457,12 @@ def session_exec_run(request: HtmxHttpRequest, pk: int, run_id: int) -> HttpResp
     context = {"session": session, **_run_context(run)}
     if request.htmx:
         response = render(request, "sessions/exec_run.html#run_output", context)
+        # The "Past runs" list on the detail page listens for these and reloads itself.
         if context["run_finished"]:
             response.status_code = 286
-            # The "Past runs" list on the detail page listens for this and reloads itself.
             response["HX-Trigger"] = "runFinished"
+        elif request.GET.get("seen", run.state) != run.state:
+            response["HX-Trigger"] = "runStarted"  # the panel last showed it queued
         return response
     return render(request, "sessions/exec_run.html", context)
 

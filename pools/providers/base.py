@@ -13,7 +13,7 @@ bad credential, unknown template, unsupported operation).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -38,6 +38,14 @@ class ProviderError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+class CommandTimeout(ProviderError):
+    """A command ran past its timeout and was stopped; what it printed until then was
+    delivered through ``on_output``. Permanent: re-running a command is not a safe retry."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True, status_code=504)
 
 
 class NotSupported(ProviderError):
@@ -168,6 +176,10 @@ class SandboxHandle:
     started_at: datetime
 
 
+# Receives ("stdout" | "stderr", text) for each piece of output as the sandbox prints it.
+OutputCallback = Callable[[str, str], None]
+
+
 @dataclass(frozen=True)
 class ExecResult:
     exit_code: int
@@ -229,8 +241,19 @@ class Provider(ABC):
         command: str,
         env: Mapping[str, str] | None = None,
         timeout: int = 600,
+        on_output: OutputCallback | None = None,
     ) -> ExecResult:
-        """Run ``command`` through /bin/bash; a non-zero exit is a result, not an error."""
+        """Run ``command`` through /bin/bash; a non-zero exit is a result, not an error.
+
+        Past ``timeout`` seconds the command is stopped and ``CommandTimeout`` raised.
+
+        ``on_output(stream, text)``, when given, is called with each piece of output as
+        the sandbox prints it (``stream`` is ``"stdout"`` or ``"stderr"``; the pieces of
+        one stream, joined, are its whole output), from the calling thread, before this
+        returns or raises, and it must not raise. The result's ``stdout`` and ``stderr``
+        are then empty: the callback had every byte, and a command that prints gigabytes
+        must not be held in memory twice. Without it they hold the whole output.
+        """
 
     @abstractmethod
     def pause(self, handle: SandboxHandle | str) -> bool:

@@ -30,8 +30,10 @@ from typing import TYPE_CHECKING, Any
 from pools.config import validate_e2b_config
 from pools.providers.base import (
     Capabilities,
+    CommandTimeout,
     ConfigError,
     ExecResult,
+    OutputCallback,
     Provider,
     ProviderError,
     SandboxHandle,
@@ -181,10 +183,11 @@ class E2BProvider(Provider):
         command: str,
         env: Mapping[str, str] | None = None,
         timeout: int = 600,
+        on_output: OutputCallback | None = None,
     ) -> ExecResult:
         sandbox_id = sandbox_id_of(handle)
         sandbox = self._connect_running(sandbox_id, keep_alive=timeout)
-        return self._run(sandbox, command, dict(env or {}), timeout)
+        return self._run(sandbox, command, dict(env or {}), timeout, on_output)
 
     def pause(self, handle: SandboxHandle | str) -> bool:
         from e2b import Sandbox
@@ -284,7 +287,14 @@ class E2BProvider(Provider):
         except Exception as exc:
             raise self._provider_error(exc, sandbox_id=sandbox_id) from exc
 
-    def _run(self, sandbox: Sandbox, command: str, env: dict[str, str], timeout: int) -> ExecResult:
+    def _run(
+        self,
+        sandbox: Sandbox,
+        command: str,
+        env: dict[str, str],
+        timeout: int,
+        on_output: OutputCallback | None = None,
+    ) -> ExecResult:
         from e2b import (
             CommandExitException,
             SandboxNotRunningException,
@@ -293,23 +303,32 @@ class E2BProvider(Provider):
         )
 
         try:
-            result = sandbox.commands.run(command, envs=env or None, timeout=timeout)
+            if on_output is None:
+                result = sandbox.commands.run(command, envs=env or None, timeout=timeout)
+                return ExecResult(result.exit_code, result.stdout or "", result.stderr or "")
+            # The SDK calls these as envd's data events arrive (decoded, never a split
+            # character); not retaining keeps a chatty command's output out of memory.
+            streamed = sandbox.commands.run(
+                command,
+                envs=env or None,
+                timeout=timeout,
+                on_stdout=lambda text: on_output("stdout", text),
+                on_stderr=lambda text: on_output("stderr", text),
+                retain_output=False,
+            )
+            return ExecResult(streamed.exit_code, "", "")
         except CommandExitException as exc:
             # A non-zero exit is an answer, not a failure of the provider.
             return ExecResult(exc.exit_code, exc.stdout or "", exc.stderr or "")
         except (SandboxNotRunningException, SandboxUnreachableException) as exc:
             raise self._provider_error(exc, sandbox_id=sandbox.sandbox_id) from exc
         except TimeoutException as exc:
-            # Permanent on purpose: re-running a command automatically is not a safe retry.
-            raise ProviderError(
+            raise CommandTimeout(
                 f"The command did not finish within {timeout} s in sandbox "
-                f"{sandbox.sandbox_id} (or the sandbox was paused while it ran).",
-                permanent=True,
-                status_code=504,
+                f"{sandbox.sandbox_id} (or the sandbox was paused while it ran)."
             ) from exc
         except Exception as exc:
             raise self._provider_error(exc, sandbox_id=sandbox.sandbox_id) from exc
-        return ExecResult(result.exit_code, result.stdout or "", result.stderr or "")
 
     def _kill_quietly(self, sandbox_id: str) -> None:
         with contextlib.suppress(ProviderError):

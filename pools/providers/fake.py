@@ -27,6 +27,7 @@ from pools.config import validate_e2b_config
 from pools.providers.base import (
     ConfigError,
     ExecResult,
+    OutputCallback,
     Provider,
     ProviderError,
     SandboxHandle,
@@ -161,6 +162,20 @@ class FakeProvider(Provider):
         command: str,
         env: Mapping[str, str] | None = None,
         timeout: int = 600,
+        on_output: OutputCallback | None = None,
+    ) -> ExecResult:
+        result = self._exec(handle, command, env)
+        if on_output is None:
+            return result
+        # Whole streams, stdout first: enough for the contract (the callback gets every
+        # byte, the result none); timing of pieces is tested against the emulator.
+        for stream, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+            if text:
+                on_output(stream, text)
+        return replace(result, stdout="", stderr="")
+
+    def _exec(
+        self, handle: SandboxHandle | str, command: str, env: Mapping[str, str] | None
     ) -> ExecResult:
         sandbox = self._get(handle)
         self.cloud._maybe_fail("exec_command")

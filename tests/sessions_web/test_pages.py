@@ -284,7 +284,7 @@ def test_detail_for_members_and_finance_has_no_buttons_or_console(  # type: igno
         assert "Exec console" not in html
 
 
-def test_status_partial_polls_while_transitional_and_stops_with_286(  # type: ignore[no-untyped-def]
+def test_status_partial_polls_until_the_session_ends_and_stops_with_286(  # type: ignore[no-untyped-def]
     client_as, alice, session_factory
 ) -> None:
     s = session_factory(SessionState.PROVISIONING)
@@ -294,12 +294,17 @@ def test_status_partial_polls_while_transitional_and_stops_with_286(  # type: ig
     polling = c.htmx("get", f"/sessions/{s.pk}/status/")
     assert polling.status_code == 200 and "Provisioning" in text(polling)
     assert "<html" not in polling.content.decode()
+    # Running is not final: the API or a job may pause or end it, so the page keeps polling.
     Session.objects.filter(pk=s.pk).update(state=SessionState.RUNNING, sandbox_id="sbx-live")
-    stable = c.htmx("get", f"/sessions/{s.pk}/status/")
-    assert stable.status_code == 286
-    assert "Running" in text(stable) and "sbx-live" in text(stable)
-    assert 'hx-trigger="every' not in stable.content.decode()
-    # A stable page does not poll at all.
+    running = c.htmx("get", f"/sessions/{s.pk}/status/")
+    assert running.status_code == 200
+    assert "Running" in text(running) and "sbx-live" in text(running)
+    assert 'hx-trigger="every 3s' in running.content.decode()
+    Session.objects.filter(pk=s.pk).update(state=SessionState.TERMINATED)
+    ended = c.htmx("get", f"/sessions/{s.pk}/status/")
+    assert ended.status_code == 286 and "Terminated" in text(ended)
+    assert 'hx-trigger="every' not in ended.content.decode()
+    # An ended session's page does not poll at all.
     assert f'hx-get="/sessions/{s.pk}/status/"' not in c.get(f"/sessions/{s.pk}/").content.decode()
 
 
@@ -362,8 +367,8 @@ def test_exec_console_shows_a_finished_run(client_as, alice, session_factory) ->
     out = c.htmx("get", f"/sessions/{s.pk}/exec/{run.pk}/")
     assert out.status_code == 286  # finished: the panel stops polling
     body = out.content.decode()
-    assert '<pre class="output">/usr/local/bin/donmai\n</pre>' in body
-    assert "Exit code 0" in text(out)
+    assert "data-follow-output>/usr/local/bin/donmai\n</pre>" in body
+    assert "Exited 0" in text(out)
     assert "Output capped" in text(out) and "stdout" in text(out)
     full = c.get(f"/sessions/{s.pk}/exec/{run.pk}/")
     assert full.status_code == 200 and "Command run" in text(full)
@@ -381,7 +386,7 @@ def test_exec_output_panel_polls_until_the_run_ends(client_as, alice, session_fa
         state=CommandRunState.DONE, exit_code=3, stderr="boom"
     )
     done = c.htmx("get", f"/sessions/{s.pk}/exec/{run.pk}/")
-    assert done.status_code == 286 and "Exit code 3" in text(done) and "boom" in text(done)
+    assert done.status_code == 286 and "Exited 3" in text(done) and "boom" in text(done)
 
 
 def test_exec_console_runs_a_command(client_as, alice, session_factory) -> None:  # type: ignore[no-untyped-def]
@@ -499,7 +504,7 @@ def test_finished_run_tells_the_past_runs_list_to_reload(client_as, alice, org_a
     )
     c = client_as(alice)
     page = c.get(f"/sessions/{session.pk}/").content.decode()
-    assert 'hx-trigger="runFinished from:body"' in page  # the list listens
+    assert 'hx-trigger="runStarted from:body, runFinished from:body"' in page  # it listens
     resp = c.get(f"/sessions/{session.pk}/exec/{run.pk}/", HTTP_HX_REQUEST="true")
     assert resp.status_code == 286
     assert resp["HX-Trigger"] == "runFinished"
