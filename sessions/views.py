@@ -381,6 +381,9 @@ def session_action(request: HtmxHttpRequest, pk: int, action: str) -> HttpRespon
         )
     elif request_action(session, request.user, Channel.WEB):
         ok, text = True, f"{doing} session {session.pk}…"
+        if action == "resume" and session.resume_requested_at is not None:
+            # At the pool's cap the resume waits in line (the page says why and where).
+            text = f"Resume requested: session {session.pk} waits for a slot in its pool."
     else:
         ok, text = False, "Another request changed this session first; nothing was done."
     if request.htmx:
