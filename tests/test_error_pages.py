@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.contrib.staticfiles import finders
+from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse
 from django.test import Client
 from django.urls import include, path
@@ -28,8 +29,24 @@ def boom(request: HttpRequest) -> HttpResponse:
     raise RuntimeError("the kettle is on fire")
 
 
-# A URLconf with one failing view in front of the product's own (used by the 500 tests).
-urlpatterns = [path("boom/", boom), path("", include("rensei.urls"))]
+def bad(request: HttpRequest) -> HttpResponse:
+    raise SuspiciousOperation("a forged header")
+
+
+class FailingMiddleware:
+    """A middleware that fails on /mw-boom/ (after ProductErrorPages in the chain)."""
+
+    def __init__(self, get_response):  # type: ignore[no-untyped-def]
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path == "/mw-boom/":
+            raise RuntimeError("the middleware is on fire")
+        return self.get_response(request)
+
+
+# A URLconf with failing views in front of the product's own (used by the 400/500 tests).
+urlpatterns = [path("boom/", boom), path("bad/", bad), path("", include("rensei.urls"))]
 
 
 @pytest.fixture
@@ -86,8 +103,26 @@ def test_a_crash_shows_the_products_500_and_logs_the_traceback(demo, caplog) -> 
     assert response.status_code == 500
     assert "Something went wrong" in body
     assert "kettle" not in body and "Traceback" not in body
-    record = next(r for r in caplog.records if r.getMessage() == "Internal Server Error: /boom/")
-    assert record.exc_info is not None and "kettle" in str(record.exc_info[1])
+    logged = [r for r in caplog.records if r.getMessage() == "Internal Server Error: /boom/"]
+    assert len(logged) == 1  # once, with the traceback
+    assert logged[0].exc_info is not None and "kettle" in str(logged[0].exc_info[1])
+
+
+def test_a_crash_in_a_middleware_shows_the_products_500(demo) -> None:  # type: ignore[no-untyped-def]
+    demo.MIDDLEWARE = [*demo.MIDDLEWARE, f"{__name__}.FailingMiddleware"]
+    response = Client(raise_request_exception=False).get("/mw-boom/")
+    body = response.content.decode()
+    assert response.status_code == 500 and "Something went wrong" in body
+    assert "on fire" not in body and "Traceback" not in body
+
+
+def test_a_bad_request_is_a_plain_400_not_the_technical_page(demo, caplog) -> None:  # type: ignore[no-untyped-def]
+    demo.ROOT_URLCONF = __name__
+    response = Client().get("/bad/")
+    body = response.content.decode()
+    assert response.status_code == 400
+    assert "forged" not in body and "Traceback" not in body and "DEBUG = True" not in body
+    assert any("a forged header" in r.getMessage() for r in caplog.records)
 
 
 def test_developers_can_ask_for_the_technical_pages(settings) -> None:  # type: ignore[no-untyped-def]
