@@ -1,11 +1,12 @@
-"""Several producer processes and one consumer on a filesystem broker, counting bad reads.
+"""Several producer processes and consumers on a filesystem broker, counting bad reads.
 
 ``run_stress("rensei.broker:Transport", folder)`` or ``run_stress("filesystem", folder)``
 (kombu's stock transport) starts ``producers`` processes that each publish ``messages``
-JSON messages to one queue, and a consumer process that drains the queue the way a Celery
-worker does (``Connection.drain_events``). Every exception out of ``drain_events`` is one
-time a worker would have died (``Unrecoverable error: JSONDecodeError``); the consumer
-counts it and goes on. A message that never arrives, or arrives twice, is counted too.
+JSON messages to one queue, and ``consumers`` processes (one by default) that drain the
+queue the way a Celery worker does (``Connection.drain_events``). Every exception out of
+``drain_events`` is one time a worker would have died (``Unrecoverable error:
+JSONDecodeError``); the consumer counts it and goes on. A message that never arrives, or
+arrives twice, is counted too.
 
 Plain kombu, no Django: the child processes are started with ``spawn``.
 """
@@ -118,7 +119,13 @@ def _consume(
 
 
 def run_stress(
-    transport: str, folder: Path, *, producers: int = 4, messages: int = 1500, seconds: float = 90
+    transport: str,
+    folder: Path,
+    *,
+    producers: int = 4,
+    messages: int = 1500,
+    consumers: int = 1,
+    seconds: float = 90,
 ) -> StressResult:
     """Publish ``producers * messages`` messages concurrently and drain them; count failures."""
     for sub in ("queue", "control", "processed"):
@@ -129,10 +136,16 @@ def run_stress(
     result = StressResult(transport=transport, producers=producers)
     started = time.monotonic()
     producers_done = ctx.Event()
-    consumer = ctx.Process(
-        target=_consume, args=(transport, str(folder), expected, seconds, producers_done, out)
-    )
-    consumer.start()
+    # One consumer knows when it has everything; several stop once the folder stays quiet.
+    each = expected if consumers == 1 else expected + 1
+    readers = [
+        ctx.Process(
+            target=_consume, args=(transport, str(folder), each, seconds, producers_done, out)
+        )
+        for _ in range(consumers)
+    ]
+    for proc in readers:
+        proc.start()
     workers = [
         ctx.Process(target=_produce, args=(transport, str(folder), i, messages, out))
         for i in range(producers)
@@ -140,16 +153,16 @@ def run_stress(
     for proc in workers:
         proc.start()
     reports: list[Any] = []
-    consumed: Any = None
-    while consumed is None or len(reports) < producers:
+    consumed: list[Any] = []
+    while len(consumed) < consumers or len(reports) < producers:
         item = out.get(timeout=seconds + 60)
         if item[0] == "produced":
             reports.append(item)
             if len(reports) == producers:
                 producers_done.set()
         else:
-            consumed = item
-    for proc in [*workers, consumer]:
+            consumed.append(item)
+    for proc in [*workers, *readers]:
         proc.join(timeout=30)
     for _, _, sent, errors in reports:
         result.published += sent
@@ -157,12 +170,16 @@ def run_stress(
             result.publish_errors += n
             key = f"publish: {kind}"
             result.error_kinds[key] = result.error_kinds.get(key, 0) + n
-    _, seen, errors = consumed
+    seen: dict[str, int] = {}
+    for _, theirs, errors in consumed:
+        for message_id, n in theirs.items():
+            seen[message_id] = seen.get(message_id, 0) + n
+        for kind, n in errors.items():
+            result.read_errors += n
+            key = f"read: {kind}"
+            result.error_kinds[key] = result.error_kinds.get(key, 0) + n
     result.seconds = time.monotonic() - started
     result.received = sum(seen.values())
     result.duplicates = sum(n - 1 for n in seen.values() if n > 1)
     result.missing = expected - len(seen)
-    for kind, n in errors.items():
-        result.read_errors += n
-        result.error_kinds[f"read: {kind}"] = n
     return result

@@ -26,6 +26,11 @@ SCENARIOS: dict[str, tuple[str, str]] = {
         "rensei.broker: 0 bad reads (a worker would die on each), 0 lost, 0 duplicated; "
         "the stock transport's count is recorded",
     ),
+    "embedded_broker_two_consumers": (
+        "Embedded filesystem broker: 4 producer processes and 2 consumers on one queue, "
+        "4,000 messages",
+        "every message delivered exactly once; 0 bad reads",
+    ),
     "kill_points": (
         "Worker SIGKILLed at random moments while sessions provision, pause, resume and "
         "terminate (real worker, broker, database, emulator)",

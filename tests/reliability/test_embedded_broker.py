@@ -49,3 +49,17 @@ def test_atomic_transport_survives_what_breaks_the_stock_one(tmp_path: Path, fig
     assert ours.missing == 0 and ours.duplicates == 0, ours
     # What the temp files and claims leave behind: nothing a later reader could pick up.
     assert not [p.name for p in (tmp_path / "ours" / "queue").iterdir()]
+
+
+def test_two_consumers_get_each_message_exactly_once(tmp_path: Path, figure):  # type: ignore[no-untyped-def]
+    """Two workers on one queue: a consumer claims a message by renaming it, so one wins."""
+    fig = figure("embedded_broker_two_consumers")
+    fig.unit = "messages"
+    ours = run_stress(
+        "rensei.broker:Transport", tmp_path, producers=4, messages=MESSAGES, consumers=2
+    )
+    fig.add(ours.published)
+    fig.details["rensei.broker"] = _details(ours)
+    assert ours.published == 4 * MESSAGES, ours
+    assert ours.read_errors == 0 and ours.publish_errors == 0, ours.error_kinds
+    assert ours.missing == 0 and ours.duplicates == 0, ours
