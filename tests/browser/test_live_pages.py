@@ -22,6 +22,7 @@ from pools.models import CapacityPool
 from rensei.models import Channel, Organization
 from rensei.tokens import create_token
 from sessions.models import Session, SessionState
+from sessions.templatetags.sessions_extras import duration
 from tests.browser.conftest import JOB_TIMEOUT, login, mark_page, same_page, shot
 from tests.emulator.helpers import wait_for
 
@@ -152,6 +153,37 @@ def test_session_page_follows_pause_resume_and_terminate_made_through_the_api(  
     assert same_page(page)
     assert errors == []
     shot(page, "live-3-terminated")
+
+
+def test_terminate_from_the_page_updates_console_cost_and_timers(stack, page, alice, org_a) -> None:  # type: ignore[no-untyped-def]
+    e2b_pool(org_a)
+    api = Dispatcher(stack["url"], org_a)
+    session_id = api.create("ENG-33", "live-e2b")
+    wait_state(session_id, SessionState.RUNNING)
+    errors = console_errors(page)
+    page.on("dialog", lambda dialog: dialog.accept())
+    login(page, stack["url"], "alice", "pw-alice")
+    page.goto(f"{stack['url']}/sessions/{session_id}/")
+    status = page.locator("#session-status")
+    cost = page.locator("section[aria-labelledby=session-cost-heading]")
+    expect(status.locator(".badge").first).to_have_text("Running")
+    expect(cost).to_contain_text("0 ledger rows")
+    mark_page(page)
+
+    status.get_by_role("button", name="Terminate").click()
+    expect(page.get_by_text(f"Terminating session {session_id}…")).to_be_visible()
+    # Terminating already: no command can run, whatever the job is doing.
+    expect(page.get_by_label("Command")).to_have_count(0)
+    expect(status.locator(".badge").first).to_have_text("Terminated", timeout=JOB_TIMEOUT)
+    expect(cost).to_contain_text("1 ledger row", timeout=JOB_TIMEOUT)
+    # The running time is final: what the ledger billed, and the page stops polling.
+    expect(status).not_to_have_attribute("hx-trigger", re.compile(".*"))
+    billed = Session.objects.get(pk=session_id).intervals.get()
+    seconds = (billed.ended_at - billed.started_at).total_seconds()
+    expect(page.locator("#time-running")).to_have_text(duration(seconds))
+    assert same_page(page)
+    assert errors == []
+    shot(page, "live-7-terminated-from-the-page")
 
 
 def test_dashboard_and_capacity_counts_follow_the_api(stack, page, alice, org_a) -> None:  # type: ignore[no-untyped-def]
