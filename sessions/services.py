@@ -33,7 +33,7 @@ from pools.providers import provider_class
 from rensei.audit import actor_label, record
 from rensei.crypto import decrypt, encrypt
 from rensei.models import Channel, Organization
-from sessions.dispatch import NOOP, WAITING, dispatch, resume_or_wait
+from sessions.dispatch import NOOP, WAITING, dispatch, dispatch_waiting, resume_or_wait
 from sessions.models import (
     LIVE_STATES,
     CommandRun,
@@ -361,8 +361,8 @@ def request_resume(session: Session, actor: Any = None, channel: str = Channel.W
         outcome = resume_or_wait(session, note=f"resume requested by {label}")
         if outcome == NOOP:
             return False
-        pool = session.pool.name if session.pool is not None else ""
-        detail = {"waiting_for_slot": pool} if outcome == WAITING else {}
+        pool = session.pool
+        detail = {"waiting_for_slot": pool.name} if outcome == WAITING and pool else {}
         record(
             org=session.org,
             action="session.resume_requested",
@@ -371,6 +371,11 @@ def request_resume(session: Session, actor: Any = None, channel: str = Channel.W
             channel=channel,
             detail=detail or None,
         )
+        if outcome == WAITING and pool is not None:
+            # A slot that freed while this request counted (a job committing in between,
+            # which looked for waiting requests before this one was visible) is offered again
+            # once the request is: in line, oldest first.
+            transaction.on_commit(lambda: dispatch_waiting(pool))
     return True
 
 

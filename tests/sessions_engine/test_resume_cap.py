@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from pools.models import CapacityPool
 from pools.providers.base import ProviderError
@@ -320,3 +320,25 @@ def test_a_paused_session_on_its_way_out_holds_no_slot(
     # The running one's sandbox runs until the terminate job kills it; the paused one's never
     # runs again.
     assert slots_in_use([capped.pk]) == {capped.pk: 1}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slot_freed_while_a_resume_got_in_line_is_offered_again(
+    org_a: Organization,
+    cloud: FakeCloud,
+    new_session: Callable[..., Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On PostgreSQL a job can free a slot and look for waiting requests before a resume's
+    place in line is committed; the resume looks again once it is."""
+    monkeypatch.setattr("sessions.tasks.enqueue", lambda task, *args: None)
+    ensure_rate_cards()
+    make_pool(org_a, "capped", concurrency_cap=1)
+    sleeper = paused(new_session)
+    holder = running(new_session)
+    with transaction.atomic():
+        assert services.request_resume(sleeper)
+        assert fresh(sleeper).state == S.PAUSED
+        # The other job's commit, whose own look for waiting requests came too early.
+        Session.objects.filter(pk=holder.pk).update(state=S.TERMINATED)
+    assert fresh(sleeper).state == S.RESUMING
