@@ -166,6 +166,20 @@ def test_people_who_only_look_get_no_buttons_or_console(  # type: ignore[no-unty
         assert ("ledger row" in text(resp)) is sees_cost
 
 
+def test_the_poll_says_why_a_queued_session_waits_until_it_runs(client_as, alice, org_a) -> None:  # type: ignore[no-untyped-def]
+    pool = CapacityPool.objects.create(
+        org=org_a, name="e2b-main", provider="e2b", order=1, concurrency_cap=1
+    )
+    make_session(org_a, S.RUNNING, pool=pool)
+    waiting = make_session(org_a, S.QUEUED, routing={"waiting_for": ["e2b-main"]})
+    c = client_as(alice)
+    queued = poll(c, waiting)
+    assert queued.status_code == 200
+    assert "e2b-main is at its cap (1/1); 1st in line" in text(queued)
+    Session.objects.filter(pk=waiting.pk).update(state=S.RUNNING, pool=pool)
+    assert "in line" not in text(poll(c, waiting))
+
+
 def test_another_orgs_status_partial_is_404(client_as, charlie, org_a) -> None:  # type: ignore[no-untyped-def]
     s = running_session(org_a)
     assert poll(client_as(charlie), s).status_code == 404
