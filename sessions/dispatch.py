@@ -292,8 +292,8 @@ def _offer_slots(queued: list[Session], resumes: list[Session]) -> int:
     return started
 
 
-def waiting_resumes() -> Any:
-    """Paused sessions whose resume waits for a slot, in request order (a queryset)."""
+def waiting_resumes() -> QuerySet[Session]:
+    """Paused sessions whose resume waits for a slot, in request order."""
     return (
         Session.objects.filter(state=S.PAUSED, resume_requested_at__isnull=False)
         .select_related("pool")
