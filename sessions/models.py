@@ -203,7 +203,7 @@ class CommandRun(models.Model):
     @property
     def outcome(self) -> str:
         """The run in a word or two: "Exited 3" says more than "Done"."""
-        if self.state == CommandRunState.DONE:
+        if self.state == CommandRunState.DONE and self.exit_code is not None:
             return f"Exited {self.exit_code}"
         if self.state == CommandRunState.ERROR:
             return "Timed out" if self.timed_out else "Error"

@@ -22,7 +22,12 @@ from tests.sessions_engine.conftest import make_pool
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 WAIT_FOR_GO = "for i in $(seq 600); do [ -f go ] && break; sleep 0.1; done; [ -f go ] || exit 7"
-COMMAND = f"for i in 1 2 3 4 5; do echo line$i; sleep 1; done; {WAIT_FOR_GO}; echo all done"
+# Forty rows first: more than the output box shows, so it has to follow the end.
+COMMAND = (
+    "seq -f 'row %g' 40; for i in 1 2 3 4 5; do echo line$i; sleep 1; done; "
+    f"{WAIT_FOR_GO}; echo all done"
+)
+AT_END = "pre => pre.scrollHeight - pre.scrollTop - pre.clientHeight < 8"
 
 
 def running_session(org) -> Session:  # type: ignore[no-untyped-def]
@@ -55,17 +60,21 @@ def test_ctrl_enter_runs_and_the_output_comes_while_it_runs(stack, page, alice, 
     output = page.locator("#exec-output")
     badge = output.locator(".run-outcome")
     expect(badge).to_have_text("Running…", timeout=JOB_TIMEOUT)
-    expect(output.locator("pre.output").first).to_contain_text("line1", timeout=JOB_TIMEOUT)
+    stdout = output.locator("pre.output").first
+    expect(stdout).to_contain_text("line1", timeout=JOB_TIMEOUT)
     # The first line is on the page and the command is still waiting for the go-ahead.
     expect(badge).to_have_text("Running…")
     assert CommandRun.objects.get().finished is False
+    # The box scrolled to its end, where the new lines are.
+    page.wait_for_function(f"({AT_END})(document.querySelector('#exec-output pre.output'))")
     shot(page, "exec-1-output-while-running")
 
     (home / "go").touch()
     expect(badge).to_have_text("Exited 0", timeout=JOB_TIMEOUT)
-    expect(output.locator("pre.output").first).to_have_text(
-        re.compile(r"^line1\nline2\nline3\nline4\nline5\nall done\n?$")
+    expect(stdout).to_have_text(
+        re.compile(r"row 40\nline1\nline2\nline3\nline4\nline5\nall done\n?$")
     )
+    assert stdout.text_content().startswith("row 1\nrow 2\n")
     # The next command starts from the default timeout, not the one just used.
     expect(timeout).to_have_value("600")
     expect(command).to_have_value("")
