@@ -328,8 +328,13 @@ def _schemas() -> dict[str, Any]:
                     "type": ["integer", "null"],
                     "description": "Null until the command has finished.",
                 },
-                "stdout": {"type": "string"},
-                "stderr": {"type": "string"},
+                "stdout": {
+                    "type": "string",
+                    "description": "What the command printed: so far while it runs (updated "
+                    "about twice a second), all of it once it has finished. Past 64 KB: the "
+                    "first and the last 32 KB with '… N bytes omitted …' between.",
+                },
+                "stderr": {"type": "string", "description": "As stdout."},
                 "stdout_truncated": {
                     "type": "boolean",
                     "description": "True when stdout was capped.",
