@@ -299,10 +299,16 @@ def _status_context(request: HtmxHttpRequest, session: Session, **extra: Any) ->
     membership = membership_of(request)
     can_manage = membership.can("sessions.manage")
     intervals = list(session.intervals.all())
+    running_now = any(iv.ended_at is None for iv in intervals)
     context = {
         "session": session,
         "timeline": _timeline(session, now),
         "times": _time_split(session, intervals, now),
+        # Which counters the page advances by itself between polls (static/js/app.js).
+        "ticking": {
+            "running": running_now,
+            "paused": bool(intervals) and not running_now and session.state not in TERMINAL_STATES,
+        },
         "intervals": intervals,
         "routing": session.routing if isinstance(session.routing, dict) else {},
         "env_names": sorted(session.env or {}),

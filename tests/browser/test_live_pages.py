@@ -28,6 +28,7 @@ from tests.emulator.helpers import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
+STATUS_PARTIAL = re.compile(r"/sessions/\d+/status/(\?.*)?$")
 # No proxy: the API is the live server on loopback.
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -119,6 +120,15 @@ def test_session_page_follows_pause_resume_and_terminate_made_through_the_api(  
     with page.expect_response(re.compile(rf"/sessions/{session_id}/status/")):
         pass
     expect(command).to_have_value("echo typed before the polls")
+    # Between polls the counters count on by themselves: with the polls cut off they still move.
+    page.route(STATUS_PARTIAL, lambda route: route.abort())
+    for counter in (running, timeline.locator("tbody tr").last.locator("td").nth(2)):
+        shown = counter.inner_text()
+        expect(counter).not_to_have_text(shown, timeout=JOB_TIMEOUT)
+    page.unroute(STATUS_PARTIAL)
+    with page.expect_response(STATUS_PARTIAL):
+        pass
+    errors.clear()  # the cut-off polls were logged as failed requests
     shot(page, "live-1-running")
 
     # -- paused through the API -------------------------------------------------------------
@@ -227,3 +237,10 @@ def test_dashboard_and_capacity_counts_follow_the_api(stack, page, alice, org_a)
     assert same_page(dashboard) and same_page(capacity)
     assert errors == []
     shot(dashboard, "live-6-dashboard-paused")
+
+
+def test_counters_between_polls_read_as_the_server_writes_them(live_server, page) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{live_server.url}/accounts/login/")
+    for seconds in (0, 7, 59, 60, 65, 3599, 3600, 7325, 86399, 86400, 200000):
+        shown = page.evaluate(f"renseiDuration({seconds} + 0.6)")
+        assert shown == duration(seconds + 0.6), seconds
