@@ -189,6 +189,7 @@ def test_terminate_from_the_page_updates_console_cost_and_timers(stack, page, al
     # The running time is final: what the ledger billed, and the page stops polling.
     expect(status).not_to_have_attribute("hx-trigger", re.compile(".*"))
     billed = Session.objects.get(pk=session_id).intervals.get()
+    assert billed.ended_at is not None
     seconds = (billed.ended_at - billed.started_at).total_seconds()
     expect(page.locator("#time-running")).to_have_text(duration(seconds))
     assert same_page(page)
