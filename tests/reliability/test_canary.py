@@ -225,6 +225,8 @@ def _error_pages(
         from django.conf import settings
 
         patch.setattr(settings, "DEBUG", debug)
+        # Django's technical 500 page (DEBUG with technical errors on) is the worst case.
+        patch.setattr(settings, "RENSEI_TECHNICAL_ERRORS", debug)
 
         def broken(*args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("the disk is full")
