@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
@@ -17,14 +16,6 @@ from rensei.models import Membership, Organization, Role
 from tests.support import CsrfClient
 
 pytest_plugins = ["tests.services", "tests.worker", "pools.e2b_emulator.pytest_plugin"]
-
-
-def pytest_unconfigure(config: pytest.Config) -> None:
-    """Remove the run's own var/ directory (tests/settings.py) once everything has stopped."""
-    from tests import settings as test_settings
-
-    if test_settings.OWN_VAR_DIR:
-        shutil.rmtree(test_settings.OWN_VAR_DIR, ignore_errors=True)
 
 
 @pytest.fixture

@@ -5,8 +5,9 @@ folders, Celery results and beat's schedule under var/. A `make run` demo on the
 uses the repo's var/, so a test run that shared it would hand its jobs to the demo's worker
 (and take the demo's), share the broker's control files with it, and race any other test
 run for var/test.sqlite3. Each run therefore gets a fresh directory, exported so the
-workers, servers and commands the tests start inherit it; tests/conftest.py removes it when
-the run ends. A directory given in RENSEI_VAR_DIR is used as it is (and kept).
+workers, servers and commands the tests start inherit it; it is removed when the run ends
+(or by the next run, if this one was killed). A directory given in RENSEI_VAR_DIR is used
+as it is, and kept.
 
 Jobs published without a worker of the test's own go to a queue named for this run, so on a
 shared Redis no other run's or demo's worker takes them either.
@@ -14,14 +15,37 @@ shared Redis no other run's or demo's worker takes them either.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import uuid
+from pathlib import Path
+
+PREFIX = "rensei-test-var-"
+
+
+def _sweep_abandoned() -> None:
+    """Remove the directories of runs that were killed (their owner pid is gone)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        try:
+            owner = int((folder / "owner.pid").read_text())
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (OSError, ValueError):
+            pass  # not ours to judge: no owner file yet, or another user's run
+
 
 OWN_VAR_DIR: str | None = None
 if not os.environ.get("RENSEI_VAR_DIR"):
-    OWN_VAR_DIR = tempfile.mkdtemp(prefix="rensei-test-var-")
+    _sweep_abandoned()
+    OWN_VAR_DIR = tempfile.mkdtemp(prefix=PREFIX)
+    Path(OWN_VAR_DIR, "owner.pid").write_text(str(os.getpid()))
     os.environ["RENSEI_VAR_DIR"] = OWN_VAR_DIR
+    # At exit, after pytest has stopped the workers and dropped the test database; also when
+    # the run ends early (a usage or collection error).
+    atexit.register(shutil.rmtree, OWN_VAR_DIR, ignore_errors=True)
 os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", f"test-run-{uuid.uuid4().hex[:10]}")
 
 from rensei.settings import *  # noqa: E402, F403

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from django.conf import settings
@@ -82,3 +84,35 @@ def test_every_gunicorn_started_here_keeps_off_the_shared_control_socket() -> No
     for path in starters:
         text = path.read_text()
         assert "--no-control-socket" in text or "--control-socket" in text, path
+
+
+def _fresh_run(tmp: Path) -> str:
+    """Import the test settings as a new run would (no RENSEI_VAR_DIR); return its var dir."""
+    env = {k: v for k, v in os.environ.items() if k not in {"RENSEI_VAR_DIR"}}
+    env["TMPDIR"] = str(tmp)
+    out = subprocess.run(
+        [sys.executable, "-c", "import tests.settings as s; print(s.OWN_VAR_DIR)"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def test_a_runs_directory_is_removed_when_it_ends_and_a_killed_runs_by_the_next(tmp_path):  # type: ignore[no-untyped-def]
+    killed = tmp_path / "rensei-test-var-killed"
+    (killed / "broker").mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (killed / "owner.pid").write_text(str(dead.pid))
+    alive = tmp_path / "rensei-test-var-alive"
+    alive.mkdir()
+    (alive / "owner.pid").write_text(str(os.getpid()))  # a run still going: left alone
+
+    var = _fresh_run(tmp_path)
+
+    assert var.startswith(str(tmp_path)) and not Path(var).exists()
+    assert not killed.exists() and alive.exists()
