@@ -1,4 +1,4 @@
-"""A local E2B emulator: E2B's control-plane REST API and envd's process service on one port.
+"""A local E2B emulator: E2B's control-plane REST API and envd (processes, files) on one port.
 
 For development and tests only; it is never a substitute for E2B. The official SDKs,
 pointed at it with ``E2B_API_URL``/``E2B_SANDBOX_URL``, work unmodified for the operations

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
+from e2b.envd.filesystem import filesystem_connect
 from e2b.envd.process import process_connect
 
 from . import rest
@@ -26,6 +27,7 @@ from .faults import (
     now,
     pick_headers,
 )
+from .files import FilesystemService, files_endpoint
 from .state import Emulator
 
 Scope = MutableMapping[str, Any]
@@ -40,6 +42,9 @@ class EmulatorApp:
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
         self.process_app = process_connect.ProcessASGIApplication(ProcessService(emulator))
+        self.filesystem_app = filesystem_connect.FilesystemASGIApplication(
+            FilesystemService(emulator)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -120,8 +125,10 @@ class EmulatorApp:
         path: str = scope["path"]
         if path == "/health":
             endpoint = "envd.health"
-        elif path.startswith("/process.Process/"):
+        elif path.startswith(("/process.Process/", "/filesystem.Filesystem/")):
             endpoint = "envd." + path.rsplit("/", 1)[-1]
+        elif path == "/files":
+            endpoint = "envd.files"
         else:
             endpoint = "envd.other"
         record = self._record("envd", endpoint, scope, headers)
@@ -149,7 +156,17 @@ class EmulatorApp:
                 record.status = message["status"]
             await send(message)
 
-        await self.process_app(scope, receive, logged_send)  # type: ignore[arg-type]
+        if path == "/files":
+            sandbox = self.emulator.sandboxes[record.sandbox_id]
+            query = parse_qs(record.query, keep_blank_values=True)
+            body = await _read_body(receive)
+            status, payload, raw = files_endpoint(sandbox, scope["method"], query, headers, body)
+            record.status = status
+            await _send_plain(send, status, payload, [(k.decode(), v.decode()) for k, v in raw])
+        elif path.startswith("/filesystem.Filesystem/"):
+            await self.filesystem_app(scope, receive, logged_send)  # type: ignore[arg-type]
+        else:
+            await self.process_app(scope, receive, logged_send)  # type: ignore[arg-type]
 
 
 def _fault_response(fault: Fault) -> rest.Response:

@@ -122,7 +122,7 @@ class ProcessService(process_connect.Process):
         args = list(config.args or [])
         proc = ManagedProcess(cmd=config.cmd, args=args, envs=envs, cwd=config.cwd, tag=request.tag)
         try:
-            argv = [config.cmd, *strip_login_flag(config.cmd, args)]
+            argv = sandbox.box.command([config.cmd, *strip_login_flag(config.cmd, args)], cwd)
             await proc.spawn(argv, env, cwd, stdin=bool(request.stdin))
         except OSError as exc:
             raise ConnectError(Code.INTERNAL, f"error starting process: {exc}") from exc
@@ -297,7 +297,7 @@ def envd_gate(em: Emulator, sandbox_id: str, path: str, token: str | None) -> An
         return json_response(204, None)
     if token != sandbox.access_token:
         return json_response(401, {"code": 401, "message": ENVD_UNAUTHORIZED})
-    if not path.startswith("/process.Process/"):
+    if not path.startswith(("/process.Process/", "/filesystem.Filesystem/")) and path != "/files":
         message = f"{path} is not implemented by the local E2B emulator"
         return json_response(501, {"code": 501, "message": message})
     return None

@@ -6,9 +6,11 @@ thread, so each structure guards itself with a lock.
 Endpoint names used by latency and faults (also ``CallRecord.endpoint``):
 
 * control plane: ``create``, ``kill``, ``pause``, ``connect``, ``resume``, ``get``, ``list``
-  (``GET /v2/sandboxes``), ``list_v1`` (``GET /sandboxes``), ``timeout``, ``other``;
-* envd: ``envd.health`` and ``envd.<Method>`` for the process service (``envd.Start``,
-  ``envd.Connect``, ``envd.List``, ``envd.SendSignal``, ...).
+  (``GET /v2/sandboxes``), ``list_v1`` (``GET /sandboxes``), ``timeout``, ``metrics``,
+  ``other``;
+* envd: ``envd.health``, ``envd.<Method>`` for the process and filesystem services
+  (``envd.Start``, ``envd.Connect``, ``envd.List``, ``envd.SendSignal``, ``envd.Stat``,
+  ``envd.ListDir``, ...) and ``envd.files`` for ``/files`` uploads and downloads.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from .metrics import select
 from .sandbox import CLIENT_ID, ENVD_VERSION, ApiError, Sandbox
 from .state import Emulator
 
@@ -44,6 +45,11 @@ class Request:
         if not isinstance(self.parsed_body, dict):
             raise ApiError(400, "Error when parsing request: body must be a JSON object")
         return self.parsed_body
+
+    @property
+    def owner(self) -> str:
+        """The team asking: its API key (a sandbox belongs to the key that created it)."""
+        return self.headers.get("x-api-key", "")
 
     def param(self, name: str) -> str | None:
         values = self.query.get(name)
@@ -148,7 +154,7 @@ def _matches(sb: Sandbox, wanted: dict[str, str]) -> bool:
 def create(em: Emulator, req: Request) -> Response:
     key = req.headers.get("idempotency-key")
     body = req.json()
-    if key and (previous := em.remembered(key)) is not None:
+    if key and (previous := em.remembered(key, req.owner)) is not None:
         return Response(201, previous)
     template_id = body.get("templateID")
     if not isinstance(template_id, str) or not template_id:
@@ -161,21 +167,22 @@ def create(em: Emulator, req: Request) -> Response:
         _str_map(body, "envVars"),
         auto_pause=bool(_optional_bool(body, "autoPause")),
         auto_resume=auto_resume.get("enabled") if isinstance(auto_resume, dict) else None,
+        owner=req.owner,
     )
     answer = sandbox_json(sandbox)
     if key:
-        em.remember(key, answer)
+        em.remember(key, answer, req.owner)
     return Response(201, answer, drop=em.faults.take_drop_create())
 
 
 def kill(em: Emulator, req: Request, sandbox_id: str) -> Response:
-    em.kill(sandbox_id)
+    em.kill(sandbox_id, req.owner)
     return Response(204)
 
 
 def pause(em: Emulator, req: Request, sandbox_id: str) -> Response:
     req.json()  # {"memory": ..., "requireHealthyGuest": ...}: accepted, nothing to choose here
-    em.pause(sandbox_id)
+    em.pause(sandbox_id, req.owner)
     return Response(204)
 
 
@@ -183,32 +190,54 @@ def connect(em: Emulator, req: Request, sandbox_id: str) -> Response:
     body = req.json()
     if req.path.startswith("/sandboxes/") and "timeout" not in body:
         raise ApiError(400, "Error when parsing request: 'timeout' is required")
-    resumed = em.connect(sandbox_id, body.get("timeout"))
+    resumed = em.connect(sandbox_id, body.get("timeout"), req.owner)
     return Response(201 if resumed else 200, sandbox_json(em.get(sandbox_id)))
 
 
 def resume(em: Emulator, req: Request, sandbox_id: str) -> Response:
     body = req.json()
-    em.resume(sandbox_id, body.get("timeout"), _optional_bool(body, "autoPause"))
+    em.resume(sandbox_id, body.get("timeout"), _optional_bool(body, "autoPause"), req.owner)
     return Response(201, sandbox_json(em.get(sandbox_id)))
 
 
 def get(em: Emulator, req: Request, sandbox_id: str) -> Response:
-    return Response(200, detail_json(em.get(sandbox_id)))
+    return Response(200, detail_json(em.get(sandbox_id, req.owner)))
+
+
+def metrics(em: Emulator, req: Request, sandbox_id: str) -> Response:
+    """``GET /sandboxes/{id}/metrics?start=&end=`` (unix seconds): the samples in between."""
+    sandbox = em.get(sandbox_id, req.owner)
+    start, end = _unix_param(req, "start"), _unix_param(req, "end")
+    if start is not None and end is not None and start > end:
+        raise ApiError(400, "start must be before end")
+    return Response(200, select(list(sandbox.samples), start, end))
+
+
+def _unix_param(req: Request, name: str) -> int | None:
+    raw = req.param(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ApiError(400, f"parameter '{name}' must be a unix timestamp in seconds") from exc
+    if value < 0:
+        raise ApiError(400, f"parameter '{name}' must not be negative")
+    return value
 
 
 def set_timeout(em: Emulator, req: Request, sandbox_id: str) -> Response:
     body = req.json()
     if "timeout" not in body:
         raise ApiError(400, "Error when parsing request: 'timeout' is required")
-    em.set_timeout(sandbox_id, body["timeout"])
+    em.set_timeout(sandbox_id, body["timeout"], req.owner)
     return Response(204)
 
 
 def list_v1(em: Emulator, req: Request) -> Response:
     """Deprecated ``GET /sandboxes``: running sandboxes only, metadata filter, no paging."""
     wanted = parse_metadata_filter(req.param("metadata") or req.param("query"))
-    found = [s for s in em.sandboxes.values() if s.state == "running" and _matches(s, wanted)]
+    found = [s for s in em.owned_by(req.owner) if s.state == "running" and _matches(s, wanted)]
     found.sort(key=lambda s: (s.started_at, s.sandbox_id))
     return Response(200, [listed_json(s) for s in found])
 
@@ -232,7 +261,7 @@ def list_v2(em: Emulator, req: Request) -> Response:
 
     found = [
         s
-        for s in em.sandboxes.values()
+        for s in em.owned_by(req.owner)
         if (not states or s.state in states)
         and _matches(s, wanted)
         and (template is None or s.template.template_id == template)
@@ -292,6 +321,7 @@ ROUTES: list[tuple[str, re.Pattern[str], str, Handler]] = [
     ("POST", re.compile(rf"/sandboxes/{_ID}/connect"), "connect", connect),
     ("POST", re.compile(rf"/sandboxes/{_ID}/resume"), "resume", resume),
     ("POST", re.compile(rf"/sandboxes/{_ID}/timeout"), "timeout", set_timeout),
+    ("GET", re.compile(rf"/sandboxes/{_ID}/metrics"), "metrics", metrics),
 ]
 # Documented E2B endpoints the platform does not use: answered 501, not 404.
 _UNIMPLEMENTED = re.compile(

@@ -6,11 +6,15 @@ import os
 import secrets
 import string
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from .isolation import Box
+from .metrics import Meter
 from .processes import ManagedProcess
 from .templates import Template
 
@@ -61,14 +65,25 @@ class Sandbox:
     seq: int
     end_mono: float
     run_started_mono: float
+    box: Box
+    owner: str = ""  # the API key (team) that created it; "" when keys are not told apart
     state: str = "running"  # or "paused"
     processes: dict[int, ManagedProcess] = field(default_factory=dict)
     pgids: set[int] = field(default_factory=set)
+    # Samples for get_metrics, oldest first (see metrics.py); an hour and a bit at 5 s.
+    samples: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=1000))
+    meter: Meter = field(default_factory=Meter)
 
     @property
     def end_at(self) -> datetime:
         """Wall-clock endAt derived from the monotonic deadline (immune to clock jumps)."""
         return datetime.now(UTC) + timedelta(seconds=self.end_mono - time.monotonic())
+
+    def signal_all(self, sig: int) -> None:
+        """Signal every process of the box: its command groups, and in a namespace also
+        whatever left them (``setsid``), so a pause freezes all of it."""
+        self.signal_groups(sig)
+        self.box.signal_all(sig, self.pgids)
 
     def signal_groups(self, sig: int) -> None:
         for pgid in list(self.pgids):

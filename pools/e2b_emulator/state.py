@@ -22,6 +22,8 @@ from connectrpc.code import Code
 
 from .controls import TestControls
 from .faults import CallLog, Faults
+from .isolation import Box
+from .metrics import METRICS_INTERVAL_S, sample_sandboxes
 from .processes import ManagedProcess
 from .sandbox import (
     CONCURRENCY_MESSAGE,
@@ -44,7 +46,12 @@ class Emulator(TestControls):
     ``max_running_should_retry`` (None: no header, so the SDK retries 429s; False: send
     ``Should-Retry: false``), ``latency_ms`` / ``latency_by_endpoint``, extra
     ``templates`` (objects or ``id:vcpu:memory_mb[:donmai]`` specs), ``max_timeout_s``,
-    ``default_timeout_s``, ``reap_interval_s``.
+    ``default_timeout_s``, ``reap_interval_s``, ``metrics_interval_s`` (one metrics sample
+    per running sandbox this often, E2B's 5 s by default).
+
+    As at E2B, a sandbox belongs to the API key (team) that created it: another key gets
+    404 for it and does not see it listed. Each sandbox's processes run in their own PID
+    namespace where the host allows it (isolation.py).
     """
 
     def __init__(
@@ -59,6 +66,7 @@ class Emulator(TestControls):
         max_timeout_s: int = MAX_TIMEOUT_S,
         default_timeout_s: int = DEFAULT_TIMEOUT_S,
         reap_interval_s: float = 0.5,
+        metrics_interval_s: float = METRICS_INTERVAL_S,
     ) -> None:
         self.api_keys: set[str] = set(api_keys or ())
         self.max_running = max_running
@@ -67,15 +75,17 @@ class Emulator(TestControls):
         self.max_timeout_s = max_timeout_s
         self.default_timeout_s = default_timeout_s
         self.reap_interval_s = reap_interval_s
+        self.metrics_interval_s = metrics_interval_s
         self.faults = Faults(latency_ms, latency_by_endpoint)
         self.call_log = CallLog()
         self.sandboxes: dict[str, Sandbox] = {}
         self.root: Path | None = None
         self.bin_dir: Path | None = None
-        self._idempotent: dict[str, dict[str, Any]] = {}
+        self._idempotent: dict[tuple[str, str], dict[str, Any]] = {}
         self._seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._sampler: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
     # -- lifecycle of the emulator itself ------------------------------------------------
@@ -89,14 +99,17 @@ class Emulator(TestControls):
             (self.root / "sandboxes").mkdir()
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap_forever())
+        if self._sampler is None:
+            self._sampler = asyncio.create_task(self._sample_forever())
 
     async def aclose(self) -> None:
         """Kill every sandbox and remove every directory (idempotent)."""
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
-            self._reaper = None
+        for task in (self._reaper, self._sampler):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._reaper = self._sampler = None
         procs = [p for sb in self.sandboxes.values() for p in sb.processes.values()]
         for sandbox_id in list(self.sandboxes):
             self._destroy(self.sandboxes[sandbox_id])
@@ -114,8 +127,11 @@ class Emulator(TestControls):
         """Last-resort cleanup usable without a loop: kill groups, remove the temp root."""
         for sandbox in list(self.sandboxes.values()):
             sandbox.signal_groups(signal.SIGKILL)
+            sandbox.box.kill()
             for proc in sandbox.processes.values():
                 proc.close()
+        for sandbox in list(self.sandboxes.values()):
+            sandbox.box.reap()
         self.sandboxes.clear()
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
@@ -153,6 +169,7 @@ class Emulator(TestControls):
         env_vars: dict[str, str],
         auto_pause: bool = False,
         auto_resume: bool | None = None,
+        owner: str = "",
     ) -> Sandbox:
         template = self.templates.get(template_id)
         if template is None:
@@ -178,35 +195,42 @@ class Emulator(TestControls):
             seq=self._seq,
             end_mono=now + seconds,
             run_started_mono=now,
+            box=Box(),
+            owner=owner,
         )
         self.sandboxes[sandbox_id] = sandbox
         return sandbox
 
-    def remembered(self, key: str) -> dict[str, Any] | None:
-        return self._idempotent.get(key)
+    # Idempotency keys are per team, like everything else of a team.
+    def remembered(self, key: str, owner: str = "") -> dict[str, Any] | None:
+        return self._idempotent.get((owner, key))
 
-    def remember(self, key: str, body: dict[str, Any]) -> None:
-        self._idempotent[key] = body
+    def remember(self, key: str, body: dict[str, Any], owner: str = "") -> None:
+        self._idempotent[(owner, key)] = body
 
-    def get(self, sandbox_id: str) -> Sandbox:
+    def get(self, sandbox_id: str, owner: str | None = None) -> Sandbox:
+        """The sandbox, if it exists and (``owner`` given) belongs to that team; else 404."""
         # E2B also accepts the legacy "<sandboxID>-<clientID>" form.
         sandbox = self.sandboxes.get(sandbox_id) or self.sandboxes.get(sandbox_id.split("-")[0])
-        if sandbox is None:
+        if sandbox is None or (owner is not None and sandbox.owner != owner):
             raise not_found(sandbox_id)
         return sandbox
 
-    def kill(self, sandbox_id: str) -> None:
-        self._destroy(self.get(sandbox_id))
+    def owned_by(self, owner: str | None) -> list[Sandbox]:
+        return [s for s in self.sandboxes.values() if owner is None or s.owner == owner]
 
-    def pause(self, sandbox_id: str) -> None:
-        sandbox = self.get(sandbox_id)
+    def kill(self, sandbox_id: str, owner: str | None = None) -> None:
+        self._destroy(self.get(sandbox_id, owner))
+
+    def pause(self, sandbox_id: str, owner: str | None = None) -> None:
+        sandbox = self.get(sandbox_id, owner)
         if sandbox.state == "paused":
             raise ApiError(409, f"Error pausing sandbox - sandbox '{sandbox_id}' is already paused")
         self._pause(sandbox)
 
-    def connect(self, sandbox_id: str, timeout: int | None) -> bool:
+    def connect(self, sandbox_id: str, timeout: int | None, owner: str | None = None) -> bool:
         """Connect semantics; returns True when a paused sandbox was resumed."""
-        sandbox = self.get(sandbox_id)
+        sandbox = self.get(sandbox_id, owner)
         seconds = self.default_timeout_s if timeout is None else self.validate_timeout(timeout)
         if sandbox.state == "running":
             sandbox.end_mono = max(sandbox.end_mono, time.monotonic() + seconds)
@@ -214,9 +238,15 @@ class Emulator(TestControls):
         self._resume(sandbox, seconds)
         return True
 
-    def resume(self, sandbox_id: str, timeout: int | None, auto_pause: bool | None) -> None:
+    def resume(
+        self,
+        sandbox_id: str,
+        timeout: int | None,
+        auto_pause: bool | None,
+        owner: str | None = None,
+    ) -> None:
         """The legacy ``/resume``: only for paused sandboxes."""
-        sandbox = self.get(sandbox_id)
+        sandbox = self.get(sandbox_id, owner)
         seconds = self.default_timeout_s if timeout is None else self.validate_timeout(timeout)
         if sandbox.state != "paused":
             raise ApiError(409, f'Sandbox "{sandbox_id}" is already running')
@@ -224,8 +254,8 @@ class Emulator(TestControls):
         if auto_pause is not None:
             sandbox.auto_pause = auto_pause
 
-    def set_timeout(self, sandbox_id: str, timeout: Any) -> None:
-        sandbox = self.get(sandbox_id)
+    def set_timeout(self, sandbox_id: str, timeout: Any, owner: str | None = None) -> None:
+        sandbox = self.get(sandbox_id, owner)
         seconds = self.validate_timeout(timeout)
         if sandbox.state != "running":
             raise ApiError(409, f'Sandbox "{sandbox_id}" is not running')
@@ -266,16 +296,17 @@ class Emulator(TestControls):
             # Streams do not survive a pause on E2B either; the SDK reports a timeout.
             proc.abort_streams(Code.CANCELED, "context canceled: the sandbox was paused")
             proc.freeze_deadline()
-        sandbox.signal_groups(signal.SIGSTOP)
+        sandbox.signal_all(signal.SIGSTOP)
         sandbox.state = "paused"
 
     def _resume(self, sandbox: Sandbox, seconds: int) -> None:
         self._check_capacity()
-        sandbox.signal_groups(signal.SIGCONT)
+        sandbox.signal_all(signal.SIGCONT)
         for proc in sandbox.processes.values():
             proc.thaw_deadline()
         now = time.monotonic()
         sandbox.state = "running"
+        sandbox.meter.at = now  # paused time is not idle time: CPU % counts from here
         sandbox.end_mono = now + seconds
         sandbox.run_started_mono = now
 
@@ -283,24 +314,36 @@ class Emulator(TestControls):
         for proc in sandbox.processes.values():
             proc.abort_streams(Code.UNAVAILABLE, SANDBOX_NOT_FOUND)
         sandbox.signal_groups(signal.SIGKILL)
+        sandbox.box.kill()
         self.sandboxes.pop(sandbox.sandbox_id, None)
         shutil.rmtree(sandbox.home, ignore_errors=True)
         procs = list(sandbox.processes.values())
 
         async def sweep() -> None:
             # A process that was mid-syscall when SIGKILLed may still create a file.
-            await asyncio.wait([asyncio.create_task(p.finished.wait()) for p in procs], timeout=2)
+            if procs:
+                waits = [asyncio.create_task(p.finished.wait()) for p in procs]
+                await asyncio.wait(waits, timeout=2)
             for proc in procs:
                 proc.close()
+            await asyncio.to_thread(sandbox.box.reap)
             shutil.rmtree(sandbox.home, ignore_errors=True)
 
-        if procs:
-            self._spawn_background(sweep())
+        self._spawn_background(sweep())
 
     def _spawn_background(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _sample_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.metrics_interval_s)
+            running = [s for s in self.sandboxes.values() if s.state == "running"]
+            if running:
+                # /proc and directory walks off the loop; samples land on it.
+                for sandbox, sample in await asyncio.to_thread(sample_sandboxes, running):
+                    sandbox.samples.append(sample)
 
     async def _reap_forever(self) -> None:
         while True:

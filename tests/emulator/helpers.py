@@ -36,3 +36,29 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return fields[0] != "Z"
+
+
+def pids_with_env(entry: str) -> set[int]:
+    """Host pids whose environment holds ``entry`` (``NAME=value``), zombies left out.
+
+    A box's processes live in their own PID namespace, so a pid printed inside a box
+    (``echo $!``) means nothing on the host; every process of a box carries
+    ``E2B_SANDBOX_ID=<id>`` in its environment, which the host can see.
+    """
+    wanted = entry.encode()
+    found = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{name}/environ").read_bytes()
+        except OSError:
+            continue
+        if wanted in environ.split(b"\0") and pid_alive(int(name)):
+            found.add(int(name))
+    return found
+
+
+def sandbox_pids(sandbox_id: str) -> set[int]:
+    """Host pids of every live process of one sandbox (see :func:`pids_with_env`)."""
+    return pids_with_env(f"E2B_SANDBOX_ID={sandbox_id}")

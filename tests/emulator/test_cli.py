@@ -16,7 +16,7 @@ import pytest
 from e2b import Sandbox
 from e2b.connection_config import ApiParams
 
-from tests.emulator.helpers import pid_alive, wait_for
+from tests.emulator.helpers import sandbox_pids, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,12 +73,12 @@ def test_foreground_server_announces_itself_and_cleans_up(
         kwargs: ApiParams = {"api_url": url, "sandbox_url": url, "api_key": "e2b_cli_test"}
         sbx = Sandbox.create("donmai-worker", timeout=60, **kwargs)
         home = Path(sbx.commands.run("pwd").stdout.strip())
-        daemon = int(sbx.commands.run("nohup donmai agent run >runner.log 2>&1 & echo $!").stdout)
-        assert home.is_dir() and pid_alive(daemon)
+        sbx.commands.run("nohup donmai agent run >runner.log 2>&1 &")
+        assert home.is_dir() and wait_for(lambda: sandbox_pids(sbx.sandbox_id))
 
         proc.send_signal(stop)
         assert proc.wait(timeout=20) == 0
-        wait_for(lambda: not pid_alive(daemon))
+        wait_for(lambda: not sandbox_pids(sbx.sandbox_id))
         assert not home.exists()
         assert not home.parent.parent.exists()  # the emulator's whole temp root
 

@@ -9,7 +9,7 @@ import pytest
 from e2b import AuthenticationException, RateLimitException, Sandbox
 
 from pools.e2b_emulator.testing import RunningEmulator, running_emulator
-from tests.emulator.helpers import pid_alive, wait_for
+from tests.emulator.helpers import pid_alive, pids_with_env, sandbox_pids, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -115,14 +115,17 @@ def test_stopping_leaves_no_process_and_no_directory() -> None:
         assert root is not None and root.is_dir()
         sbx = Sandbox.create("donmai-worker", timeout=60, **emu.sdk_kwargs)
         paused = Sandbox.create("base", timeout=60, **emu.sdk_kwargs)
-        daemon = sbx.commands.run("nohup donmai agent run >runner.log 2>&1 & echo $!")
+        sbx.commands.run("MARK=daemon nohup donmai agent run >runner.log 2>&1 &")
         streaming = sbx.commands.run("sleep 300", background=True, timeout=0)
-        frozen = paused.commands.run("sleep 300 >/dev/null 2>&1 & echo $!")
+        paused.commands.run("MARK=frozen sleep 300 >/dev/null 2>&1 &")
         paused.pause()
-        pids = [int(daemon.stdout), streaming.pid, int(frozen.stdout)]
         homes = [emu.emulator.sandbox_home(s.sandbox_id) for s in (sbx, paused)]
-        assert all(pid_alive(pid) for pid in pids)
+        ids = [sbx.sandbox_id, paused.sandbox_id]
+        assert pid_alive(streaming.pid)
+        assert wait_for(lambda: pids_with_env("MARK=daemon") & sandbox_pids(ids[0]))
+        assert pids_with_env("MARK=frozen") & sandbox_pids(ids[1])
 
-    wait_for(lambda: not any(pid_alive(pid) for pid in pids))
+    wait_for(lambda: not any(sandbox_pids(i) for i in ids))
+    assert not pid_alive(streaming.pid)
     assert not any(path.exists() for path in [root, *homes])
     assert not list(Path(root).parent.glob(f"{root.name}*"))

@@ -88,7 +88,8 @@ def test_error_bodies(api: tuple[httpx.Client, RunningEmulator]) -> None:
     )
     _error(client.post("/v2/sandboxes", content=b"{not json"), 400)
     _error(client.get("/v2/sandboxes", params={"limit": 101}), 400)
-    _error(client.get("/sandboxes/abc/metrics"), 501)
+    _error(client.get("/sandboxes/abc/logs"), 501)
+    assert "doesn't exist" in _error(client.get("/sandboxes/abc/metrics"), 404)
     _error(client.get("/nowhere"), 404)
 
 
