@@ -28,4 +28,12 @@ class BillingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Imported here, not at the top: the ledger imports models, which the app registry
+        # loads only after every AppConfig exists.
+        from billing.ledger import bill_closed_interval
+        from sessions.intervals import interval_closed
+
         post_migrate.connect(_reinstall_sqlite_triggers, sender=self)
+        # Billing prices what sessions meter: every closed running interval gets its cost
+        # event in the same transaction (an interval is closed iff it is billed).
+        interval_closed.connect(bill_closed_interval, dispatch_uid="billing.bill_closed_interval")

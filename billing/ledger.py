@@ -118,6 +118,12 @@ def emit_sandbox_cost_event(interval: RunningInterval) -> CostEvent:
         return CostEvent.objects.get(idempotency_key=key)
 
 
+def bill_closed_interval(sender: object, interval: RunningInterval, **kwargs: object) -> None:
+    """``sessions.intervals.interval_closed`` receiver (connected in ``billing.apps``): the
+    cost event, in the transaction that closed the interval."""
+    emit_sandbox_cost_event(interval)
+
+
 def reverse_cost_event(
     event: CostEvent,
     *,

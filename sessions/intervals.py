@@ -1,8 +1,11 @@
 """Running intervals: opened when a sandbox starts running, closed when it stops.
 
-Closing an interval emits its cost event in the same transaction, so an interval is closed
-if and only if it is billed. Both functions lock the session's open interval, so the daily
-accrual job and a pause/terminate job racing on the same session cannot bill twice.
+Sessions own the intervals; billing owns what they cost. Closing an interval sends
+``interval_closed`` inside the closing transaction, and billing's receiver writes the cost
+event there (``billing.apps``), so an interval is closed if and only if it is billed: a
+receiver that fails rolls the close back with it. Both functions lock the session's open
+interval, so the daily accrual job and a pause/terminate job racing on the same session
+cannot bill twice.
 """
 
 from __future__ import annotations
@@ -10,8 +13,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import transaction
+from django.dispatch import Signal
 
 from sessions.models import RunningInterval, Session
+
+# Sent with ``interval=`` (the closed RunningInterval, its session and pool loaded) in the
+# transaction that closed it. Receivers must not swallow their errors: a close that could
+# not be billed must not happen.
+interval_closed = Signal()
 
 
 def open_interval(session: Session, at: datetime) -> RunningInterval:
@@ -32,8 +41,6 @@ def close_open_interval(session: Session, at: datetime, reason: str) -> RunningI
 
     ``at`` earlier than the interval's start (clock skew between workers) closes it empty.
     """
-    from billing.ledger import emit_sandbox_cost_event
-
     with transaction.atomic():
         current = (
             # of=("self",): PostgreSQL refuses FOR UPDATE on the nullable side of the outer
@@ -48,5 +55,5 @@ def close_open_interval(session: Session, at: datetime, reason: str) -> RunningI
         current.ended_at = max(at, current.started_at)
         current.closed_reason = reason
         current.save(update_fields=["ended_at", "closed_reason"])
-        emit_sandbox_cost_event(current)
+        interval_closed.send(sender=RunningInterval, interval=current)
         return current
