@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User as AbstractUser
 
-from rensei.models import Membership, Organization, Role
+from rensei.models import Organization, Role
+from tests.factories import OrganizationFactory, member
 from tests.support import CsrfClient
 
 pytest_plugins = ["tests.services", "tests.worker", "pools.e2b_emulator.pytest_plugin"]
@@ -20,19 +20,16 @@ pytest_plugins = ["tests.services", "tests.worker", "pools.e2b_emulator.pytest_p
 
 @pytest.fixture
 def org_a(db: None) -> Organization:
-    return Organization.objects.create(slug="org-a", name="Org A")
+    return OrganizationFactory.create(slug="org-a", name="Org A")
 
 
 @pytest.fixture
 def org_b(db: None) -> Organization:
-    return Organization.objects.create(slug="org-b", name="Org B")
+    return OrganizationFactory.create(slug="org-b", name="Org B")
 
 
-def _member(username: str, org: Organization, role: str, **extra: object) -> AbstractUser:
-    user = get_user_model().objects.create_user(
-        username=username, email=f"{username}@example.com", password="pw-" + username, **extra
-    )
-    Membership.objects.create(user=user, org=org, role=role)
+def _member(username: str, org: Organization, role: str) -> AbstractUser:
+    user: AbstractUser = member(username, org, role)
     return user
 
 

@@ -13,9 +13,16 @@ from pools.models import CapacityPool
 from rensei.models import Organization
 from sessions.intervals import close_open_interval, open_interval
 from sessions.models import Issue, Session, SessionState
+from tests.factories import (
+    GIB_SECOND_PRICE,
+    VCPU_SECOND_PRICE,
+    CapacityPoolFactory,
+    IssueFactory,
+    SessionFactory,
+)
 
-VCPU_RATE = Decimal("0.000014")
-GIB_RATE = Decimal("0.0000045")
+VCPU_RATE = VCPU_SECOND_PRICE
+GIB_RATE = GIB_SECOND_PRICE
 
 
 def at(text: str) -> datetime:
@@ -30,11 +37,12 @@ def expected_amount(seconds: Decimal | int, vcpu: int, memory_mb: int) -> Decima
 
 
 def make_pool(org: Organization, name: str = "main", provider: str = "e2b") -> CapacityPool:
-    return CapacityPool.objects.create(org=org, name=name, provider=provider)
+    # Billing reads a pool's name and provider only: no template config.
+    return CapacityPoolFactory.create(org=org, name=name, provider=provider, config={})
 
 
 def make_issue(org: Organization, key: str, title: str = "") -> Issue:
-    return Issue.objects.create(org=org, key=key, title=title or f"Work on {key}")
+    return IssueFactory.create(org=org, key=key, title=title or f"Work on {key}")
 
 
 def make_session(
@@ -47,7 +55,7 @@ def make_session(
     provider: str = "e2b",
     started_at: datetime | None = None,
 ) -> Session:
-    return Session.objects.create(
+    return SessionFactory.create(
         org=org,
         issue=issue,
         pool=pool,

@@ -10,6 +10,7 @@ import pytest
 from pools.models import CapacityPool
 from pools.providers.fake import FakeCloud, registered
 from rensei.models import Organization
+from tests.factories import CapacityPoolFactory
 
 
 @pytest.fixture
@@ -22,8 +23,6 @@ def fake_cloud() -> Iterator[FakeCloud]:
 @pytest.fixture
 def make_pool(db: None) -> Callable[..., CapacityPool]:
     def make(org: Organization, name: str = "main", **fields: Any) -> CapacityPool:
-        fields.setdefault("config", {"templateId": "donmai-worker"})
-        fields.setdefault("provider", "e2b")
-        return CapacityPool.objects.create(org=org, name=name, **fields)
+        return CapacityPoolFactory.create(org=org, name=name, **fields)
 
     return make

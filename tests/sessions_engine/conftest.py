@@ -7,32 +7,23 @@ Unit tests call the job bodies (``sessions.jobs``) directly: in a non-transactio
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from billing.models import RateCard
 from pools.config import validate_e2b_config
 from pools.models import CapacityPool
 from pools.providers.fake import FakeCloud, registered
 from rensei.models import Organization
 from sessions import services
 from sessions.models import Session
+from tests.factories import CapacityPoolFactory, RateCardFactory
 
 
 def ensure_rate_cards() -> None:
     """Transactional tests flush the seeded card; the ledger needs one per provider."""
     for provider in ("e2b", "fake"):
-        RateCard.objects.get_or_create(
-            provider=provider,
-            effective_from=datetime(2024, 1, 1, tzinfo=UTC),
-            defaults={
-                "vcpu_second_price": Decimal("0.000014"),
-                "gib_second_price": Decimal("0.0000045"),
-            },
-        )
+        RateCardFactory.create(provider=provider)
 
 
 @pytest.fixture
@@ -48,9 +39,7 @@ def cloud() -> Iterator[FakeCloud]:
 
 def make_pool(org: Organization, name: str, provider: str = "fake", **extra: Any) -> CapacityPool:
     config = validate_e2b_config(extra.pop("config", {"templateId": "donmai-worker"}))
-    return CapacityPool.objects.create(
-        org=org, name=name, provider=provider, config=config, **extra
-    )
+    return CapacityPoolFactory.create(org=org, name=name, provider=provider, config=config, **extra)
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ from django.test import Client
 from pools.models import CapacityPool
 from rensei.models import Channel, Organization
 from rensei.tokens import create_token
-from sessions.models import Issue, Session, SessionState, SessionTransition
+from sessions.models import Session, SessionState
+from tests.factories import CapacityPoolFactory, IssueFactory, SessionFactory, has_started
 
 T0 = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
 
@@ -77,9 +78,7 @@ def api_b(org_b: Organization) -> ApiClient:
 
 @pytest.fixture
 def pool_a(org_a: Organization) -> CapacityPool:
-    return CapacityPool.objects.create(
-        org=org_a, name="e2b-main", provider="e2b", config={"templateId": "donmai-worker"}, order=1
-    )
+    return CapacityPoolFactory.create(org=org_a, name="e2b-main", order=1)
 
 
 def make_session(
@@ -92,29 +91,16 @@ def make_session(
     **fields: Any,
 ) -> Session:
     """A session row as the engine would leave it (provider e2b, a sandbox when started)."""
-    issue_row = None
-    if issue:
-        issue_row, _ = Issue.objects.get_or_create(
-            org=org, key=issue, defaults={"title": f"Title of {issue}"}
-        )
-    started = state not in (SessionState.QUEUED, SessionState.PROVISIONING, SessionState.FAILED)
-    defaults: dict[str, Any] = {
-        "provider": "e2b",
-        "runtime_kinds": ["npm"],
-        "requirement_kinds": ["git"],
-        "sandbox_id": f"sbx-{Session.objects.count() + 1:04d}" if started else "",
-        "template": "donmai-worker" if started else "",
-        "vcpu": 2 if started else None,
-        "memory_mb": 1024 if started else None,
-    }
-    defaults.update(fields)
-    session = Session.objects.create(org=org, issue=issue_row, pool=pool, state=state, **defaults)
-    for from_state, to_state, at in transitions or []:
-        row = SessionTransition.objects.create(
-            session=session, from_state=from_state, to_state=to_state
-        )
-        SessionTransition.objects.filter(pk=row.pk).update(at=at)
-    return session
+    kinds: dict[str, Any] = {"runtime_kinds": ["npm"], "requirement_kinds": ["git"]}
+    return SessionFactory.create(
+        org=org,
+        state=state,
+        issue=IssueFactory.create(org=org, key=issue) if issue else None,
+        pool=pool,
+        transitions=transitions,
+        started=has_started(state),
+        **(kinds | fields),
+    )
 
 
 @pytest.fixture
