@@ -1,6 +1,6 @@
 """B1: the Cost per Issue page over a large ledger, against the one raw query a naive page runs.
 
-Data: ``seed_costs`` loads ``--events`` ledger rows (1,000,000 by default) for ``--issues``
+Data: ``bench.seed_costs`` loads ``--events`` ledger rows (1,000,000 by default) for ``--issues``
 issues and ``--sessions`` sessions over 90 days into the org ``bench`` (timed: that is the
 seeding figure), then ``VACUUM ANALYZE`` on the loaded tables, as autovacuum would soon do.
 
@@ -39,9 +39,8 @@ LOADED_TABLES = (
 
 def seed(ctx: Context) -> dict[str, Any]:
     import psycopg
-    from django.core.management import call_command
 
-    from billing.management.commands.seed_costs import Command as SeedCosts
+    from bench.seed_costs import describe, seed_costs
     from rensei.models import Organization
 
     a = ctx.args
@@ -50,10 +49,8 @@ def seed(ctx: Context) -> dict[str, Any]:
         log("reusing the seeded organisation of an earlier run")
         return login(ctx, existing) | {"reused": True}
     log(f"seeding {a.events:,} ledger rows, {a.sessions:,} sessions, {a.issues:,} issues …")
-    command = SeedCosts()
     started = time.monotonic()
-    call_command(
-        command,
+    summary = seed_costs(
         events=a.events,
         issues=a.issues,
         sessions=a.sessions,
@@ -63,6 +60,7 @@ def seed(ctx: Context) -> dict[str, Any]:
         force=True,
     )
     seconds = time.monotonic() - started
+    log(describe(ORG, a.events, a.sessions, summary))
     log(f"seeded in {seconds:.1f} s; VACUUM ANALYZE …")
     started = time.monotonic()
     with psycopg.connect(ctx.dsn, autocommit=True) as conn:
@@ -71,7 +69,6 @@ def seed(ctx: Context) -> dict[str, Any]:
         rollup_rows = conn.execute("SELECT count(*) FROM billing_dailycost").fetchone()
     vacuum = time.monotonic() - started
 
-    summary = command.summary
     return login(ctx, Organization.objects.get(slug=ORG)) | {
         "events": a.events,
         "issues": a.issues,

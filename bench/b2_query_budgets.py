@@ -1,7 +1,7 @@
 """B2: the SQL queries each list page runs with 10 rows and with 10,000 rows: must be equal.
 
 Two organisations, ``b2-10`` and ``b2-10000``, each with N of everything a list shows:
-N sessions (``seed_costs``: N issues, one ledger row per session, last 20 days), N capacity
+N sessions (``bench.seed_costs``: N issues, one ledger row per session, last 20 days), N capacity
 pools, N API tokens and N audit events, all made by the org's admin, plus one E2B key. Each
 page is requested once to warm up (the first request also touches the login session), then
 once with the queries captured, through Django's test client in this process.
@@ -29,10 +29,7 @@ PAGES = {
 
 def build(n: int) -> tuple[Any, str]:
     """The org with n rows of everything; returns (admin user, API token)."""
-    from io import StringIO
-
-    from django.core.management import call_command
-
+    from bench.seed_costs import seed_costs
     from pools.models import CapacityPool
     from rensei.credentials import set_credential
     from rensei.models import ApiToken, AuditEvent, Channel, Organization, Role
@@ -43,8 +40,7 @@ def build(n: int) -> tuple[Any, str]:
     if existing is not None:  # --reuse-db
         admin = member(existing, f"{slug}-admin", Role.ADMIN)
         return admin, create_token(existing, "bench", admin, Channel.CLI)[1]
-    call_command(
-        "seed_costs",
+    seed_costs(
         events=n,
         issues=n,
         sessions=n,
@@ -53,7 +49,6 @@ def build(n: int) -> tuple[Any, str]:
         org=slug,
         prefix="B2",
         force=True,
-        stdout=StringIO(),
     )
     org = Organization.objects.get(slug=slug)
     admin = member(org, f"{slug}-admin", Role.ADMIN)

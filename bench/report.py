@@ -156,7 +156,7 @@ def b1(r: dict[str, Any]) -> list[str]:
     out = [
         "## B1: Cost per Issue over a million ledger rows",
         "",
-        f"`manage.py seed_costs --events {s['events']} --issues {s['issues']} --sessions "
+        f"`python -m bench.seed_costs --events {s['events']} --issues {s['issues']} --sessions "
         f"{s['sessions']} --days {s['days']}` loaded the ledger in **{s['seconds']} s** "
         f"({s['rows_per_second']:,} rows/s, one run; "
         f"{LOAD_PATHS[bool(s.get('bulk_path'))]}), "
@@ -432,7 +432,7 @@ HOW = [
     "loading the million ledger rows and provisioning 1,200 sandboxes); nothing under "
     "`bench/` is part of `make test` (the data loader has a smoke test in `tests/bench/`).",
     "",
-    "- **B1** (`bench/b1_analytics.py`): `manage.py seed_costs` loads the ledger (skewed: a "
+    "- **B1** (`bench/b1_analytics.py`): `bench/seed_costs.py` loads the ledger (skewed: a "
     "Zipf law over issues; each row priced exactly as `emit_sandbox_cost_event` prices it, "
     "with its session and running interval), then the Cost per Issue page (last 30 days, "
     "all pools, top 50 rows, totals, charts) and the naive `GROUP BY issue_id` query over "

@@ -1,4 +1,4 @@
-"""``manage.py seed_costs`` (the benchmarks' data loader) with tiny numbers: every row it
+"""``bench.seed_costs`` (the benchmarks' data loader) with tiny numbers: every row it
 writes is one the product could have written, and the rollup and reports agree with it."""
 
 from __future__ import annotations
@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
-from io import StringIO
 from itertools import pairwise
+from typing import Any
 
 import pytest
-from django.core.management import CommandError, call_command
 from django.db.models import Sum
 from django.utils import timezone
 
+from bench.seed_costs import SeedError, describe, main, seed_costs
 from billing.analytics import CostFilter, cost_per_issue
 from billing.ledger import exact_seconds, interval_key, price, rate_card_for
 from billing.models import CostEvent, DailyCost, usage_day
@@ -27,11 +27,10 @@ pytestmark = pytest.mark.django_db
 DAY = timedelta(days=1)
 
 
-def seed(org: str = "seeded", **numbers: object) -> str:
-    out = StringIO()
-    args = {"events": 150, "issues": 8, "sessions": 20, "days": 4, "org": org, "force": True}
-    call_command("seed_costs", **{**args, **numbers}, stdout=out)
-    return out.getvalue()
+def seed(org: str = "seeded", **numbers: Any) -> str:
+    args = {"events": 150, "issues": 8, "sessions": 20, "days": 4} | numbers
+    summary = seed_costs(org=org, force=True, **args)
+    return describe(org, args["events"], args["sessions"], summary)
 
 
 def check_ledger(org: Organization, days: int) -> None:
@@ -157,8 +156,18 @@ def test_postgres_with_and_without_row_triggers_agree(require_postgres: None) ->
 
 
 def test_bad_numbers_are_refused_before_anything_is_written() -> None:
-    with pytest.raises(CommandError, match="at least one event per session"):
+    with pytest.raises(SeedError, match="at least one event per session"):
         seed(events=5, sessions=10)
-    with pytest.raises(CommandError, match="DEBUG off"):
-        call_command("seed_costs", events=1, sessions=1, stdout=StringIO())
+    with pytest.raises(SeedError, match="DEBUG off"):
+        seed_costs(events=1, sessions=1)
     assert not CostEvent.objects.exists()
+
+
+def test_run_from_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """python -m bench.seed_costs: the same loader, a one-line summary, exit 2 on bad numbers."""
+    argv = ["--events", "12", "--issues", "3", "--sessions", "4", "--days", "2", "--org", "cli"]
+    assert main([*argv, "--force"]) == 0
+    assert "Seeded org 'cli': 12 ledger rows, 4 sessions" in capsys.readouterr().out
+    assert CostEvent.objects.filter(org__slug="cli").count() == 12
+    assert main([*argv, "--events", "2"]) == 2
+    assert "error: Refusing to seed synthetic costs with DEBUG off" in capsys.readouterr().err
