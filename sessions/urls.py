@@ -2,37 +2,37 @@ from __future__ import annotations
 
 from django.urls import path
 
-from sessions import views
+from sessions import views, views_detail, views_exec
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("sessions/", views.session_list, name="session_list"),
     path("sessions/new/", views.session_new, name="session_new"),
     path("sessions/bulk-terminate/", views.bulk_terminate, name="session_bulk_terminate"),
-    path("sessions/<int:pk>/", views.session_detail, name="session_detail"),
-    path("sessions/<int:pk>/status/", views.session_status, name="session_status"),
+    path("sessions/<int:pk>/", views_detail.session_detail, name="session_detail"),
+    path("sessions/<int:pk>/status/", views_detail.session_status, name="session_status"),
     path(
         "sessions/<int:pk>/pause/",
-        views.session_action,
+        views_detail.session_action,
         {"action": "pause"},
         name="session_pause",
     ),
     path(
         "sessions/<int:pk>/resume/",
-        views.session_action,
+        views_detail.session_action,
         {"action": "resume"},
         name="session_resume",
     ),
     path(
         "sessions/<int:pk>/terminate/",
-        views.session_action,
+        views_detail.session_action,
         {"action": "terminate"},
         name="session_terminate",
     ),
-    path("sessions/<int:pk>/exec/", views.session_exec, name="session_exec"),
+    path("sessions/<int:pk>/exec/", views_exec.session_exec, name="session_exec"),
     path(
         "sessions/<int:pk>/exec/<int:run_id>/",
-        views.session_exec_run,
+        views_exec.session_exec_run,
         name="session_exec_run",
     ),
 ]

@@ -112,12 +112,12 @@ def test_outsider_lists_and_dashboard_show_nothing_of_org_a(people, client_as, t
 def test_finance_sees_cost_member_does_not(people, client_as, target, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # The billing partials are computed and included only for roles with billing.view.
     s, _ = target
-    from sessions import views
+    from sessions import views, views_detail
 
     seen: list[str] = []
 
-    def spy(name: str):  # type: ignore[no-untyped-def]
-        original = getattr(views, name)
+    def spy(module, name: str):  # type: ignore[no-untyped-def]
+        original = getattr(module, name)
 
         def wrapped(*args):  # type: ignore[no-untyped-def]
             seen.append(name)
@@ -125,8 +125,8 @@ def test_finance_sees_cost_member_does_not(people, client_as, target, monkeypatc
 
         return wrapped
 
-    for name in ("cost_summary", "session_cost"):
-        monkeypatch.setattr(views, name, spy(name))
+    for module, name in ((views, "cost_summary"), (views_detail, "session_cost")):
+        monkeypatch.setattr(module, name, spy(module, name))
     bob, fiona = client_as(people["bob"]), client_as(people["fiona"])
     assert "Cost per Issue →" not in bob.get("/").content.decode()
     bob.get(f"/sessions/{s.pk}/")
