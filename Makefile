@@ -65,11 +65,13 @@ SOAK_SECONDS ?= 1800
 soak: $(VENV)/.installed
 	$(BIN)/python -m tests.reliability.soak --seconds $(SOAK_SECONDS) --port $(PORT) --emulator-port $(E2B_EMULATOR_PORT)
 
-## make lint: ruff, formatting, mypy and missing migrations.
+## make lint: ruff, formatting, mypy, the import layers (import-linter, contracts in
+## pyproject.toml) and missing migrations.
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
 fmt: $(VENV)/.installed

@@ -11,6 +11,9 @@ back afterwards.
 
 The shape is deterministic for a given "now" (a fixed random seed), and skewed on purpose:
 a few issues account for most of the cost.
+
+It lives in billing, the top layer, because it writes every app's rows (see the README's
+Layout section); what the demo org holds (names, issues, caps) is data in ``rensei.demo``.
 """
 
 from __future__ import annotations
@@ -20,17 +23,20 @@ import string
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
+from billing.models import CostEvent
+from billing.periods import midnight_floor
+from billing.tasks import split_session_at_midnights
+from pools.models import CapacityPool
+from rensei.demo import DemoIssue
 from rensei.models import Organization
-
-if TYPE_CHECKING:
-    from pools.models import CapacityPool
-    from rensei.demo import DemoIssue
-    from sessions.models import Issue, Session
+from sessions.intervals import close_open_interval, open_interval
+from sessions.models import Issue, Session, SessionState, SessionTransition
+from sessions.state import record_created, transition
 
 SEED = 1142
 DAYS = 30
@@ -59,9 +65,6 @@ def build_history(
     org: Organization, pool: CapacityPool, issues: Sequence[DemoIssue]
 ) -> dict[str, int]:
     """Write the past into ``org``; returns counts for the seed's summary."""
-    from billing.models import CostEvent
-    from sessions.models import Issue
-
     now = timezone.now()
     rng = random.Random(SEED)
     plans = list(past_sessions(issues, now, rng)) + list(recent_sessions(now, pool))
@@ -177,12 +180,6 @@ def write_session(
     rng: random.Random,
     issues: dict[str, Issue],
 ) -> Session:
-    from billing.periods import midnight_floor
-    from billing.tasks import split_session_at_midnights
-    from sessions.intervals import close_open_interval, open_interval
-    from sessions.models import Session, SessionState, SessionTransition
-    from sessions.state import record_created, transition
-
     S = SessionState
     issue = issues.get(plan.issue_key) if plan.issue_key else None
     session = Session.objects.create(

@@ -24,12 +24,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from rensei import audit
+from rensei import audit, providers
 from rensei.crypto import decrypt, encrypt
 from rensei.models import Credential, Organization
 
 ENV_FALLBACK = {"e2b": "E2B_API_KEY"}
-LABELS = {"e2b": "E2B"}
 
 MIN_SECRET_LENGTH = 8
 MAX_SECRET_LENGTH = 256
@@ -64,9 +63,7 @@ class ResolvedCredential:
 
 
 def provider_label(provider: str) -> str:
-    from pools.providers import PROVIDERS  # pools builds on rensei; import when used
-
-    return PROVIDERS[provider][0] if provider in PROVIDERS else LABELS.get(provider, provider)
+    return providers.label(provider)
 
 
 @sensitive_variables()
@@ -115,9 +112,7 @@ def validate_secret(raw: str, provider: str = "e2b") -> str:
 
 
 def _known_provider(provider: str) -> str:
-    from pools.providers import PROVIDERS  # pools builds on rensei; import when used
-
-    if provider not in PROVIDERS:
+    if provider not in providers.kinds():
         raise LookupError(f"unknown provider {provider!r}")
     return provider
 

@@ -6,6 +6,7 @@ from typing import Any, cast
 
 from django import forms
 
+from rensei import providers
 from rensei.credentials import MAX_SECRET_LENGTH, InvalidSecret, validate_secret
 from rensei.models import Credential
 from rensei.tokens import MAX_NAME_LENGTH, InvalidTokenName, validate_name
@@ -98,9 +99,7 @@ class CredentialAdminForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if "provider" in self.fields:
-            from pools.providers import provider_choices
-
-            self.fields["provider"] = forms.ChoiceField(choices=provider_choices())
+            self.fields["provider"] = forms.ChoiceField(choices=providers.choices())
         if self.instance.pk is None:
             self.fields["new_secret"].required = True
             self.fields["new_secret"].help_text = "Write-only: it is never shown again."

@@ -242,6 +242,9 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 E2B_API_KEY = env.str("E2B_API_KEY", default="")
 E2B_API_URL = env.str("E2B_API_URL", default="")
 E2B_SANDBOX_URL = env.str("E2B_SANDBOX_URL", default="")
+# Seconds a provider call made inside a web request (Test connection) may take before the page
+# says the provider did not answer: a stalled provider must not hold a web thread.
+RENSEI_WEB_PROVIDER_TIMEOUT = env.float("RENSEI_WEB_PROVIDER_TIMEOUT", default=5.0)
 
 # --- Secrets at rest ----------------------------------------------------------------------
 # Comma-separated Fernet keys; the first encrypts, all decrypt. In DEBUG a development key is

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
 from typing import Any, cast
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -21,14 +18,13 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
-from rensei import audit, credentials, tokens
+from rensei import audit, credentials, providers, tokens
 from rensei.access import get_for_org, org_of, org_view
 from rensei.crypto import DecryptionError
 from rensei.forms import ApiTokenForm, CredentialForm
 from rensei.middleware import SESSION_KEY
 from rensei.models import ApiToken, AuditEvent, Channel, Membership
-
-logger = logging.getLogger(__name__)
+from rensei.providers import ConnectionTest
 
 AUDIT_ROWS = 20
 TOKENS_PER_PAGE = 25
@@ -81,20 +77,8 @@ def _back(request: HttpRequest, url: str) -> HttpResponse:
 # --- Settings → Integrations ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TestResult:
-    ok: bool
-    text: str
-
-
-def _provider_kinds() -> list[str]:
-    from pools.providers import PROVIDERS  # pools builds on rensei; import when used
-
-    return list(PROVIDERS)
-
-
 def _known_provider(provider: str) -> str:
-    if provider not in _provider_kinds():
+    if provider not in providers.kinds():
         raise Http404("No such provider.")
     return provider
 
@@ -103,7 +87,7 @@ def _card(
     request: HttpRequest,
     provider: str,
     form: CredentialForm | None = None,
-    test: TestResult | None = None,
+    test: ConnectionTest | None = None,
 ) -> dict[str, Any]:
     status = credentials.credential_status(org_of(request), provider)
     return {
@@ -121,7 +105,7 @@ def _integrations_page(
     request: HttpRequest, replace: dict[str, dict[str, Any]] | None = None, status: int = 200
 ) -> HttpResponse:
     replace = replace or {}
-    cards = [replace.get(kind) or _card(request, kind) for kind in _provider_kinds()]
+    cards = [replace.get(kind) or _card(request, kind) for kind in providers.kinds()]
     return render(
         request,
         "rensei/integrations.html",
@@ -191,34 +175,13 @@ def integration_remove(request: HttpRequest, provider: str) -> HttpResponse:
     )
 
 
-def _redact(text: str, secret: str) -> str:
-    """Provider messages are meant to be secret-free; make sure of it before showing one."""
-    return text.replace(secret, "••••") if secret else text
-
-
 @sensitive_variables()
-def _ping(provider: str, resolved: credentials.ResolvedCredential) -> TestResult:
-    from pools.providers import provider_class
-    from pools.providers.base import ProviderError
-
-    label = credentials.provider_label(provider)
-    try:
-        client = provider_class(provider)(
-            resolved.secret, api_url=settings.E2B_API_URL, sandbox_url=settings.E2B_SANDBOX_URL
-        )
-        latency_ms = client.ping()
-    except ProviderError as exc:
-        if exc.status_code in (401, 403):
-            return TestResult(False, f"{label} rejected this key ({exc.status_code})")
-        # Provider messages are written for jobs, which retry; a connection test does not.
-        message = exc.message.replace("; will retry.", ".").replace("; will retry", "")
-        return TestResult(False, _redact(message, resolved.secret))
-    except Exception as exc:  # a bug or an unexpected library error: say so, never a 500
-        logger.warning("Test connection to %s failed unexpectedly: %s", label, type(exc).__name__)
-        return TestResult(
-            False, f"Connection failed: {_redact(str(exc), resolved.secret) or type(exc).__name__}"
-        )
-    return TestResult(True, f"Connection OK ({label} answered in {round(latency_ms)} ms)")
+def _redacted(result: ConnectionTest, resolved: credentials.ResolvedCredential) -> ConnectionTest:
+    """The provider's words never carry the key; make sure of it before showing them."""
+    secret = resolved.secret
+    if secret and secret in result.text:
+        return ConnectionTest(result.ok, result.text.replace(secret, "••••"))
+    return result
 
 
 @org_view("integrations.manage")
@@ -234,20 +197,21 @@ def integration_test(request: HttpRequest, provider: str) -> HttpResponse:
     except credentials.MissingCredential:
         # The generic message sends people to this very page; here, say where on it.
         env_name = credentials.ENV_FALLBACK.get(provider, "the API key")
-        result = TestResult(
+        result = ConnectionTest(
             False,
             f"No {credentials.provider_label(provider)} key to test yet: add one above, "
             f"or set {env_name} on the server.",
         )
     except DecryptionError:
-        result = TestResult(
+        result = ConnectionTest(
             False,
             "The stored key cannot be decrypted with the server's RENSEI_ENCRYPTION_KEYS: "
             "replace the key, or put the key that encrypted it back in the ring.",
         )
     else:
         source = resolved.source
-        result = _ping(provider, resolved)
+        # Bounded by RENSEI_WEB_PROVIDER_TIMEOUT (see pools/connection.py).
+        result = _redacted(providers.check_connection(provider, resolved.secret), resolved)
         if source == "org":
             credentials.record_test(version, result.ok)
     audit.record(

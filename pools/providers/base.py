@@ -2,8 +2,9 @@
 
 Providers never touch models: they take plain values (a credential string, a validated
 config, a spec) and return plain values (a handle, a result), so each can be tested against
-its emulator alone. A provider instance is bound to one credential; the jobs build one per
-call through ``pools.providers.for_pool``.
+its emulator alone. A provider instance is bound to one credential and, optionally, a bound
+on how long each call may take (``timeout``, seconds); everything builds one through the
+factory in ``pools.providers`` (``for_pool``, ``for_org``, ``build``).
 
 Errors are one type, ``ProviderError``, whose ``permanent`` flag decides what the caller
 does: retry with backoff (transient: 429, 5xx, timeouts) or give up / fail over (permanent:
@@ -212,10 +213,20 @@ class Provider(ABC):
     # False for providers that need no secret (the in-memory fake used by tests).
     requires_credential: ClassVar[bool] = True
 
-    def __init__(self, credential: str, *, api_url: str = "", sandbox_url: str = "") -> None:
+    def __init__(
+        self,
+        credential: str,
+        *,
+        api_url: str = "",
+        sandbox_url: str = "",
+        timeout: float | None = None,
+    ) -> None:
         self.credential = credential
         self.api_url = api_url
         self.sandbox_url = sandbox_url
+        # Seconds any one call may take before it fails with a transient ProviderError
+        # ("… did not answer within N s"); None: the provider SDK's own default.
+        self.timeout = timeout
 
     def __repr__(self) -> str:
         # Tracebacks and logs show providers; the credential never appears in them.

@@ -5,9 +5,11 @@ call, so nothing here calls the SDK at import time, and ``e2b`` itself is import
 methods (it is also slow to import, and the web process rarely needs it). Celery prefork
 children make their own first call.
 
-Every SDK exception leaves this module as a ``ProviderError`` (see ``_provider_error``):
-bad key and unknown template are permanent; 429, 5xx, timeouts and connection failures are
-transient. Messages name the sandbox or template and never contain the key.
+Every SDK exception leaves this module as a ``ProviderError``, through the table in
+``e2b_errors``: bad key and unknown template are permanent; 429, 5xx, timeouts and connection
+failures are transient. Messages name the sandbox or template and never contain the key.
+With a ``timeout`` (see ``Provider``) every SDK request is bounded by it, and a call cut by
+it reads "E2B did not answer within N s".
 
 Exec on a paused sandbox: ``Sandbox.connect`` (the only way to get a handle for commands)
 *resumes* a paused sandbox, and a resume starts billing again behind the platform's back.
@@ -40,6 +42,8 @@ from pools.providers.base import (
     SandboxInfo,
     SandboxSpec,
 )
+from pools.providers.e2b_errors import tail as _tail
+from pools.providers.e2b_errors import to_provider_error
 
 if TYPE_CHECKING:
     from e2b import Sandbox
@@ -106,6 +110,8 @@ class E2BProvider(Provider):
     def _opts(self) -> dict[str, Any]:
         """SDK connection kwargs; the URLs only when set (empty means E2B itself)."""
         opts: dict[str, Any] = {"api_key": self.credential}
+        if self.timeout is not None:
+            opts["request_timeout"] = self.timeout
         if self.api_url:
             opts["api_url"] = self.api_url
         if self.sandbox_url:
@@ -337,112 +343,13 @@ class E2BProvider(Provider):
     def _provider_error(
         self, exc: BaseException, *, sandbox_id: str | None = None, not_found: str | None = None
     ) -> ProviderError:
-        """Map an SDK (or transport) exception to one ``ProviderError`` an admin can read."""
-        from e2b import (
-            AuthenticationException,
-            GuestUnresponsiveException,
-            InvalidArgumentException,
-            NotFoundException,
-            RateLimitException,
-            SandboxException,
-            SandboxNotFoundException,
-            SandboxNotRunningException,
-            SandboxUnreachableException,
-            ServiceBusyException,
-            TemplateException,
-            TimeoutException,
-        )
-
-        if isinstance(exc, ProviderError):
-            return exc
-        which = f"Sandbox {sandbox_id}" if sandbox_id else "The sandbox"
-        detail = _server_message(exc)
-        if isinstance(exc, AuthenticationException):
-            if "required" in str(exc).lower():
-                return ProviderError("No E2B API key is configured.", permanent=True)
-            return ProviderError("E2B rejected this key (401).", permanent=True, status_code=401)
-        if isinstance(exc, RateLimitException):
-            return ProviderError(
-                f"E2B is rate limiting this key (429): {detail or 'try again later'}",
-                permanent=False,
-                status_code=429,
-                retry_after=_retry_after(detail) or _retry_after_header(exc),
-            )
-        if isinstance(exc, ServiceBusyException):
-            return ProviderError(
-                "E2B is temporarily unavailable (503).",
-                permanent=False,
-                status_code=503,
-                retry_after=_retry_after_header(exc),
-            )
-        if isinstance(exc, SandboxNotFoundException):
-            return ProviderError(
-                f"{which} was not found in E2B (killed, or it reached its timeout).",
-                permanent=True,
-                status_code=404,
-            )
-        if isinstance(exc, SandboxNotRunningException):
-            return ProviderError(
-                f"{which} is not running (it was killed or reached its timeout).",
-                permanent=True,
-                status_code=404,
-            )
-        if isinstance(exc, SandboxUnreachableException):
-            return ProviderError(f"{which} could not be reached.", permanent=False, status_code=502)
-        if isinstance(exc, GuestUnresponsiveException):
-            return ProviderError(
-                f"{which} cannot be resumed with its memory (its agent was unresponsive "
-                "when it was paused).",
-                permanent=True,
-                status_code=409,
-            )
-        if isinstance(exc, TemplateException):
-            return ProviderError(
-                "The template was built for an older E2B SDK; rebuild it.", permanent=True
-            )
-        if isinstance(exc, InvalidArgumentException):
-            return ProviderError(f"E2B refused the request: {detail}", permanent=True)
-        if isinstance(exc, TimeoutException):
-            return ProviderError(
-                f"E2B did not answer in time ({detail}).",
-                permanent=False,
-                status_code=504,
-            )
-        status = getattr(exc, "status_code", None)
-        if isinstance(exc, NotFoundException) or (isinstance(exc, SandboxException) and status):
-            code = int(status or 404)
-            if code == 404:
-                return ProviderError(
-                    not_found or f"{which} was not found in E2B.", permanent=True, status_code=404
-                )
-            if code == 401:
-                return ProviderError(
-                    "E2B rejected this key (401).", permanent=True, status_code=401
-                )
-            if code == 403:
-                return ProviderError(
-                    f"E2B refused access (403): {detail}", permanent=True, status_code=403
-                )
-            if code == 409:
-                return ProviderError(
-                    f"E2B says the sandbox is busy (409): {detail}",
-                    permanent=False,
-                    status_code=409,
-                )
-            if code >= 500 or code == 429:
-                return ProviderError(
-                    f"E2B answered {code}: {detail}.", permanent=False, status_code=code
-                )
-            return ProviderError(
-                f"E2B refused the request ({code}): {detail}", permanent=True, status_code=code
-            )
-        if isinstance(exc, OSError) or _is_transport_error(exc):
-            return ProviderError(
-                f"Could not reach E2B at {self._endpoint()} ({type(exc).__name__}).",
-                permanent=False,
-            )
-        return ProviderError(
-            f"E2B call failed ({type(exc).__name__}): {_tail(str(exc))}", permanent=False
+        """Map an SDK (or transport) exception to one ``ProviderError`` (see e2b_errors)."""
+        return to_provider_error(
+            exc,
+            sandbox_id=sandbox_id,
+            not_found=not_found,
+            endpoint=self._endpoint(),
+            bound=self.timeout,
         )
 
 
@@ -468,53 +375,3 @@ def _state(value: Any) -> str:
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _server_message(exc: BaseException) -> str:
-    """E2B's own words without the SDK's ``<status>: <boilerplate> - `` prefix."""
-    text = str(exc).strip()
-    if " - " in text and text[:3].isdigit():
-        text = text.split(" - ", 1)[1]
-    elif text[:3].isdigit() and text[3:5] == ": ":
-        text = text[5:]
-    return _tail(text)
-
-
-def _retry_after(message: str) -> float | None:
-    """A wait the message states (``retry after 30s``); the SDK hides the header itself."""
-    match = re.search(r"retry[- ]after[:= ]+(\d+(?:\.\d+)?)", message, re.IGNORECASE)
-    return float(match.group(1)) if match else None
-
-
-def _retry_after_header(exc: BaseException) -> float | None:
-    """E2B's ``Retry-After`` on the answer the SDK raised for.
-
-    The SDK waits it out between its own retries, then raises an exception without the
-    response; the frame that raised it still holds the response, so the caller's next try
-    can wait as long as E2B asked.
-    """
-    from e2b.retry import parse_retry_after
-
-    tb = exc.__traceback__
-    while tb is not None:
-        for value in tb.tb_frame.f_locals.values():
-            headers = getattr(value, "headers", None)
-            if getattr(value, "status_code", None) in (429, 503) and headers is not None:
-                try:
-                    seconds = parse_retry_after(headers.get("retry-after"))
-                except (AttributeError, TypeError):
-                    seconds = None
-                if seconds is not None:
-                    return float(seconds)
-        tb = tb.tb_next
-    return None
-
-
-def _is_transport_error(exc: BaseException) -> bool:
-    module = type(exc).__module__ or ""
-    return module.startswith(("httpx", "httpcore", "pyqwest")) or "Connect" in type(exc).__name__
-
-
-def _tail(text: str, limit: int = 300) -> str:
-    text = (text or "").strip()
-    return text if len(text) <= limit else "…" + text[-limit:]

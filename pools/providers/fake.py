@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pools.config import validate_e2b_config
+from pools.providers import registry
 from pools.providers.base import (
     ConfigError,
     ExecResult,
@@ -295,16 +296,14 @@ def _builtin(sandbox: FakeSandbox, command: str, env: Mapping[str, str]) -> Exec
 @contextmanager
 def registered() -> Iterator[FakeCloud]:
     """Register ``fake`` in the provider registry with a fresh cloud; undo on exit."""
-    from pools import providers
-
     global CLOUD
     previous = CLOUD
     CLOUD = FakeCloud()
-    providers.PROVIDERS["fake"] = ("Fake (tests)", "pools.providers.fake.FakeProvider")
-    providers.provider_class.cache_clear()
+    registry.PROVIDERS["fake"] = ("Fake (tests)", "pools.providers.fake.FakeProvider")
+    registry.provider_class.cache_clear()
     try:
         yield CLOUD
     finally:
-        providers.PROVIDERS.pop("fake", None)
-        providers.provider_class.cache_clear()
+        registry.PROVIDERS.pop("fake", None)
+        registry.provider_class.cache_clear()
         CLOUD = previous

@@ -3,10 +3,11 @@
 Idempotent: a second run finds what the first made and changes nothing but passwords
 it was asked to reset. Refuses to run with DEBUG off unless --force.
 
-Beyond the users, ``extend_demo`` (``rensei.demo.build``) adds the E2B credential for the
+Beyond the users, ``extend_demo`` (``billing.demo.build``) adds the E2B credential for the
 local emulator, two pools, a dozen issues, 30 days of session and cost history, live
 sessions for the worker to start, and an API token for ``manage.py demo_dispatcher``
-(printed once, on the run that creates it).
+(printed once, on the run that creates it). A billing command because the builder writes
+every app's rows, which only the top layer may import (README, Layout).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from rensei.demo import DEMO_ORG_SLUG, TOKEN_NAME, Report, build
+from billing.demo import Report, build
+from rensei.demo import DEMO_ORG_SLUG, TOKEN_NAME
 from rensei.models import Membership, Organization, Role
 
 DEMO_USERS = [("admin", Role.ADMIN, True), ("finance", Role.FINANCE, False)]

@@ -1,8 +1,10 @@
-"""``manage.py check_pool POOL [--org SLUG]``: run a pool health check now and print it.
+"""``manage.py check_pool POOL [--org SLUG] [--timeout SECONDS]``: run a pool health check
+now and print it.
 
 POOL is a pool id or name (a name needs ``--org`` when several orgs use it). The check runs
 in this process (the same job function the worker runs), so it works with no worker up.
-Exits non-zero when the check fails.
+Every provider call is bounded by ``--timeout`` (default 30 s): a stalled provider fails the
+check saying so instead of hanging the terminal. Exits non-zero when the check fails.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from pools.cli import add_timeout_option
 from pools.models import CapacityPool, HealthStatus, PoolHealthCheck
+from pools.providers import call_timeout
 from pools.tasks import check_pool, start_check
 from rensei.models import Channel
 
@@ -23,12 +27,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("pool", help="pool id or name")
         parser.add_argument("--org", help="organisation slug (to pick a pool by name)")
+        add_timeout_option(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         pool = self._find(str(options["pool"]), options.get("org"))
         check = start_check(pool, channel=Channel.CLI)
         self.stdout.write(f"Checking pool {pool.name} (org {pool.org.slug}, check {check.pk})…")
-        check_pool(check.pk)
+        with call_timeout(options["timeout"]):
+            check_pool(check.pk)
         check = PoolHealthCheck.objects.get(pk=check.pk)
         timings = ", ".join(f"{label} {ms} ms" for label, ms in check.timing_items())
         self.stdout.write(check.output)
