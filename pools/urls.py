@@ -2,18 +2,22 @@ from __future__ import annotations
 
 from django.urls import path
 
-from pools import views
+from pools import views, views_pool
 
 urlpatterns = [
     path("settings/execution/capacity/", views.capacity, name="capacity"),
-    path("settings/execution/capacity/new/", views.pool_new, name="pool_new"),
+    path("settings/execution/capacity/new/", views_pool.pool_new, name="pool_new"),
     path(
         "settings/execution/capacity/new/template-hint/",
-        views.template_hint,
+        views_pool.template_hint,
         name="pool_template_hint",
     ),
-    path("settings/execution/capacity/new/<slug:kind>/", views.pool_new_kind, name="pool_new_kind"),
-    path("settings/execution/capacity/<int:pk>/", views.pool_detail, name="pool_detail"),
+    path(
+        "settings/execution/capacity/new/<slug:kind>/",
+        views_pool.pool_new_kind,
+        name="pool_new_kind",
+    ),
+    path("settings/execution/capacity/<int:pk>/", views_pool.pool_detail, name="pool_detail"),
     path(
         "settings/execution/capacity/<int:pk>/move/<str:direction>/",
         views.pool_move,
