@@ -191,12 +191,13 @@ class Box:
             return [self.tools["setpriv"], "--pdeathsig", "KILL", "--", *argv]
         return argv
 
-    def pids(self, pgids: Iterable[int] = ()) -> list[int]:
-        """Host pids of the box's processes (not its init); by process group in the fallback."""
+    def pids(self, pgids: Iterable[int] = (), with_init: bool = False) -> list[int]:
+        """Host pids of the box's processes (its init only if asked); by process group in
+        the fallback."""
         groups = set(pgids)
         found = []
         for pid in _host_pids():
-            if pid == self.init:
+            if pid == self.init and not with_init:
                 continue
             if self._ns is not None:
                 if _ns_of(pid) == self._ns:

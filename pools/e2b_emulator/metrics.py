@@ -60,7 +60,8 @@ def sample(sandbox: Sandbox, now: datetime | None = None) -> dict[str, Any]:
     mono = time.monotonic()
     ticks: dict[int, int] = {}
     memory = 0
-    for pid in sandbox.box.pids(sandbox.pgids):
+    # The init counts, as a VM's own system does: an idle box still uses some memory.
+    for pid in sandbox.box.pids(sandbox.pgids, with_init=True):
         measured = _stat(pid)
         if measured is not None:
             ticks[pid], rss = measured

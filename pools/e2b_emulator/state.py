@@ -111,6 +111,7 @@ class Emulator(TestControls):
                     await task
         self._reaper = self._sampler = None
         procs = [p for sb in self.sandboxes.values() for p in sb.processes.values()]
+        boxes = [sb.box for sb in self.sandboxes.values()]
         for sandbox_id in list(self.sandboxes):
             self._destroy(self.sandboxes[sandbox_id])
         # Give the child watcher a moment to reap what we killed, so no zombie outlives us.
@@ -119,6 +120,8 @@ class Emulator(TestControls):
             await asyncio.wait(waits, timeout=2)
             for waiting in waits:
                 waiting.cancel()
+        for box in boxes:
+            await asyncio.to_thread(box.reap, 1)
         for task in list(self._background):
             task.cancel()
         self.close_sync()

@@ -88,7 +88,7 @@ def test_official_js_sdk_drives_the_sandbox_lifecycle() -> None:
     _install_sdk(npm)
     version = _pinned_version()
 
-    with running_emulator(api_keys={API_KEY}) as emu:
+    with running_emulator(api_keys={API_KEY}, metrics_interval_s=0.2) as emu:
         done = subprocess.run(
             [node, "sdk_check.mjs"],
             cwd=JS_DIR,
@@ -121,6 +121,32 @@ def test_official_js_sdk_drives_the_sandbox_lifecycle() -> None:
         "stdout": "partial\n",
         "stderr": "broken\n",
         "error": "exit status 3",
+    }
+    assert summary["files"] == {
+        "written": {"name": "js.txt", "path": "/home/user/notes/js.txt"},
+        "text": "written by js",
+        "bytesEqual": True,
+        "fromCommand": "written by js",
+        "listed": ["dir:notes", "file:blob.bin"],
+        "exists": [True, False],
+        "info": "dir",
+        "madeDir": [True, False],
+        "missingRead": {
+            "errorClass": "FileNotFoundError",
+            "message": "path '/home/user/missing.txt' does not exist",
+            "isFileNotFound": True,
+        },
+        "missingInfo": "FileNotFoundError",
+        "removed": True,
+    }
+    assert summary["metrics"] == {
+        "cpuCount": 2,
+        "memTotal": 1024 * 1024 * 1024,
+        "diskTotal": 10240 * 1024 * 1024,
+        "cpuInRange": True,
+        "memUsedPositive": True,
+        "timestampIsDate": True,
+        "future": 0,
     }
     assert summary["pause"] == {
         "paused": True,

@@ -118,12 +118,12 @@ def test_stopping_leaves_no_process_and_no_directory() -> None:
         sbx.commands.run("MARK=daemon nohup donmai agent run >runner.log 2>&1 &")
         streaming = sbx.commands.run("sleep 300", background=True, timeout=0)
         paused.commands.run("MARK=frozen sleep 300 >/dev/null 2>&1 &")
-        paused.pause()
         homes = [emu.emulator.sandbox_home(s.sandbox_id) for s in (sbx, paused)]
         ids = [sbx.sandbox_id, paused.sandbox_id]
         assert pid_alive(streaming.pid)
         assert wait_for(lambda: pids_with_env("MARK=daemon") & sandbox_pids(ids[0]))
-        assert pids_with_env("MARK=frozen") & sandbox_pids(ids[1])
+        assert wait_for(lambda: pids_with_env("MARK=frozen") & sandbox_pids(ids[1]))
+        paused.pause()
 
     wait_for(lambda: not any(sandbox_pids(i) for i in ids))
     assert not pid_alive(streaming.pid)

@@ -4,7 +4,7 @@
 // (control plane), E2B_SANDBOX_URL (envd) and E2B_API_KEY. Debug mode is never used.
 // Prints one JSON summary on stdout; exits 1 (with the failing step on stderr) on any
 // failure, so a caller can assert on either.
-import { CommandExitError, Sandbox } from 'e2b'
+import { CommandExitError, FileNotFoundError, Sandbox } from 'e2b'
 import { createRequire } from 'node:module'
 
 const require = createRequire(import.meta.url)
@@ -27,6 +27,15 @@ let step = 'start'
 
 function check(condition, message) {
   if (!condition) throw new Error(`${step}: ${message}`)
+}
+
+async function errorOf(promise) {
+  try {
+    await promise
+  } catch (err) {
+    return { errorClass: err.constructor.name, message: err.message }
+  }
+  throw new Error(`${step}: expected an error`)
 }
 
 async function listByMetadata() {
@@ -82,6 +91,45 @@ try {
       stderr: err.stderr,
       error: err.error,
     }
+  }
+
+  step = 'files'
+  const written = await sandbox.files.write('notes/js.txt', 'written by js')
+  const binary = Uint8Array.from({ length: 256 }, (_, i) => i)
+  await sandbox.files.write('/home/user/blob.bin', binary.buffer)
+  const readBack = await sandbox.files.read('blob.bin', { format: 'bytes' })
+  const missing = await errorOf(sandbox.files.read('missing.txt'))
+  summary.files = {
+    written: { name: written.name, path: written.path },
+    text: await sandbox.files.read('notes/js.txt'),
+    bytesEqual: readBack.length === 256 && readBack.every((b, i) => b === i),
+    fromCommand: (await sandbox.commands.run('cat notes/js.txt')).stdout,
+    listed: (await sandbox.files.list('/home/user')).map((e) => `${e.type}:${e.name}`).sort(),
+    exists: [await sandbox.files.exists('notes/js.txt'), await sandbox.files.exists('nope')],
+    info: (await sandbox.files.getInfo('notes')).type,
+    madeDir: [await sandbox.files.makeDir('made/deep'), await sandbox.files.makeDir('made/deep')],
+    missingRead: { ...missing, isFileNotFound: missing.errorClass === FileNotFoundError.name },
+    missingInfo: (await errorOf(sandbox.files.getInfo('missing.txt'))).errorClass,
+  }
+  await sandbox.files.remove('made')
+  summary.files.removed = !(await sandbox.files.exists('made'))
+
+  step = 'metrics'
+  let samples = []
+  for (let i = 0; i < 100 && samples.length === 0; i++) {
+    samples = await sandbox.getMetrics()
+    if (samples.length === 0) await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  check(samples.length > 0, 'no metrics sample')
+  const last = samples.at(-1)
+  summary.metrics = {
+    cpuCount: last.cpuCount,
+    memTotal: last.memTotal,
+    diskTotal: last.diskTotal,
+    cpuInRange: last.cpuUsedPct >= 0 && last.cpuUsedPct <= 100,
+    memUsedPositive: last.memUsed > 0,
+    timestampIsDate: last.timestamp instanceof Date && !Number.isNaN(last.timestamp.getTime()),
+    future: (await Sandbox.getMetrics(sandbox.sandboxId, { start: new Date(Date.now() + 3600e3) })).length,
   }
 
   step = 'pause'
