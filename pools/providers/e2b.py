@@ -124,7 +124,7 @@ class E2BProvider(Provider):
     # -- the contract ------------------------------------------------------------------
 
     def ping(self) -> float:
-        from e2b import Sandbox
+        from e2b import Sandbox  # slow import: on first use
 
         started = time.monotonic()
         try:
@@ -134,7 +134,7 @@ class E2BProvider(Provider):
         return round((time.monotonic() - started) * 1000, 1)
 
     def provision(self, config: Mapping[str, Any], spec: SandboxSpec) -> SandboxHandle:
-        from e2b import Sandbox
+        from e2b import Sandbox  # slow import: on first use
 
         try:
             cfg = self.validate_config(dict(config))
@@ -196,7 +196,7 @@ class E2BProvider(Provider):
         return self._run(sandbox, command, dict(env or {}), timeout, on_output)
 
     def pause(self, handle: SandboxHandle | str) -> bool:
-        from e2b import Sandbox
+        from e2b import Sandbox  # slow import: on first use
 
         sandbox_id = sandbox_id_of(handle)
         try:
@@ -207,7 +207,7 @@ class E2BProvider(Provider):
     def resume(
         self, handle: SandboxHandle | str, timeout_seconds: int | None = None
     ) -> SandboxHandle:
-        from e2b import Sandbox
+        from e2b import Sandbox  # slow import: on first use
 
         sandbox_id = sandbox_id_of(handle)
         try:
@@ -226,7 +226,7 @@ class E2BProvider(Provider):
         )
 
     def terminate(self, handle: SandboxHandle | str) -> bool:
-        from e2b import Sandbox
+        from e2b import Sandbox  # slow import: on first use
 
         sandbox_id = sandbox_id_of(handle)
         try:
@@ -235,7 +235,7 @@ class E2BProvider(Provider):
             raise self._provider_error(exc, sandbox_id=sandbox_id) from exc
 
     def status(self, handle: SandboxHandle | str) -> SandboxInfo | None:
-        from e2b import Sandbox, SandboxNotFoundException
+        from e2b import Sandbox, SandboxNotFoundException  # slow import: on first use
 
         sandbox_id = sandbox_id_of(handle)
         try:
@@ -251,7 +251,7 @@ class E2BProvider(Provider):
         metadata: Mapping[str, str] | None = None,
         states: Sequence[str] = ("running", "paused"),
     ) -> list[SandboxInfo]:
-        from e2b import Sandbox, SandboxQuery, SandboxState
+        from e2b import Sandbox, SandboxQuery, SandboxState  # slow import: on first use
 
         query = SandboxQuery(
             metadata=dict(metadata) if metadata else None,
@@ -276,7 +276,7 @@ class E2BProvider(Provider):
         Connecting to a running sandbox moves its end to at least ``keep_alive`` seconds
         from now (E2B only ever extends it there), so the box outlives the command.
         """
-        from e2b import Sandbox
+        from e2b import Sandbox  # slow import: on first use
 
         try:
             info = Sandbox.get_info(sandbox_id, **self._opts())
@@ -301,7 +301,7 @@ class E2BProvider(Provider):
         timeout: int,
         on_output: OutputCallback | None = None,
     ) -> ExecResult:
-        from e2b import (
+        from e2b import (  # slow import: on first use
             CommandExitException,
             SandboxNotRunningException,
             SandboxUnreachableException,

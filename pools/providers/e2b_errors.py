@@ -131,7 +131,7 @@ def to_provider_error(
 
 
 def _rule(exc: BaseException, bound: float | None) -> Rule:
-    import e2b  # cheap once _classes() ran; see there
+    import e2b  # slow import: on first use (see _classes)
 
     if bound is not None and is_cut(exc):
         return CUT
@@ -153,8 +153,8 @@ def _rule(exc: BaseException, bound: float | None) -> Rule:
 def is_cut(exc: BaseException) -> bool:
     """The call ran into its own timeout (httpx's, or the SDK's request timeout), as opposed
     to a sandbox that stopped answering."""
-    import e2b
-    import httpx
+    import e2b  # slow import: on first use (see _classes)
+    import httpx  # the SDK's transport; loaded with it
 
     if isinstance(exc, httpx.TimeoutException):
         return True
@@ -167,7 +167,7 @@ def retry_after_of(exc: BaseException) -> float | None:
     Relies on the SDK keeping that answer (an object with ``status_code`` and ``headers``)
     in a local of a frame of the traceback; see the module docstring.
     """
-    from e2b.retry import parse_retry_after
+    from e2b.retry import parse_retry_after  # slow import: on first use (see _classes)
 
     tb = exc.__traceback__
     while tb is not None:
