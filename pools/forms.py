@@ -3,7 +3,7 @@
 When the raw JSON is filled it is the whole config, and a typed field the admin changed must
 say the same: a disagreement is a form error naming both values, never a silent winner.
 
-Both paths end in the one schema (``E2BProvider.validate_config`` → pools/config.py), so what
+Both paths end in the one model (``E2BProvider.validate_config`` → pools/config.py), so what
 the form saves is exactly what the admin, the API and the jobs accept. Field names are the
 config keys themselves, so an error from the schema lands on the field it names; errors from
 the raw-JSON editor land on ``raw_config`` and start with the key they are about.
@@ -22,6 +22,7 @@ from pools.kinds import parse_provides
 from pools.models import CapacityPool
 from pools.providers import provider_class
 from pools.providers.base import ConfigError
+from rensei import inputs
 from rensei.models import Organization
 
 MAX_RAW_JSON = 64 * 1024
@@ -41,7 +42,8 @@ RAW_REPLACES = (
 def parse_env_lines(text: str) -> dict[str, str]:
     """``NAME=value`` lines (blank lines and ``#`` comments skipped) → a dict.
 
-    Raises ``ValueError`` naming the line. The name rule itself is the schema's.
+    Raises ``ValueError`` naming the line. The name rule itself is the one env rule
+    (rensei/inputs.py), as for sessions and exec.
     """
     out: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
@@ -52,11 +54,10 @@ def parse_env_lines(text: str) -> dict[str, str]:
         name = name.strip()
         if not sep:
             raise ValueError(f"Line {number}: write NAME=value (no '=' in {stripped[:40]!r}).")
-        if not schema.ENV_NAME_RE.fullmatch(name):
-            raise ValueError(
-                f"Line {number}: {name[:40]!r} is not a valid variable name "
-                "(A-Z, 0-9 and _, not starting with a digit)."
-            )
+        try:
+            inputs.env_value(inputs.env_name(name), value)
+        except inputs.InputError as exc:
+            raise ValueError(f"Line {number}: {exc.message}") from None
         if name in out:
             raise ValueError(f"Line {number}: {name} is set twice.")
         out[name] = value
@@ -82,10 +83,12 @@ class E2BPoolForm(forms.ModelForm):
 
     provider_kind = "e2b"
 
+    # Bounds as widget attributes only: the config model says what is wrong with a value, in
+    # the same words as for the raw JSON and the admin.
     templateId = forms.CharField(
         label="Template ID",
         required=False,
-        max_length=schema.MAX_ID_LENGTH,
+        widget=forms.TextInput(attrs={"maxlength": schema.MAX_ID_LENGTH}),
         help_text="Your custom template with the donmai binary (default: base, which has none).",
     )
     launchRunnerInline = forms.BooleanField(
@@ -97,8 +100,7 @@ class E2BPoolForm(forms.ModelForm):
     timeoutSeconds = forms.IntegerField(
         label="Sandbox timeout (seconds)",
         required=False,
-        min_value=schema.TIMEOUT_MIN,
-        max_value=schema.TIMEOUT_MAX,
+        widget=forms.NumberInput(attrs={"min": schema.TIMEOUT_MIN, "max": schema.TIMEOUT_MAX}),
         help_text="Passed to E2B on create. Default 3600.",
     )
     onTimeout = forms.ChoiceField(
@@ -110,7 +112,7 @@ class E2BPoolForm(forms.ModelForm):
     snapshotId = forms.CharField(
         label="Snapshot ID",
         required=False,
-        max_length=schema.MAX_ID_LENGTH,
+        widget=forms.TextInput(attrs={"maxlength": schema.MAX_ID_LENGTH}),
         help_text="Optional: start from this snapshot instead of the template.",
     )
     envVars = forms.CharField(
@@ -262,15 +264,21 @@ class E2BPoolForm(forms.ModelForm):
             if not any(key in self.errors for key in touched):
                 self._check_agreement(self._typed_config(cleaned), touched)
             return cleaned
-        if any(key in self.errors for key in RAW_REPLACES):
-            return cleaned
+        # The model checks the typed fields that parsed (one that did not already says why),
+        # so every bad value is reported at once.
+        failed = [key for key in RAW_REPLACES if key in self.errors]
         try:
-            self.config = validate(self._typed_config(cleaned))
+            config = validate(self._typed_config(cleaned))
         except ConfigError as exc:
             for key, messages in exc.errors.items():
+                if key in failed:
+                    continue
                 field = key if key in self.fields else None
                 for message in messages:
                     self.add_error(field, message if field else f"{key}: {message}")
+            return cleaned
+        if not failed:
+            self.config = config
         return cleaned
 
     def _typed_config(self, cleaned: dict[str, Any]) -> dict[str, Any]:
@@ -278,8 +286,10 @@ class E2BPoolForm(forms.ModelForm):
         raw: dict[str, Any] = {
             "templateId": (cleaned.get("templateId") or "").strip() or schema.DEFAULT_TEMPLATE,
             "launchRunnerInline": bool(cleaned.get("launchRunnerInline")),
-            "timeoutSeconds": cleaned.get("timeoutSeconds")
-            or schema.KEYS["timeoutSeconds"].default,
+            # 0 is a value (refused by the model), not "empty".
+            "timeoutSeconds": schema.KEYS["timeoutSeconds"].default
+            if cleaned.get("timeoutSeconds") is None
+            else cleaned["timeoutSeconds"],
             "onTimeout": cleaned.get("onTimeout") or "kill",
         }
         if (cleaned.get("snapshotId") or "").strip():

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pools.providers import PROVIDERS, provider_class
+from rensei.inputs import InputError, rule
 
 if TYPE_CHECKING:
     from pools.models import CapacityPool
@@ -42,7 +43,9 @@ def known_kinds() -> set[str]:
 def parse_provides(text: str | Iterable[str]) -> list[str]:
     """Parse an override (comma/space separated text or a list) into sorted unique kinds.
 
-    Raises ``ValueError`` with a message naming each unknown kind.
+    Raises ``InputError`` (a ``ValueError``) with a message naming each unknown kind: the
+    one kinds rule, used by the pool form, the admin, the New session form, the API schemas
+    and the services.
     """
     items = re.split(r"[\s,]+", text) if isinstance(text, str) else list(text)
     known = known_kinds()
@@ -61,13 +64,33 @@ def parse_provides(text: str | Iterable[str]) -> list[str]:
         else:
             bad.append(item.strip()[:60])
     if bad:
-        raise ValueError(
+        toolchains = [b for b in bad if b.lower().startswith("toolchain:")]
+        raise InputError(
             f"Unknown kind{'s' if len(bad) > 1 else ''}: {', '.join(bad)}. Use "
             f"{', '.join(sorted(known))} or toolchain:<name> (e.g. toolchain:go)."
+            + (
+                f" “{toolchains[0]}” is not a toolchain kind: a name is 1 to 40 lower-case "
+                "letters, digits and . _ + -."
+                if toolchains
+                else ""
+            )
         )
     if len(out) > MAX_OVERRIDE:
-        raise ValueError(f"At most {MAX_OVERRIDE} kinds.")
+        raise InputError(f"At most {MAX_OVERRIDE} kinds.")
     return sorted(out)
+
+
+# The kinds rule as a Pydantic validator, and the JSON Schema of one kind (for the API).
+kinds_rule = rule(parse_provides)
+
+
+def kind_json_schema(schema: dict[str, Any]) -> None:
+    schema["items"] = {
+        "anyOf": [
+            {"type": "string", "enum": sorted(known_kinds())},
+            {"type": "string", "pattern": f"^{TOOLCHAIN_RE.pattern}$"},
+        ]
+    }
 
 
 def effective_provides(pool: CapacityPool) -> set[str]:

@@ -1,31 +1,38 @@
 """The JSON API the dispatcher uses: create sessions, read them back, act on them, exec.
 
-Every route authenticates with ``Authorization: Bearer <token>`` (an org API token) before
-anything else, so an unknown route or method answers 401 to a stranger too. The token's
-org is the only org a call can see: another org's ids answer 404. Errors are always JSON,
-``{"error": "...", "fields": {"field": "message"}}``; bad input is a 400 naming the field,
-never a 500. The published description of all of this is ``sessions/api_schema.py``.
+A django-ninja ``Router``; the ``NinjaAPI`` that mounts it (error bodies, the OpenAPI
+document at /api/v1/openapi.json) is in sessions/api_urls.py, the schemas in
+sessions/schemas.py. Every route authenticates with ``Authorization: Bearer <token>`` (an
+org API token) before anything else, so an unknown route or method answers 401 to a stranger
+too; then the method (405), then unknown query parameters (400 naming them), then the
+session in the path (the token's org is the only org a call can see: another org's ids
+answer 404, whatever the body), then the schemas (400 naming the field), never a 500.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
-from functools import wraps
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from django.views.decorators.csrf import csrf_exempt
+from ninja import Header, Path, Query, Router, Status
+from ninja.operation import PathView
+from ninja.security import HttpBearer
+from pydantic import WithJsonSchema
 
 from rensei import audit
+from rensei import inputs as inp
 from rensei.models import ApiToken, Channel, Organization
-from sessions import api_input as inp
+from rensei.tokens import authenticate as token_for
+from sessions import schemas as sc
 from sessions import services
-from sessions.api_schema import openapi_document
-from sessions.models import CommandRun, Session, SessionState
+from sessions.api_errors import error, unauthorized, unknown_query
+from sessions.models import CommandRun, Session
 from sessions.queue import QueueStatus, queue_statuses
 
-ApiView = Callable[..., HttpResponse]
 ACTIONS: dict[str, Callable[..., bool]] = {
     "pause": services.request_pause,
     "resume": services.request_resume,
@@ -39,52 +46,162 @@ ENGINE_FIELDS = {
     "pool_name": "pool",
     "key": "Idempotency-Key",
 }
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 
 
-def error(
-    status: int, message: str, fields: dict[str, str] | None = None, **extra: Any
-) -> JsonResponse:
-    body: dict[str, Any] = {"error": message, **extra}
-    if fields:
-        body["fields"] = fields
-    return JsonResponse(body, status=status)
+class BearerToken(HttpBearer):
+    """An org API token. The route guard below has already looked it up."""
+
+    openapi_description = "An org API token."
+
+    def __call__(self, request: HttpRequest) -> ApiToken | None:
+        return getattr(request, "api_token", None) or token_for(
+            request.headers.get("Authorization", "")
+        )
+
+    def authenticate(self, request: HttpRequest, token: str) -> ApiToken | None:
+        return token_for(f"Bearer {token}")
 
 
-def authenticate(request: HttpRequest) -> ApiToken | None:
-    from rensei.tokens import authenticate as token_for
+class GuardedPathView(PathView):
+    """One API path: the token first, then the method, then the query string's names.
 
-    return token_for(request.headers.get("Authorization", ""))
-
-
-def api_view(*methods: str) -> Callable[[ApiView], ApiView]:
-    """Token auth first, then the method check, then the view with the token's org.
-
-    The view is called as ``view(request, org, **kwargs)``; InvalidInput becomes a 400.
+    Ninja itself answers a method it has no operation for with a plain-text 405 before any
+    authentication; here a stranger gets the JSON 401 on every method, a token holder a
+    JSON 405 with ``Allow``, and a query parameter the operation does not take is a 400.
     """
 
-    def decorator(view: ApiView) -> ApiView:
-        @csrf_exempt
-        @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            token = authenticate(request)
-            if token is None:
-                response = error(401, "Missing, unknown or revoked API token.")
-                response["WWW-Authenticate"] = 'Bearer realm="rensei"'
-                return response
-            if request.method not in methods:
+    public = False
+
+    def get_view(self) -> Callable[..., Any]:
+        view = super().get_view()
+        methods = tuple(m for m in HTTP_METHODS if any(m in op.methods for op in self.operations))
+
+        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            token = None
+            if not self.public:
+                token = token_for(request.headers.get("Authorization", ""))
+                if token is None:
+                    return unauthorized()
+                request.api_token = token  # type: ignore[attr-defined]
+            operation = self._find_operation(request)
+            if operation is None:
                 response = error(405, f"Method {request.method} is not allowed here.")
                 response["Allow"] = ", ".join(methods)
                 return response
-            try:
-                with audit.acting_token(token.name):
-                    return view(request, token.org, *args, **kwargs)
-            except inp.InvalidInput as exc:
-                return error(400, exc.message, exc.fields)
+            if strays := sorted(set(request.GET) - query_names(operation)):
+                return unknown_query(strays, query_names(operation))
+            if token is not None and "session_id" in kwargs:
+                # Orgs are walls: another org's session is not found, whatever the body says.
+                session = _session(token.org, kwargs["session_id"])
+                if session is None:
+                    return _no_session()
+                request.api_session = session  # type: ignore[attr-defined]
+            if token is None:
+                return view(request, *args, **kwargs)
+            with audit.acting_token(token.name):
+                return view(request, *args, **kwargs)
 
-        wrapped.api_methods = methods  # type: ignore[attr-defined]
-        return wrapped
+        guarded.csrf_exempt = True  # type: ignore[attr-defined]
+        guarded.api_methods = methods  # type: ignore[attr-defined]
+        return guarded
 
-    return decorator
+    def clone(self) -> GuardedPathView:
+        cloned = super().clone()
+        cloned.__class__ = type(self)
+        return cloned  # type: ignore[return-value]
+
+
+class PublicPathView(GuardedPathView):
+    public = True
+
+
+def query_names(operation: Any) -> set[str]:
+    """The query parameters an operation declares (what its document lists)."""
+    names: set[str] = set()
+    for model in operation.models:
+        if model.__ninja_param_source__ == "query":
+            names |= set(getattr(model, "__ninja_flatten_map__", None) or model.model_fields)
+    return names
+
+
+class ApiRouter(Router):
+    """A router whose paths are guarded (see GuardedPathView)."""
+
+    path_view: type[GuardedPathView] = GuardedPathView
+
+    def add_api_operation(self, path: str, *args: Any, **kwargs: Any) -> None:
+        self.path_operations.setdefault(path, self.path_view())
+        super().add_api_operation(path, *args, **kwargs)
+
+
+router = ApiRouter(auth=BearerToken())
+
+# --- documentation bits the schemas cannot carry (headers, links, descriptions) ------------
+
+UNAUTHORIZED = {
+    "description": "No Authorization header, or the token is unknown or revoked.",
+    "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer."}},
+}
+UNKNOWN_QUERY = " Query parameters the operation does not list are refused with a 400 naming them."
+LOCATION = {"Location": {"schema": {"type": "string"}}}
+SESSION_LINKS = {
+    name: {"operationId": operation, "parameters": {"session_id": "$response.body#/id"}}
+    for name, operation in (
+        ("GetSession", "getSession"),
+        ("PauseSession", "pauseSession"),
+        ("ResumeSession", "resumeSession"),
+        ("TerminateSession", "terminateSession"),
+        ("ExecInSession", "execInSession"),
+    )
+}
+RUN_LINKS = {
+    "GetCommandRun": {
+        "operationId": "getCommandRun",
+        "parameters": {"session_id": "$request.path.session_id", "run_id": "$response.body#/id"},
+    }
+}
+RESUME_NOTE = (
+    " A resume takes a slot under the pool's soft cap: at the cap the session stays "
+    "`paused` (accepted=true) with `queue` saying why and where in line, and resumes by "
+    "itself when a slot frees."
+)
+
+
+def described(**responses: dict[str, Any]) -> dict[str, Any]:
+    """``openapi_extra`` for an operation: descriptions, headers and links by status."""
+    by_status: dict[int, Any] = {401: UNAUTHORIZED}
+    by_status.update({int(status[1:]): detail for status, detail in responses.items()})
+    return {"responses": by_status}
+
+
+def bad_query(what: str = "") -> dict[str, str]:
+    return {"description": (what or "A query parameter is unknown.") + UNKNOWN_QUERY}
+
+
+def _row_id(description: str) -> Any:
+    # Documented from 1 up; a smaller or larger id is simply not found (404), as before.
+    return Annotated[
+        int,
+        WithJsonSchema(
+            {"type": "integer", "minimum": 1, "format": "int64", "description": description}
+        ),
+    ]
+
+
+if TYPE_CHECKING:
+    SessionId = int
+    RunId = int
+else:
+    SessionId = _row_id("The session's id. Another org's id answers 404.")
+    RunId = _row_id("A command run's id within this session.")
+IdempotencyKey = Header(
+    None,
+    alias="Idempotency-Key",
+    min_length=1,
+    max_length=sc.MAX_IDEMPOTENCY_KEY,
+    pattern=sc.IDEMPOTENCY_KEY_PATTERN,
+)
 
 
 # --- representations -----------------------------------------------------------------------
@@ -149,95 +266,125 @@ def run_json(run: CommandRun) -> dict[str, Any]:
     }
 
 
+def org_of(request: HttpRequest) -> Organization:
+    token: ApiToken = request.auth  # type: ignore[attr-defined]
+    return token.org
+
+
 def _session(org: Organization, session_id: int) -> Session | None:
     if session_id > inp.MAX_ID:
         return None
     return Session.objects.select_related("issue", "pool").filter(org=org, pk=session_id).first()
 
 
-def _no_session() -> JsonResponse:
+def session_of(request: HttpRequest) -> Session:
+    """The path's session, found in the token's org by the route guard."""
+    session: Session = request.api_session  # type: ignore[attr-defined]
+    return session
+
+
+def _no_session() -> HttpResponse:
     return error(404, "No such session.")
+
+
+def _engine_error(exc: services.SessionRequestError) -> HttpResponse:
+    field = ENGINE_FIELDS.get(exc.field or "", exc.field or "body")
+    return error(400, str(exc), {field: str(exc)})
 
 
 # --- routes --------------------------------------------------------------------------------
 
-
-@api_view("GET", "POST")
-def sessions_collection(request: HttpRequest, org: Organization) -> HttpResponse:
-    if request.method == "POST":
-        return _create(request, org)
-    return _list(request, org)
+NOT_FOUND_SESSION = {"description": "No such session in the token's org."}
 
 
-def _list(request: HttpRequest, org: Organization) -> HttpResponse:
-    state = inp.query_text(request, "state", max_length=20)
-    if state is not None and state not in SessionState.values:
-        raise inp.bad("state", f"Must be one of: {', '.join(SessionState.values)}.")
-    issue = inp.query_text(request, "issue", max_length=64)
-    limit = inp.query_int(request, "limit", default=25, minimum=1, maximum=100)
+@router.get(
+    "/sessions",
+    url_name="api_sessions",
+    operation_id="listSessions",
+    summary="List sessions, newest first",
+    tags=["sessions"],
+    response={200: sc.SessionList, 400: sc.Error, 401: sc.Error},
+    openapi_extra=described(
+        s200={"description": "A page of sessions."},
+        s400=bad_query("A query parameter is invalid or unknown (named in `fields`)."),
+    ),
+)
+def list_sessions(request: HttpRequest, filters: Query[sc.SessionFilters]) -> dict[str, Any]:
+    sessions = Session.objects.filter(org=org_of(request)).select_related("issue", "pool")
+    sessions = sessions.order_by("-id")
+    if filters.state is not None:
+        sessions = sessions.filter(state=filters.state)
+    if filters.issue is not None:
+        sessions = sessions.filter(issue__key=filters.issue)
     # Keyset pagination: the cursor is the last id of the previous page (ids only grow).
-    cursor = inp.query_int(request, "cursor", default=0, minimum=1, maximum=inp.MAX_ID)
-
-    sessions = Session.objects.filter(org=org).select_related("issue", "pool").order_by("-id")
-    if state is not None:
-        sessions = sessions.filter(state=state)
-    if issue is not None:
-        sessions = sessions.filter(issue__key=issue)
-    if cursor:
-        sessions = sessions.filter(pk__lt=cursor)
-    rows = list(sessions[: limit + 1])
-    more = len(rows) > limit
-    rows = rows[:limit]
+    if filters.cursor:
+        sessions = sessions.filter(pk__lt=filters.cursor)
+    rows = list(sessions[: filters.limit + 1])
+    more = len(rows) > filters.limit
+    rows = rows[: filters.limit]
     queue = queue_statuses(rows)
-    return JsonResponse(
-        {
-            "results": [session_json(s, queue) for s in rows],
-            "next_cursor": rows[-1].pk if more else None,
-        }
-    )
+    return {
+        "results": [session_json(s, queue) for s in rows],
+        "next_cursor": rows[-1].pk if more else None,
+    }
 
 
-def _create(request: HttpRequest, org: Organization) -> HttpResponse:
-    data = inp.json_object(request)
-    key = inp.idempotency_key(request)
-    inp.only_fields(data, {"issue", "runtime_kinds", "requirement_kinds", "env", "pool"})
-    if "issue" not in data:
-        raise inp.bad("issue", "This field is required.")
-    issue = data["issue"]
-    if not isinstance(issue, dict):
-        raise inp.bad("issue", "Must be an object with key, and optionally title and url.")
-    inp.only_fields(issue, {"key", "title", "url"}, prefix="issue.")
-    issue_key = inp.string(
-        issue, "key", field="issue.key", required=True, min_length=1, max_length=64
-    )
-    if not inp.ISSUE_KEY_RE.fullmatch(issue_key or ""):
-        raise inp.bad("issue.key", "1 to 64 characters without spaces, e.g. ENG-142.")
-    title = inp.string(issue, "title", field="issue.title", max_length=300) or ""
-    issue_url = inp.url(inp.string(issue, "url", field="issue.url", max_length=500), "issue.url")
-    runtime_kinds = inp.string_list(data, "runtime_kinds", required=True) or []
-    requirement_kinds = inp.string_list(data, "requirement_kinds", required=True) or []
-    env = inp.env_map(data)
-    pool = inp.string(data, "pool", min_length=1, max_length=100, nullable=True)
-
+@router.post(
+    "/sessions",
+    url_name="api_sessions",
+    operation_id="createSession",
+    summary="Create a session",
+    description="Queues a session and routes it to a pool. With an Idempotency-Key, "
+    "repeating the same body returns the same session (200); a different body under the "
+    "same key is a 409." + UNKNOWN_QUERY,
+    tags=["sessions"],
+    response={200: sc.Session, 202: sc.Session, 400: sc.Error, 401: sc.Error, 409: sc.Error},
+    openapi_extra=described(
+        s202={"description": "Created and queued.", "headers": LOCATION, "links": SESSION_LINKS},
+        s200={
+            "description": "A repeat of an earlier request with the same Idempotency-Key and "
+            "body: the same session.",
+            "headers": {
+                "Idempotent-Replayed": {"schema": {"type": "string", "const": "true"}},
+                **LOCATION,
+            },
+            "links": SESSION_LINKS,
+        },
+        s400=bad_query(
+            "The body is not a JSON object, or a field is missing, of the wrong type, or "
+            "refused (unknown kind or pool); `fields` names it."
+        ),
+        s409={"description": "The Idempotency-Key was used with a different body."},
+    ),
+)
+def create_session(
+    request: HttpRequest,
+    response: HttpResponse,
+    payload: sc.SessionCreate,
+    idempotency_key: str | None = IdempotencyKey,
+) -> Any:
+    org = org_of(request)
+    key = idempotency_key or ""
+    issue = payload.issue
     replay = bool(key) and Session.objects.filter(org=org, api_idempotency_key=key).exists()
     try:
         session = services.create_session(
             org,
-            issue_key=issue_key,
-            issue_title=title,
-            issue_url=issue_url,
-            runtime_kinds=runtime_kinds,
-            requirement_kinds=requirement_kinds,
-            env=env,
-            pool_name=pool,
+            issue_key=issue.key,
+            issue_title=issue.title,
+            issue_url=issue.url,
+            runtime_kinds=payload.runtime_kinds,
+            requirement_kinds=payload.requirement_kinds,
+            env=payload.env,
+            pool_name=payload.pool,
             actor=None,
             channel=Channel.API,
             idempotency_key=key,
-            body_hash=inp.canonical_hash(data),
+            # The body as sent (already parsed once, so valid JSON): same content, same hash.
+            body_hash=canonical_hash(json.loads(request.body)),
         )
     except services.SessionRequestError as exc:
-        field = ENGINE_FIELDS.get(exc.field or "", exc.field or "body")
-        return error(400, str(exc), {field: str(exc)})
+        return _engine_error(exc)
     except services.IdempotencyConflict:
         return error(
             409,
@@ -245,90 +392,139 @@ def _create(request: HttpRequest, org: Organization) -> HttpResponse:
             {"Idempotency-Key": "Already used with a different body."},
         )
     session = _session(org, session.pk) or session
-    response = JsonResponse(session_json(session), status=200 if replay else 202)
     response["Location"] = reverse("api_session", args=[session.pk])
     if replay:
         response["Idempotent-Replayed"] = "true"
-    return response
+    return Status(200 if replay else 202, session_json(session))
 
 
-@api_view("GET")
-def session_detail(request: HttpRequest, org: Organization, session_id: int) -> HttpResponse:
-    session = _session(org, session_id)
-    if session is None:
-        return _no_session()
-    return JsonResponse(session_json(session))
+def canonical_hash(data: Any) -> str:
+    """SHA-256 of the canonical JSON form: same content, same hash, whatever the key order."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
-def _action(action: str) -> ApiView:
-    @api_view("POST")
-    def view(request: HttpRequest, org: Organization, session_id: int) -> HttpResponse:
-        session = _session(org, session_id)
-        if session is None:
-            return _no_session()
+@router.get(
+    "/sessions/{int:session_id}",
+    url_name="api_session",
+    operation_id="getSession",
+    summary="Read a session",
+    tags=["sessions"],
+    response={200: sc.Session, 400: sc.Error, 401: sc.Error, 404: sc.Error},
+    openapi_extra=described(
+        s200={"description": "The session.", "links": SESSION_LINKS},
+        s400=bad_query(),
+        s404=NOT_FOUND_SESSION,
+    ),
+)
+def get_session(request: HttpRequest, session_id: Path[SessionId]) -> Any:
+    session = session_of(request)
+    return session_json(session)
+
+
+def _action(action: str) -> None:
+    def view(request: HttpRequest, session_id: Path[SessionId]) -> Any:
+        session = session_of(request)
         if action not in services.allowed_actions(session):
-            return error(
+            return Status(
                 409,
-                f"Cannot {action} a session that is {session.state}.",
-                id=session.pk,
-                state=session.state,
-                accepted=False,
+                {
+                    "error": f"Cannot {action} a session that is {session.state}.",
+                    "id": session.pk,
+                    "state": session.state,
+                    "accepted": False,
+                },
             )
         accepted = ACTIONS[action](session, None, Channel.API)
         state = Session.objects.filter(pk=session.pk).values_list("state", flat=True).first()
-        return JsonResponse(
-            {"id": session.pk, "state": state, "accepted": bool(accepted)}, status=202
-        )
+        return Status(202, {"id": session.pk, "state": state, "accepted": bool(accepted)})
 
     view.__name__ = f"session_{action}"
-    return view
+    router.post(
+        f"/sessions/{{int:session_id}}/{action}",
+        url_name=f"api_session_{action}",
+        operation_id=f"{action}Session",
+        summary=f"{action.capitalize()} a session",
+        description="Accepted actions run in the background; poll the session's state."
+        + (RESUME_NOTE if action == "resume" else "")
+        + UNKNOWN_QUERY,
+        tags=["sessions"],
+        response={
+            202: sc.ActionResult,
+            400: sc.Error,
+            401: sc.Error,
+            404: sc.Error,
+            409: sc.ActionConflict,
+        },
+        openapi_extra=described(
+            s202={
+                "description": "Accepted (or, with accepted=false, overtaken by another request)."
+            },
+            s400=bad_query(),
+            s404=NOT_FOUND_SESSION,
+            s409={"description": "The session's state does not allow this action."},
+        ),
+    )(view)
 
 
-session_pause = _action("pause")
-session_resume = _action("resume")
-session_terminate = _action("terminate")
+for _name in ACTIONS:
+    _action(_name)
 
 
-@api_view("POST")
-def session_exec(request: HttpRequest, org: Organization, session_id: int) -> HttpResponse:
-    session = _session(org, session_id)
-    if session is None:
-        return _no_session()
-    data = inp.json_object(request)
-    inp.only_fields(data, {"command", "env", "timeout"})
-    command = inp.string(data, "command", required=True, min_length=1, max_length=inp.MAX_COMMAND)
-    if not (command or "").strip():
-        raise inp.bad("command", "Must not be blank.")
-    env = inp.env_map(data) or {}
-    timeout = inp.integer(
-        data, "timeout", default=inp.DEFAULT_TIMEOUT, minimum=1, maximum=inp.MAX_TIMEOUT
-    )
+@router.post(
+    "/sessions/{int:session_id}/exec",
+    url_name="api_session_exec",
+    operation_id="execInSession",
+    summary="Run a one-shot command in the session's sandbox",
+    description="Starts the command in the background; poll the run." + UNKNOWN_QUERY,
+    tags=["exec"],
+    response={202: sc.CommandRun, 400: sc.Error, 401: sc.Error, 404: sc.Error, 409: sc.Error},
+    openapi_extra=described(
+        s202={"description": "Started.", "headers": LOCATION, "links": RUN_LINKS},
+        s400=bad_query("The body is invalid; `fields` names the field."),
+        s404=NOT_FOUND_SESSION,
+        s409={"description": "The session's state does not allow running a command."},
+    ),
+)
+def session_exec(
+    request: HttpRequest,
+    response: HttpResponse,
+    payload: sc.ExecRequest,
+    session_id: Path[SessionId],
+) -> Any:
+    session = session_of(request)
     if "exec" not in services.allowed_actions(session):
         return error(409, f"Cannot run a command in a session that is {session.state}.")
     try:
         run = services.run_command(
             session,
-            command=command or "",
-            env=env,
-            timeout=timeout,
+            command=payload.command,
+            env=payload.env or {},
+            timeout=payload.timeout or inp.DEFAULT_EXEC_TIMEOUT,
             actor=None,
             channel=Channel.API,
         )
     except services.SessionRequestError as exc:
-        field = ENGINE_FIELDS.get(exc.field or "", exc.field or "body")
-        return error(400, str(exc), {field: str(exc)})
-    response = JsonResponse(run_json(run), status=202)
+        return _engine_error(exc)
     response["Location"] = reverse("api_session_exec_run", args=[session.pk, run.pk])
-    return response
+    return Status(202, run_json(run))
 
 
-@api_view("GET")
-def session_exec_run(
-    request: HttpRequest, org: Organization, session_id: int, run_id: int
-) -> HttpResponse:
-    session = _session(org, session_id)
-    if session is None:
-        return _no_session()
+@router.get(
+    "/sessions/{int:session_id}/exec/{int:run_id}",
+    url_name="api_session_exec_run",
+    operation_id="getCommandRun",
+    summary="Read a command run: state, exit code and (capped) output",
+    tags=["exec"],
+    response={200: sc.CommandRun, 400: sc.Error, 401: sc.Error, 404: sc.Error},
+    openapi_extra=described(
+        s200={"description": "The run."},
+        s400=bad_query(),
+        s404={"description": "No such session or run in the token's org."},
+    ),
+)
+def session_exec_run(request: HttpRequest, session_id: Path[SessionId], run_id: Path[RunId]) -> Any:
+    session = session_of(request)
     run = (
         CommandRun.objects.filter(session=session, pk=run_id).first()
         if run_id <= inp.MAX_ID
@@ -336,19 +532,14 @@ def session_exec_run(
     )
     if run is None:
         return error(404, "No such command run in this session.")
-    return JsonResponse(run_json(run))
+    return run_json(run)
 
 
-@api_view("GET", "POST", "PUT", "PATCH", "DELETE")
-def not_found(request: HttpRequest, org: Organization, unknown: str = "") -> HttpResponse:
+@router.api_operation(
+    list(HTTP_METHODS),
+    "/{path:unknown}",
+    url_name="api_not_found",
+    include_in_schema=False,
+)
+def not_found(request: HttpRequest, unknown: str) -> Any:
     return error(404, "No such API route. See /api/v1/openapi.json.")
-
-
-@csrf_exempt
-def openapi(request: HttpRequest) -> HttpResponse:
-    """The API's description (public: it holds no data)."""
-    if request.method not in ("GET", "HEAD"):
-        response = error(405, f"Method {request.method} is not allowed here.")
-        response["Allow"] = "GET, HEAD"
-        return response
-    return JsonResponse(openapi_document(), json_dumps_params={"indent": 1})

@@ -7,9 +7,11 @@ from typing import Any
 from django import forms
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 
+from pools.kinds import default_kinds, parse_provides
 from pools.models import CapacityPool
+from pools.providers import PROVIDERS
+from rensei import inputs
 from rensei.models import Organization
-from sessions.api_input import ENV_NAME_RE, MAX_COMMAND, MAX_ENV_VARS, MAX_TIMEOUT
 from sessions.models import LIVE_STATES, TERMINAL_STATES, SessionState
 
 # E2B's substrate defaults: the choices when no provider module declares its own yet.
@@ -43,17 +45,19 @@ def kind_lists() -> tuple[list[str], list[str]]:
     """(runtime kinds, requirement kinds) every registered provider declares."""
     runtime: list[str] = []
     requirement: list[str] = []
-    try:
-        from pools.kinds import default_kinds
-        from pools.providers import PROVIDERS
-
-        for provider in PROVIDERS:
-            r, q = default_kinds(provider)
-            runtime += [k for k in r if k not in runtime]
-            requirement += [k for k in q if k not in requirement]
-    except ImportError:
-        pass
+    for provider in PROVIDERS:
+        r, q = default_kinds(provider)
+        runtime += [k for k in r if k not in runtime]
+        requirement += [k for k in q if k not in requirement]
     return runtime or list(E2B_RUNTIME_KINDS), requirement or list(E2B_REQUIREMENT_KINDS)
+
+
+def checked(type_: object, value: object) -> object:
+    """``value`` by the shared input rule ``type_`` (rensei/inputs.py), as a form error."""
+    try:
+        return inputs.check(type_, value)
+    except inputs.InputError as exc:
+        raise forms.ValidationError(exc.message) from None
 
 
 def _org_pools(org: Organization) -> QuerySet[CapacityPool]:
@@ -111,13 +115,19 @@ class SessionFilterForm(forms.Form):
 
 
 class NewSessionForm(forms.Form):
+    # Lengths as widget attributes only: the shared rules below say what is wrong, in the
+    # API's words (a Django max_length would answer first, in its own).
     issue_key = forms.CharField(
-        max_length=64,
+        widget=forms.TextInput(attrs={"maxlength": inputs.MAX_ISSUE_KEY}),
         required=False,
         label="Issue key",
         help_text="e.g. ENG-142. Leave empty for an unattributed session.",
     )
-    issue_title = forms.CharField(max_length=300, required=False, label="Issue title")
+    issue_title = forms.CharField(
+        widget=forms.TextInput(attrs={"maxlength": inputs.MAX_ISSUE_TITLE}),
+        required=False,
+        label="Issue title",
+    )
     runtime_kinds = forms.MultipleChoiceField(
         required=False, widget=forms.CheckboxSelectMultiple, label="Runtime kinds"
     )
@@ -145,28 +155,37 @@ class NewSessionForm(forms.Form):
         self.fields["requirement_kinds"].choices = [(k, k) for k in requirement]  # type: ignore[attr-defined]
         self.fields["pool"].queryset = _org_pools(org).filter(enabled=True)  # type: ignore[attr-defined]
 
-    def clean_toolchains(self) -> list[str]:
-        from pools.kinds import TOOLCHAIN_RE
+    # The API's rules for the same fields (issue.key, issue.title), with the same messages.
+    def clean_issue_key(self) -> str:
+        key: str = self.cleaned_data["issue_key"]
+        return str(checked(inputs.IssueKey, key)) if key else ""
 
-        out: list[str] = []
-        for item in self.cleaned_data["toolchains"].replace(",", " ").split():
-            kind = item.lower() if item.lower().startswith("toolchain:") else f"toolchain:{item}"
-            kind = kind.lower()
-            if not TOOLCHAIN_RE.fullmatch(kind):
-                raise forms.ValidationError(
-                    f"“{item[:60]}” is not a toolchain kind: use toolchain:<name>, "
-                    "e.g. toolchain:go."
-                )
-            if kind not in out:
-                out.append(kind)
-        return out
+    def clean_issue_title(self) -> str:
+        return str(checked(inputs.IssueTitle, self.cleaned_data["issue_title"]))
+
+    def clean_toolchains(self) -> list[str]:
+        # ``go`` is short for ``toolchain:go``; then the one kinds rule, as for the API.
+        items = [
+            item if item.lower().startswith("toolchain:") else f"toolchain:{item}"
+            for item in self.cleaned_data["toolchains"].replace(",", " ").split()
+        ]
+        try:
+            return parse_provides(items)
+        except inputs.InputError as exc:
+            raise forms.ValidationError(exc.message) from None
 
 
 class ExecForm(forms.Form):
     command = forms.CharField(
-        max_length=MAX_COMMAND,
         strip=False,
-        widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false", "class": "font-monospace"}),
+        widget=forms.Textarea(
+            attrs={
+                "rows": 2,
+                "spellcheck": "false",
+                "class": "font-monospace",
+                "maxlength": inputs.MAX_COMMAND,
+            }
+        ),
         help_text="Runs through /bin/bash: pipes, && and nohup work.",
     )
     env = forms.CharField(
@@ -176,18 +195,22 @@ class ExecForm(forms.Form):
         help_text="One NAME=value per line, for this command only. Values are not stored.",
     )
     timeout = forms.IntegerField(
-        min_value=1,
-        max_value=MAX_TIMEOUT,
-        initial=600,
+        initial=inputs.DEFAULT_EXEC_TIMEOUT,
+        widget=forms.NumberInput(
+            attrs={"min": inputs.MIN_EXEC_TIMEOUT, "max": inputs.MAX_EXEC_TIMEOUT}
+        ),
         label="Timeout (seconds)",
         help_text="Default 600 s (10 minutes).",
     )
 
+    # The API's rules for the same fields (command, env, timeout), with the same messages.
     def clean_command(self) -> str:
-        command: str = self.cleaned_data["command"]
-        if not command.strip():
-            raise forms.ValidationError("Enter a command.")
-        return command
+        return str(checked(inputs.Command, self.cleaned_data["command"]))
+
+    def clean_timeout(self) -> int:
+        value = checked(inputs.ExecTimeout, self.cleaned_data["timeout"])
+        assert isinstance(value, int)
+        return value
 
     def clean_env(self) -> dict[str, str]:
         env: dict[str, str] = {}
@@ -196,12 +219,10 @@ class ExecForm(forms.Form):
                 continue
             name, sep, value = line.partition("=")
             name = name.strip()
-            if not sep or not ENV_NAME_RE.fullmatch(name):
-                raise forms.ValidationError(
-                    f"Line {number}: expected NAME=value, where NAME is letters, digits and _ "
-                    "and does not start with a digit."
-                )
-            env[name] = value
-        if len(env) > MAX_ENV_VARS:
-            raise forms.ValidationError(f"At most {MAX_ENV_VARS} variables.")
-        return env
+            if not sep:
+                raise forms.ValidationError(f"Line {number}: expected NAME=value.")
+            try:
+                env[inputs.env_name(name)] = inputs.env_value(name, value)
+            except inputs.InputError as exc:
+                raise forms.ValidationError(f"Line {number}: {exc.message}") from None
+        return dict(checked(inputs.EnvMap, env))  # type: ignore[call-overload]

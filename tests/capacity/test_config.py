@@ -70,7 +70,7 @@ def test_full_config_round_trips() -> None:
         ({"templateId": "a b"}, "templateId", "may contain only"),
         ({"snapshotId": ""}, "snapshotId", "must not be empty"),
         ({"envVars": ["A=1"]}, "envVars", "object"),
-        ({"envVars": {"lower": "x"}}, "envVars", "not a valid variable name"),
+        ({"envVars": {"lower-case": "x"}}, "envVars", "not a valid variable name"),
         ({"envVars": {"1A": "x"}}, "envVars", "not a valid variable name"),
         ({"envVars": {"A": 1}}, "envVars", "A must be a string"),
         ({"templateid": "x"}, "templateid", "not a known key"),
@@ -100,7 +100,7 @@ def test_several_errors_at_once() -> None:
 
 def test_env_lines() -> None:
     assert parse_env_lines("A=1\n\n# note\nB = x=y\n") == {"A": "1", "B": " x=y"}
-    for bad, words in [("A", "write NAME=value"), ("a=1", "not a valid"), ("A=1\nA=2", "twice")]:
+    for bad, words in [("A", "write NAME=value"), ("a-b=1", "not a valid"), ("A=1\nA=2", "twice")]:
         with pytest.raises(ValueError, match=words):
             parse_env_lines(bad)
 

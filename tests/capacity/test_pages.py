@@ -341,15 +341,15 @@ def test_invalid_input_is_a_400_and_saves_nothing(client_as, alice, make_pool, o
             "name": "Taken",
             "templateId": "has space",
             "timeoutSeconds": "90000",
-            "envVars": "lower=1",
+            "envVars": "1st=1",
             "runtime_provides_text": "gpu",
         },
     )
     assert response.status_code == 400
     body = text(response.content)
     assert "already has a pool named 'Taken'" in body
-    assert "Ensure this value is less than or equal to 86400" in body
-    assert "Line 1: 'lower' is not a valid variable name" in body
+    assert "must be between 1 and 86400 seconds." in body  # the config model's words
+    assert "Line 1: “1st” is not a valid variable name" in body
     assert "Unknown kind: gpu" in body
     assert CapacityPool.objects.count() == 1
 
@@ -426,6 +426,7 @@ def test_edit_pool_audits_before_and_after(client_as, alice, make_pool, org_a): 
     assert len(audits("pool.changed")) == 1
 
     bad = client.htmx("post", detail(pool.pk), {**data, "timeoutSeconds": "0"})
-    assert bad.status_code == 200 and "greater than or equal to 1" in text(bad.content)
+    said = "must be between 1 and 86400 seconds."  # the config model's words
+    assert bad.status_code == 200 and said in text(bad.content)
     pool.refresh_from_db()
     assert pool.config["timeoutSeconds"] == 3600

@@ -6,9 +6,10 @@ content type and headers, and must match the documented response schema; request
 the schema must be refused with a 4xx.
 
 Two readings of the checks are the API's documented policy rather than faults, and are
-counted instead of failing the run: query strings are read leniently (an unknown parameter
-or an empty filter is ignored), and a schema-valid body that names a pool the org does not
-have is a 400 (the schema cannot know an org's pool names). Anything else fails.
+counted instead of failing the run: an empty query parameter is read as absent (an unknown
+one is a 400 naming it, as the document says), and a schema-valid body that names a pool the
+org does not have is a 400 (the schema cannot know an org's pool names). Anything else
+fails.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def _policy(report: str) -> str | None:
         in_query = "in query" in lines or "query: violates" in lines
         elsewhere = any(where in lines for where in ("body", "header:", "in path"))
         if in_query and not elsewhere:
-            return "lenient query string (unknown or empty parameter ignored)"
+            return "lenient query string (an empty parameter is read as absent)"
     if "ST202" in report and "There is no pool named" in report:
         return "schema-valid body naming a pool the org does not have: 400"
     return None

@@ -11,7 +11,7 @@ from pools.providers.fake import FakeCloud
 from rensei.models import Channel, Organization
 from rensei.tokens import create_token
 from sessions import jobs, services
-from sessions.api_schema import openapi_document
+from sessions.api_urls import openapi_document
 from sessions.models import Session, SessionState
 from tests.sessions_engine.conftest import make_pool
 from tests.sessions_web.conftest import ApiClient

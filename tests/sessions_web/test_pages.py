@@ -413,8 +413,9 @@ def test_exec_console_runs_a_command(client_as, alice, session_factory) -> None:
             {"command": "id", "env": "no equals sign", "timeout": "600"},
             "Line 1: expected NAME=value",
         ),
-        ({"command": "id", "env": "1X=2", "timeout": "600"}, "Line 1: expected NAME=value"),
-        ({"command": "id", "timeout": "0"}, "greater than or equal to 1"),
+        # The API's words for the same rules (rensei/inputs.py).
+        ({"command": "id", "env": "1X=2", "timeout": "600"}, "Line 1: “1X” is not a valid"),
+        ({"command": "id", "timeout": "0"}, "Must be between 1 and 3600 seconds."),
         ({"command": "id", "timeout": "ten"}, "Enter a whole number."),
     ],
 )
