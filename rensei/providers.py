@@ -28,7 +28,12 @@ Tester = Callable[[str, str], ConnectionTest]  # (kind, secret) → result
 # old credential rows still read well.
 FALLBACK_LABELS = {"e2b": "E2B"}
 
-_catalog: Catalog = lambda: {}  # noqa: E731 - replaced by connect()
+
+def _none_yet() -> Mapping[str, str]:
+    return {}
+
+
+_catalog: Catalog = _none_yet  # until connect()
 _tester: Tester | None = None
 
 
