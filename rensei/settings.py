@@ -174,6 +174,8 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "rensei.security.SecretsAlwaysHidden"
 # DEBUG's technical 404 and 500 pages (URL patterns, settings, tracebacks) only when asked for:
 # the demo runs with DEBUG on and shows the product's own pages; tracebacks go to the log.
 RENSEI_TECHNICAL_ERRORS = env.bool("RENSEI_TECHNICAL_ERRORS", default=False)
+# Test-only fault injection (rensei.failpoints), e.g. "after-create=crash". Empty: none.
+RENSEI_FAILPOINTS = env.str("RENSEI_FAILPOINTS", default="")
 
 # --- Celery -------------------------------------------------------------------------------
 # The embedded default needs no server: messages pass through files under var/broker.

@@ -9,3 +9,9 @@ class AgentSessionsConfig(AppConfig):
     label = "agent_sessions"
     verbose_name = "Agent sessions"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Register the session tasks in every process, not only the worker: jobs are sent by
+        # name (sessions.enqueue), and a registered task keeps its own options (eager mode
+        # runs it in place). Here, not at the top: the tasks import models.
+        from sessions import tasks  # noqa: F401

@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from pools.kinds import covers
 from pools.models import CapacityPool
+from sessions import enqueue
 from sessions.models import Session, SessionState, SessionTransition
 from sessions.state import SLOT_STATES, transition
 
@@ -193,9 +194,7 @@ def dispatch(
             if not transition(session, S.PROVISIONING, expected=expected, note=note, **values):
                 return NOOP
             if send:
-                from sessions.tasks import enqueue, provision_session
-
-                enqueue(provision_session, session.pk)
+                enqueue.send(enqueue.PROVISION, session.pk)
             return PROVISIONING
 
         if decision.waiting_for:
@@ -256,9 +255,7 @@ def resume_or_wait(session: Session, *, note: str, send: bool = True) -> str:
             if not transition(session, S.RESUMING, expected=[S.PAUSED], note=note):
                 return NOOP
             if send:
-                from sessions.tasks import enqueue, resume_session
-
-                enqueue(resume_session, session.pk)
+                enqueue.send(enqueue.RESUME, session.pk)
             return RESUMING
         if session.resume_requested_at is not None:
             return WAITING

@@ -1,49 +1,45 @@
-"""The bodies of the session jobs: provision, pause, resume, terminate, exec.
+"""The bodies of the session lifecycle jobs: provision, pause, resume, terminate.
 
-``sessions.tasks`` wraps each in a Celery task (ids in, nothing secret in the arguments);
-the logic lives here so the reconciler and tests can call it directly. Every job is safe
-to run twice: it starts with a conditional update, and a loser does nothing.
-
-Test hook, honoured only when set: ``RENSEI_TEST_CRASH_AFTER_CREATE`` names a file holding
-a number N. While N > 0, a provision job that has its sandbox handle (created or adopted)
-decrements N and SIGKILLs its own worker process before saving the handle: a crash at the
-worst moment (N = 1), or a poison task (N large). No file, or N = 0: no effect. Never set
-it outside tests.
+``sessions.tasks`` registers each as a Celery task (ids in, nothing secret in the
+arguments) on ``rensei.jobs.ProviderTask``; the logic lives here so the reconciler and
+tests can call it directly. Every job is safe to run twice: it starts with a conditional
+update, and a loser does nothing. A provider error worth another try raises ``Transient``
+(after noting it on the session); the task retries it, and once its retries are spent calls
+the job's ``give_up_*`` function. A permanent error is handled here and then: fail over, go
+back to the state before, or stay for the reconciler. The exec job is ``sessions.jobs_exec``.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
-import random
-import signal
-import threading
-from datetime import datetime
-from typing import Any
 
-from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from pools.providers import for_pool
 from pools.providers.base import (
-    CommandTimeout,
-    ExecResult,
     Provider,
     ProviderError,
     SandboxHandle,
     SandboxInfo,
     SandboxSpec,
 )
-from rensei.audit import record
-from rensei.models import Channel
+from rensei.failpoints import failpoint
+from rensei.jobs import Transient
+from sessions.audit import audit
 from sessions.dispatch import FAILED, NOOP, dispatch, dispatch_waiting
-from sessions.intervals import close_open_interval, open_interval
-from sessions.models import CommandRun, CommandRunState, Session, SessionState
-from sessions.output import HEAD_BYTES, TAIL_BYTES, CappedOutput
-from sessions.services import command_env, describe, session_env
-from sessions.state import transition, transition_where
+from sessions.env import session_env
+from sessions.jobs_exec import exec_command as exec_command
+from sessions.lifecycle import (
+    free_slot,
+    mark_lost,
+    mark_paused,
+    mark_running,
+    mark_terminated,
+    record_handle,
+)
+from sessions.models import Session, SessionState
+from sessions.state import transition
 
 log = logging.getLogger(__name__)
 S = SessionState
@@ -51,8 +47,6 @@ S = SessionState
 MAX_PROVISION_ATTEMPTS = 5  # provision job starts per pool, crashes included
 TRANSIENT_RETRIES = 4  # so 1 + 4 transient retries fit within the attempt limit
 OTHER_RETRIES = 5
-OUTPUT_CAP = HEAD_BYTES + TAIL_BYTES  # bytes kept of each of stdout / stderr, plus a marker
-FLUSH_SECONDS = 0.5  # how often a running command's output so far is written to its run
 # Launches the runner unless it already runs. pgrep -f reads whole command lines, this
 # shell's too: "[d]" keeps the pattern from matching itself and the quoted "run" keeps the
 # launch from matching (bash drops the quotes, so the runner's own command line matches).
@@ -60,23 +54,6 @@ RUNNER_IF_ABSENT = (
     'pgrep -f "[d]onmai agent run" >/dev/null || '
     'nohup donmai agent "run" >/tmp/donmai-runner.log 2>&1 &'
 )
-
-
-def backoff(retry: int, retry_after: float | None = None) -> float:
-    """Seconds before the next try: what the provider asked for, else 2, 4, 8… (≤ 60)."""
-    if retry_after:
-        return min(max(retry_after, 0.5), 300.0)
-    return min(60.0, 2.0 * 2**retry) + random.uniform(0, 1)
-
-
-def audit(session: Session, action: str, **detail: Any) -> None:
-    record(
-        org=session.org,
-        action=action,
-        target=describe(session),
-        channel=Channel.JOB,
-        detail=detail,
-    )
 
 
 def _load(session_id: int) -> Session | None:
@@ -87,23 +64,27 @@ def _is_gone(exc: ProviderError) -> bool:
     return exc.status_code == 404
 
 
+def _transient(exc: ProviderError) -> Transient:
+    return Transient(exc.message, retry_after=exc.retry_after)
+
+
 # --- provision ---------------------------------------------------------------------------
 
 
-def provision(session_id: int, *, retry: int = 0, can_retry: bool = True) -> float | None:
+def provision(session_id: int) -> None:
     """Create (or adopt) the sandbox of a ``provisioning`` session.
 
-    Returns seconds to wait before retrying after a transient error, or None when done.
+    Raises ``Transient`` after a transient provider error (the session notes it).
     """
     # The attempt counter moves before anything else, so a job that kills its worker every
     # time still advances it (acks_late redelivers) and stops at the limit.
     if not Session.objects.filter(pk=session_id, state=S.PROVISIONING).update(
         attempts=F("attempts") + 1
     ):
-        return None
+        return
     session = _load(session_id)
     if session is None or session.pool is None:
-        return None
+        return
     if session.attempts > MAX_PROVISION_ATTEMPTS:
         tried = session.attempts - 1
         reason = f"Gave up after {tried} attempts"
@@ -111,8 +92,8 @@ def provision(session_id: int, *, retry: int = 0, can_retry: bool = True) -> flo
         if transition(session, S.FAILED, expected=[S.PROVISIONING], note=reason, last_error=reason):
             audit(session, "session.failed", reason=reason)
             discard_sandboxes(session)
-            _free_slot(session)
-        return None
+            free_slot(session)
+        return
 
     pool = session.pool
     adopted = False
@@ -126,9 +107,14 @@ def provision(session_id: int, *, retry: int = 0, can_retry: bool = True) -> flo
                 launch_runner(provider, handle, session)
         else:
             handle = provider.provision(pool.config, _spec(session))
-        _test_crash_hook()
+        failpoint("after-create")  # the worst moment to die: a sandbox nobody recorded
     except ProviderError as exc:
-        return _provision_failed(session, exc, retry=retry, can_retry=can_retry)
+        if exc.permanent:
+            _fail_over(session, exc.message)
+            return
+        note = f"{exc.message} (attempt {session.attempts} of {MAX_PROVISION_ATTEMPTS})"
+        Session.objects.filter(pk=session.pk, state=S.PROVISIONING).update(last_error=note)
+        raise _transient(exc) from exc
 
     if record_handle(session, handle, note=("adopted" if adopted else "created")):
         audit(
@@ -138,14 +124,36 @@ def provision(session_id: int, *, retry: int = 0, can_retry: bool = True) -> flo
             sandbox=handle.sandbox_id,
             adopted=adopted,
         )
-        return None
+        return
     # Lost the race: someone else recorded this sandbox (the reconciler adopted it), or the
     # session moved on (terminated while we were creating) and nobody will use the sandbox.
     session.refresh_from_db()
     if session.sandbox_id != handle.sandbox_id:
         _kill_quietly(provider, handle.sandbox_id)
         audit(session, "session.sandbox_discarded", sandbox=handle.sandbox_id, state=session.state)
-    return None
+
+
+def give_up_provision(session_id: int, *, error: Transient, tries: int) -> None:
+    """Transient errors outlasted the retries: fail over to the next pool, as if permanent."""
+    session = _load(session_id)
+    if session is not None and session.state == S.PROVISIONING:
+        _fail_over(session, f"{error.message} (gave up after {tries} tries)")
+
+
+def _fail_over(session: Session, message: str) -> None:
+    pool = session.pool
+    pool_name = pool.name if pool else "?"
+    outcome = dispatch(session, failure=(pool_name, message))
+    if outcome != NOOP:  # NOOP: the session moved on (terminated) while we called
+        audit(
+            session,
+            "session.failed_over" if outcome != FAILED else "session.failed",
+            pool=pool_name,
+            reason=message,
+            outcome=outcome,
+        )
+        if pool is not None:
+            dispatch_waiting(pool)  # the slot this session held on the failed pool is free
 
 
 def launch_runner(provider: Provider, handle: SandboxHandle, session: Session) -> None:
@@ -236,209 +244,78 @@ def handle_from_info(info: SandboxInfo) -> SandboxHandle:
     )
 
 
-def record_handle(session: Session, handle: SandboxHandle, note: str) -> bool:
-    """provisioning → running with the handle, and the running interval opened: one
-    transaction, and only if nobody recorded a sandbox first."""
-    now = timezone.now()
-    # Bill from the sandbox's own start, bounded by when we asked and by now (clock skew).
-    started = min(now, max(handle.started_at, session.created_at))
-    with transaction.atomic():
-        won = transition_where(
-            session,
-            S.RUNNING,
-            expected=[S.PROVISIONING],
-            where={"sandbox_id": ""},
-            values={
-                "sandbox_id": handle.sandbox_id,
-                "template": handle.template[:128],
-                "vcpu": handle.vcpu or None,
-                "memory_mb": handle.memory_mb or None,
-                "last_error": "",
-            },
-            note=f"sandbox {handle.sandbox_id} {note}",
-        )
-        if won:
-            open_interval(session, started)
-    return won
-
-
-def _provision_failed(
-    session: Session, exc: ProviderError, *, retry: int, can_retry: bool
-) -> float | None:
-    pool = session.pool
-    pool_name = pool.name if pool else "?"
-    if not exc.permanent and can_retry:
-        wait = backoff(retry, exc.retry_after)
-        note = f"{exc.message} (attempt {session.attempts} of {MAX_PROVISION_ATTEMPTS})"
-        Session.objects.filter(pk=session.pk, state=S.PROVISIONING).update(last_error=note)
-        return wait
-    message = exc.message if exc.permanent else f"{exc.message} (gave up after {retry + 1} tries)"
-    outcome = dispatch(session, failure=(pool_name, message))
-    if outcome != NOOP:  # NOOP: the session moved on (terminated) while we called
-        audit(
-            session,
-            "session.failed_over" if outcome != FAILED else "session.failed",
-            pool=pool_name,
-            reason=message,
-            outcome=outcome,
-        )
-        if pool is not None:
-            dispatch_waiting(pool)  # the slot this session held on the failed pool is free
-    return None
-
-
-def _test_crash_hook() -> None:
-    path = os.environ.get("RENSEI_TEST_CRASH_AFTER_CREATE")
-    if not path:
-        return
-    try:
-        with open(path, "r+") as counter:
-            fcntl.flock(counter, fcntl.LOCK_EX)  # two worker children may race for it
-            left = int(counter.read().strip() or 0)
-            if left <= 0:
-                return
-            counter.seek(0)
-            counter.truncate()
-            counter.write(str(left - 1))
-    except (OSError, ValueError):
-        return
-    log.warning("RENSEI_TEST_CRASH_AFTER_CREATE: killing worker process %s", os.getpid())
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
 # --- pause / resume / terminate ----------------------------------------------------------
 
 
-def _free_slot(session: Session) -> None:
-    """A slot may have freed on the session's pool: start waiting sessions and resumes."""
-    if session.pool_id is not None and session.pool is not None:
-        dispatch_waiting(session.pool)
-
-
-def mark_lost(session: Session, reason: str, *, at: datetime | None = None) -> bool:
-    """The sandbox is gone: ``lost``, with the running interval closed (and billed)."""
-    now = at or timezone.now()
-    with transaction.atomic():
-        won = transition(
-            session,
-            S.LOST,
-            expected=[S.RUNNING, S.PAUSED, S.PAUSING, S.RESUMING],
-            note=reason,
-            at=now,
-            last_error=reason,
-        )
-        if won:
-            close_open_interval(session, now, "lost")
-    if won:
-        audit(session, "session.lost", sandbox=session.sandbox_id, reason=reason)
-        _free_slot(session)
-    return won
-
-
-def mark_paused(session: Session, note: str, expected: list[str]) -> bool:
-    """→ paused, closing the running interval (paused time costs nothing)."""
-    now = timezone.now()
-    with transaction.atomic():
-        won = transition(session, S.PAUSED, expected=expected, note=note, at=now, last_error="")
-        if won:
-            close_open_interval(session, now, "pause")
-    if won:
-        audit(session, "session.paused", sandbox=session.sandbox_id, note=note)
-        _free_slot(session)
-    return won
-
-
-def mark_running(
-    session: Session, note: str, expected: list[str], sandbox_id: str | None = None
-) -> bool:
-    """→ running, opening a running interval."""
-    now = timezone.now()
-    values: dict[str, Any] = {"last_error": ""}
-    if sandbox_id:
-        values["sandbox_id"] = sandbox_id
-    with transaction.atomic():
-        won = transition(session, S.RUNNING, expected=expected, note=note, at=now, **values)
-        if won:
-            open_interval(session, now)
-    if won:
-        audit(session, "session.resumed", sandbox=session.sandbox_id, note=note)
-    return won
-
-
-def _action_failed(
-    session: Session,
-    exc: ProviderError,
-    *,
-    state: str,
-    back_to: str,
-    what: str,
-    retry: int,
-    can_retry: bool,
-) -> float | None:
+def _action_failed(session: Session, exc: ProviderError, *, state: str, what: str) -> None:
+    """A pause or resume call failed: lost if the sandbox is gone; a transient error is
+    noted and raised for the retry; a permanent one goes back (``_back_from``)."""
     if _is_gone(exc):
         mark_lost(session, f"The sandbox was gone when {what}: {exc.message}")
-        return None
-    if not exc.permanent and can_retry:
-        Session.objects.filter(pk=session.pk, state=state).update(
-            last_error=f"{what.capitalize()} failed, will retry: {exc.message}"
-        )
-        return backoff(retry, exc.retry_after)
-    message = f"{what.capitalize()} failed: {exc.message}"
+        return
+    if exc.permanent:
+        _back_from(session, state, what, exc.message)
+        return
+    Session.objects.filter(pk=session.pk, state=state).update(
+        last_error=f"{what.capitalize()} failed, will retry: {exc.message}"
+    )
+    raise _transient(exc) from exc
+
+
+def _back_from(session: Session, state: str, what: str, error: str) -> None:
+    """pausing → running, resuming → paused, with the reason."""
+    back_to = S.RUNNING if state == S.PAUSING else S.PAUSED
+    message = f"{what.capitalize()} failed: {error}"
     if transition(session, back_to, expected=[state], note=message, last_error=message):
         audit(session, f"session.{what.split()[0]}_failed", reason=message)
         if back_to == S.PAUSED:
-            _free_slot(session)  # resuming held a slot; paused does not
-    return None
+            free_slot(session)  # resuming held a slot; paused does not
 
 
-def pause(session_id: int, *, retry: int = 0, can_retry: bool = True) -> float | None:
+def pause(session_id: int) -> None:
     session = _load(session_id)
     if session is None or session.state != S.PAUSING or session.pool is None:
-        return None
+        return
     try:
         for_pool(session.pool).pause(session.sandbox_id)
     except ProviderError as exc:
-        return _action_failed(
-            session,
-            exc,
-            state=S.PAUSING,
-            back_to=S.RUNNING,
-            what="pausing",
-            retry=retry,
-            can_retry=can_retry,
-        )
+        _action_failed(session, exc, state=S.PAUSING, what="pausing")
+        return
     mark_paused(session, "paused", expected=[S.PAUSING])
-    return None
 
 
-def resume(session_id: int, *, retry: int = 0, can_retry: bool = True) -> float | None:
+def give_up_pause(session_id: int, *, error: Transient, tries: int) -> None:
+    session = _load(session_id)
+    if session is not None:
+        _back_from(session, S.PAUSING, "pausing", error.message)
+
+
+def resume(session_id: int) -> None:
     session = _load(session_id)
     if session is None or session.state != S.RESUMING or session.pool is None:
-        return None
+        return
     timeout = session.pool.config.get("timeoutSeconds")
     try:
         handle = for_pool(session.pool).resume(
             session.sandbox_id, timeout_seconds=timeout if isinstance(timeout, int) else None
         )
     except ProviderError as exc:
-        return _action_failed(
-            session,
-            exc,
-            state=S.RESUMING,
-            back_to=S.PAUSED,
-            what="resuming",
-            retry=retry,
-            can_retry=can_retry,
-        )
+        _action_failed(session, exc, state=S.RESUMING, what="resuming")
+        return
     mark_running(session, "resumed", expected=[S.RESUMING], sandbox_id=handle.sandbox_id)
-    return None
 
 
-def terminate(session_id: int, *, retry: int = 0, can_retry: bool = True) -> float | None:
+def give_up_resume(session_id: int, *, error: Transient, tries: int) -> None:
+    session = _load(session_id)
+    if session is not None:
+        _back_from(session, S.RESUMING, "resuming", error.message)
+
+
+def terminate(session_id: int) -> None:
     """Kill the sandbox (and any a racing provision made), close the interval, terminated."""
     session = _load(session_id)
     if session is None or session.state != S.TERMINATING:
-        return None
+        return
     if session.pool is not None:
         try:
             provider = for_pool(session.pool)
@@ -454,146 +331,16 @@ def terminate(session_id: int, *, retry: int = 0, can_retry: bool = True) -> flo
                 Session.objects.filter(pk=session.pk, state=S.TERMINATING).update(
                     last_error=message
                 )
-                if not exc.permanent and can_retry:
-                    return backoff(retry, exc.retry_after)
+                if not exc.permanent:
+                    raise _transient(exc) from exc
                 # Stay terminating: the reconciler re-enqueues this job later.
                 audit(session, "session.terminate_failed", reason=message)
-                return None
-    now = timezone.now()
-    with transaction.atomic():
-        won = transition(
-            session,
-            S.TERMINATED,
-            expected=[S.TERMINATING],
-            at=now,
-            note="terminated",
-            last_error="",
-        )
-        if won:
-            close_open_interval(session, now, "terminate")
-    if won:
-        audit(session, "session.terminated", sandbox=session.sandbox_id)
-        _free_slot(session)
-    return None
+                return
+    mark_terminated(session)
 
 
-# --- exec --------------------------------------------------------------------------------
-
-
-class _LiveOutput:
-    """What a running command has printed so far, written to its run as it comes.
-
-    The provider's thread adds pieces; the job's own thread writes the capped text at most
-    once every FLUSH_SECONDS, and only when something new arrived, so a chatty command
-    costs two bounded UPDATEs a second, never one per line.
-    """
-
-    def __init__(self, run_id: int) -> None:
-        self.run_id = run_id
-        self._streams = {"stdout": CappedOutput(), "stderr": CappedOutput()}
-        self._lock = threading.Lock()
-        self._dirty = False
-
-    def add(self, stream: str, text: str) -> None:
-        with self._lock:
-            self._streams["stderr" if stream == "stderr" else "stdout"].add(text)
-            self._dirty = True
-
-    def fields(self) -> dict[str, Any]:
-        with self._lock:
-            self._dirty = False
-            out, err = self._streams["stdout"], self._streams["stderr"]
-            return {
-                "stdout": out.text(),
-                "stderr": err.text(),
-                "stdout_truncated": out.truncated,
-                "stderr_truncated": err.truncated,
-            }
-
-    def flush(self) -> None:
-        if not self._dirty:
-            return
-        try:
-            # Conditional: a run that something else already ended keeps its outcome.
-            CommandRun.objects.filter(pk=self.run_id, state=CommandRunState.RUNNING).update(
-                **self.fields()
-            )
-        except DatabaseError:
-            # A busy database delays the live view, never the command: try at the next tick.
-            log.warning("could not write the output so far of command run %s", self.run_id)
-            self._dirty = True
-
-
-def _exec_streaming(
-    provider: Provider, sandbox_id: str, run: CommandRun, live: _LiveOutput
-) -> ExecResult:
-    """The provider call on a thread of its own while this one flushes the output so far,
-    so every database write stays on the job's thread and connection."""
-    outcome: dict[str, Any] = {}
-    done = threading.Event()
-    env = command_env(run)
-
-    def call() -> None:
-        try:
-            outcome["result"] = provider.exec_command(
-                sandbox_id, run.command, env, run.timeout_seconds, on_output=live.add
-            )
-        except BaseException as exc:
-            outcome["error"] = exc
-        finally:
-            done.set()
-
-    threading.Thread(target=call, name=f"exec-run-{run.pk}", daemon=True).start()
-    while not done.wait(FLUSH_SECONDS):
-        live.flush()
-    if "error" in outcome:
-        raise outcome["error"]
-    result: ExecResult = outcome["result"]
-    return result
-
-
-def exec_command(run_id: int) -> None:
-    now = timezone.now()
-    if not CommandRun.objects.filter(pk=run_id, state=CommandRunState.QUEUED).update(
-        state=CommandRunState.RUNNING, started_at=now
-    ):
-        # Redelivered after the worker died mid-command: re-running it is not safe.
-        CommandRun.objects.filter(pk=run_id, state=CommandRunState.RUNNING).update(
-            state=CommandRunState.ERROR,
-            error="The worker stopped while the command ran; its outcome is unknown.",
-            finished_at=now,
-            env_encrypted="",
-        )
-        return
-    run = CommandRun.objects.select_related("session", "session__pool", "session__org").get(
-        pk=run_id
-    )
-    session = run.session
-    fields: dict[str, Any] = {"env_encrypted": ""}
-    if session.state != S.RUNNING or not session.sandbox_id or session.pool is None:
-        fields.update(
-            state=CommandRunState.ERROR, error=f"The session is {session.state}, not running."
-        )
-    else:
-        live = _LiveOutput(run_id)
-        try:
-            result = _exec_streaming(for_pool(session.pool), session.sandbox_id, run, live)
-        except ProviderError as exc:
-            fields.update(
-                state=CommandRunState.ERROR,
-                error=exc.message,
-                timed_out=isinstance(exc, CommandTimeout),
-            )
-        else:
-            fields.update(state=CommandRunState.DONE, exit_code=result.exit_code)
-        # What it printed is kept whatever the outcome: the lines before a timeout matter.
-        fields.update(live.fields())
-    fields["finished_at"] = timezone.now()
-    CommandRun.objects.filter(pk=run_id, state=CommandRunState.RUNNING).update(**fields)
-    audit(
-        session,
-        "session.command_finished",
-        run=run_id,
-        state=fields["state"],
-        exit_code=fields.get("exit_code"),
-    )
+def give_up_terminate(session_id: int, *, error: Transient, tries: int) -> None:
+    """Stay terminating (the reason is on the session): the reconciler re-enqueues the job."""
+    session = _load(session_id)
+    if session is not None and session.state == S.TERMINATING:
+        audit(session, "session.terminate_failed", reason=f"Terminating failed: {error.message}")

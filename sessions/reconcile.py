@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.db.models import Q
 from django.utils import timezone
@@ -33,8 +32,10 @@ from pools.providers import for_org
 from pools.providers.base import Provider, ProviderError, SandboxInfo
 from rensei.audit import record
 from rensei.models import Channel, Organization
-from sessions import jobs
+from sessions import enqueue, jobs
+from sessions.audit import audit, describe
 from sessions.dispatch import dispatch_org_waiting
+from sessions.lifecycle import free_slot, mark_lost, mark_paused, mark_running, record_handle
 from sessions.models import (
     LIVE_STATES,
     CommandRun,
@@ -42,7 +43,6 @@ from sessions.models import (
     Session,
     SessionState,
 )
-from sessions.services import describe
 from sessions.state import transition
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ def _age(sb: SandboxInfo, now: datetime) -> timedelta:
 
 def _sync_state(session: Session, sb: SandboxInfo, summary: Counter[str]) -> None:
     if session.state == S.RUNNING and sb.state == "paused":
-        if jobs.mark_paused(
+        if mark_paused(
             session,
             "paused outside the platform (E2B CLI, or auto-pause on timeout)",
             expected=[S.RUNNING],
@@ -175,14 +175,14 @@ def _sync_state(session: Session, sb: SandboxInfo, summary: Counter[str]) -> Non
     elif (
         session.state == S.PAUSED
         and sb.state == "running"
-        and jobs.mark_running(session, "resumed outside the platform", expected=[S.PAUSED])
+        and mark_running(session, "resumed outside the platform", expected=[S.PAUSED])
     ):
         summary["marked_running"] += 1
 
 
 def _adopt(session: Session, sb: SandboxInfo, provider: Provider) -> bool:
     handle = jobs.handle_from_info(sb)
-    if not jobs.record_handle(session, handle, note="adopted by the reconciler"):
+    if not record_handle(session, handle, note="adopted by the reconciler"):
         return False
     if session.pool is not None and session.pool.config.get("launchRunnerInline"):
         try:
@@ -190,7 +190,7 @@ def _adopt(session: Session, sb: SandboxInfo, provider: Provider) -> bool:
         except ProviderError as exc:
             # A killed sandbox shows up as lost on the next pass, with this reason logged.
             log.warning("session %s: launching the runner failed: %s", session.pk, exc)
-    jobs.audit(session, "session.provisioned", sandbox=sb.sandbox_id, adopted=True, by="reconciler")
+    audit(session, "session.provisioned", sandbox=sb.sandbox_id, adopted=True, by="reconciler")
     return True
 
 
@@ -232,7 +232,7 @@ def _check_missing(session: Session, provider: Provider, summary: Counter[str]) 
         log.warning("status of %s: %s", session.sandbox_id, exc)
         return
     if info is None:
-        if jobs.mark_lost(
+        if mark_lost(
             session, f"The sandbox {session.sandbox_id} no longer exists in the provider."
         ):
             summary["lost"] += 1
@@ -241,8 +241,6 @@ def _check_missing(session: Session, provider: Provider, summary: Counter[str]) 
 
 
 def _unstick(org: Organization, summary: Counter[str]) -> None:
-    from sessions import tasks
-
     now = timezone.now()
     stuck = Session.objects.select_related("org", "pool", "issue").filter(
         Q(state=S.PROVISIONING, state_changed_at__lt=now - PROVISION_DEADLINE)
@@ -252,11 +250,11 @@ def _unstick(org: Organization, summary: Counter[str]) -> None:
         ),
         org=org,
     )
-    job_for: dict[str, Any] = {
-        S.PROVISIONING: tasks.provision_session,
-        S.PAUSING: tasks.pause_session,
-        S.RESUMING: tasks.resume_session,
-        S.TERMINATING: tasks.terminate_session,
+    job_for: dict[str, str] = {
+        S.PROVISIONING: enqueue.PROVISION,
+        S.PAUSING: enqueue.PAUSE,
+        S.RESUMING: enqueue.RESUME,
+        S.TERMINATING: enqueue.TERMINATE,
     }
     for session in stuck:
         state = session.state
@@ -266,13 +264,13 @@ def _unstick(org: Organization, summary: Counter[str]) -> None:
             )
             if transition(session, S.FAILED, expected=[state], note=reason, last_error=reason):
                 summary["failed"] += 1
-                jobs.audit(session, "session.failed", reason=reason, by="reconciler")
-                jobs._free_slot(session)
+                audit(session, "session.failed", reason=reason, by="reconciler")
+                free_slot(session)
             continue
         # Same state again: restarts the deadline, so the next pass does not re-enqueue it.
         note = f"still {state} after the deadline; the reconciler enqueued its job again"
         if transition(session, state, expected=[state], note=note):
-            tasks.enqueue(job_for[state], session.pk)
+            enqueue.send(job_for[state], session.pk)
             summary["retried"] += 1
             record(
                 org=org,

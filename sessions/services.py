@@ -2,7 +2,8 @@
 
 Every function validates first (``SessionRequestError`` before anything is saved), changes
 state through the state machine's conditional updates, audits, and enqueues the slow part
-as a Celery job with ``delay_on_commit`` (ids only; secrets travel encrypted in the row).
+as a Celery job once the transaction commits (``sessions.enqueue``; ids only, secrets
+travel encrypted in the row). The actions live in ``sessions.actions``, re-exported here.
 
     create_session(org, *, issue_key, runtime_kinds, requirement_kinds, ...) -> Session
     request_pause(session, actor, channel) -> bool
@@ -16,7 +17,6 @@ as a Celery job with ``delay_on_commit`` (ids only; secrets travel encrypted in 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -26,20 +26,22 @@ from django.utils import timezone
 
 from pools.kinds import parse_provides
 from pools.models import CapacityPool
-from pools.providers import provider_class
 from rensei import inputs
-from rensei.audit import actor_label, record
-from rensei.crypto import decrypt, encrypt
+from rensei.audit import record
+from rensei.crypto import encrypt
 from rensei.models import Channel, Organization
-from sessions.dispatch import NOOP, WAITING, dispatch, dispatch_waiting, resume_or_wait
-from sessions.models import (
-    LIVE_STATES,
-    CommandRun,
-    Issue,
-    Session,
-    SessionState,
-)
-from sessions.state import record_created, transition
+from sessions import enqueue
+from sessions.actions import allowed_actions as allowed_actions
+from sessions.actions import request_pause as request_pause
+from sessions.actions import request_resume as request_resume
+from sessions.actions import request_terminate as request_terminate
+from sessions.audit import describe
+from sessions.dispatch import dispatch
+from sessions.env import command_env as command_env
+from sessions.env import encrypt_env
+from sessions.env import session_env as session_env
+from sessions.models import CommandRun, Issue, Session, SessionState
+from sessions.state import record_created
 
 S = SessionState
 
@@ -87,23 +89,6 @@ def _checked(rule: Any, value: Any, field: str) -> Any:
         return inputs.check(rule, value)
     except inputs.InputError as exc:
         raise SessionRequestError(exc.message, field) from None
-
-
-def encrypt_env(env: Mapping[str, str]) -> dict[str, str]:
-    """NAME → encrypted value: pages can list names without ever holding a value."""
-    return {name: encrypt(value) for name, value in env.items()}
-
-
-def session_env(session: Session) -> dict[str, str]:
-    """The session's env in clear, for the job that hands it to the sandbox. Never render."""
-    return {name: decrypt(token) for name, token in (session.env or {}).items()}
-
-
-def command_env(run: CommandRun) -> dict[str, str]:
-    if not run.env_encrypted:
-        return {}
-    loaded: dict[str, str] = json.loads(decrypt(run.env_encrypted))
-    return loaded
 
 
 # --- create ------------------------------------------------------------------------------
@@ -236,128 +221,7 @@ def create_session(
     return session
 
 
-def describe(session: Session) -> str:
-    """The audit target: ``session 12 (ENG-142)``."""
-    issue = session.issue.key if session.issue_id and session.issue else ""
-    return f"session {session.pk}" + (f" ({issue})" if issue else "")
-
-
 # --- actions -----------------------------------------------------------------------------
-
-
-def allowed_actions(session: Session) -> set[str]:
-    """What the UI/API may offer now, from the state and the provider's capabilities."""
-    state = session.state
-    if state not in LIVE_STATES or state == S.TERMINATING:
-        return set()
-    actions = {"terminate"}
-    caps = None
-    if session.provider:
-        try:
-            caps = provider_class(session.provider).capabilities
-        except LookupError:
-            caps = None
-    if state == S.RUNNING and caps is not None:
-        if caps.supports_pause_resume:
-            actions.add("pause")
-        if caps.supports_exec:
-            actions.add("exec")
-    if state == S.PAUSED and caps is not None and caps.supports_pause_resume:
-        actions.add("resume")
-    return actions
-
-
-def _request(
-    session: Session,
-    *,
-    action: str,
-    to: str,
-    expected: list[str],
-    actor: Any,
-    channel: str,
-) -> bool:
-    if action not in allowed_actions(session):
-        # The in-memory row may be stale; the conditional update below is the real check,
-        # but an action the provider cannot do is refused here.
-        session.refresh_from_db(fields=["state", "provider"])
-        if action not in allowed_actions(session):
-            return False
-    label = actor_label(actor, channel)  # "API token <name>" for API calls
-    with transaction.atomic():
-        if not transition(session, to, expected=expected, note=f"{action} requested by {label}"):
-            return False
-        record(
-            org=session.org,
-            action=f"session.{action}_requested",
-            target=describe(session),
-            actor=actor,
-            channel=channel,
-        )
-        from sessions import tasks
-
-        job = {
-            "pause": tasks.pause_session,
-            "resume": tasks.resume_session,
-            "terminate": tasks.terminate_session,
-        }[action]
-        tasks.enqueue(job, session.pk)
-    return True
-
-
-def request_pause(session: Session, actor: Any = None, channel: str = Channel.WEB) -> bool:
-    """running → pausing, then the pause job. False when the state did not allow it."""
-    return _request(
-        session, action="pause", to=S.PAUSING, expected=[S.RUNNING], actor=actor, channel=channel
-    )
-
-
-def request_resume(session: Session, actor: Any = None, channel: str = Channel.WEB) -> bool:
-    """paused → resuming, then the resume job; False when the state did not allow it.
-
-    A resume takes a slot under the pool's soft cap like a new session: at the cap the
-    session stays ``paused`` with the resume in line (``resume_requested_at``; the page and
-    the API say why and where in line) and resumes by itself when a slot frees. Asking
-    again while in line keeps the place and returns True.
-    """
-    if "resume" not in allowed_actions(session):
-        session.refresh_from_db(fields=["state", "provider"])
-        if "resume" not in allowed_actions(session):
-            return False
-    label = actor_label(actor, channel)  # "API token <name>" for API calls
-    with transaction.atomic():
-        outcome = resume_or_wait(session, note=f"resume requested by {label}")
-        if outcome == NOOP:
-            return False
-        pool = session.pool
-        detail = {"waiting_for_slot": pool.name} if outcome == WAITING and pool else {}
-        record(
-            org=session.org,
-            action="session.resume_requested",
-            target=describe(session),
-            actor=actor,
-            channel=channel,
-            detail=detail or None,
-        )
-        if outcome == WAITING and pool is not None:
-            # A slot that freed while this request counted (a job committing in between,
-            # which looked for waiting requests before this one was visible) is offered again
-            # once the request is: in line, oldest first.
-            transaction.on_commit(lambda: dispatch_waiting(pool))
-    return True
-
-
-def request_terminate(session: Session, actor: Any = None, channel: str = Channel.WEB) -> bool:
-    """Any live state → terminating, then the terminate job (which also stops in-flight
-    provisioning). False when already terminating or ended."""
-    expected = sorted(LIVE_STATES - {S.TERMINATING})
-    return _request(
-        session,
-        action="terminate",
-        to=S.TERMINATING,
-        expected=expected,
-        actor=actor,
-        channel=channel,
-    )
 
 
 def run_command(
@@ -400,9 +264,7 @@ def run_command(
             channel=channel,
             detail={"run": run.pk, "command": command[:200], "env_names": run.env_names},
         )
-        from sessions.tasks import enqueue, exec_command
-
-        enqueue(exec_command, run.pk)
+        enqueue.send(enqueue.EXEC, run.pk)
     return run
 
 

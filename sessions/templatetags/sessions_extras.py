@@ -9,6 +9,8 @@ from django import template
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from sessions.queue import queue_status as status_of
+
 if TYPE_CHECKING:
     from sessions.models import Session
 
@@ -60,6 +62,4 @@ def memory(megabytes: int | None) -> str:
 def queue_status(session: Session) -> dict[str, Any]:
     """``{% queue_status session %}``: why a waiting session waits and its place in line
     (nothing when it does not wait). The same words as the API's ``queue`` field."""
-    from sessions.queue import queue_status as status_of
-
     return {"queue": status_of(session), "session": session}

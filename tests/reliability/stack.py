@@ -124,7 +124,7 @@ def running_stack(
             **urls,
             "E2B_API_KEY": API_KEY,
             "NO_PROXY": "127.0.0.1,localhost",
-            "RENSEI_TEST_CRASH_AFTER_CREATE": str(counter),
+            "RENSEI_FAILPOINTS": f"after-create=crash:{counter}",
             **REDIS_WORKER_ENV,
             **worker_env,
         }

@@ -1,21 +1,21 @@
 """E2B misbehaving: an answer lost after the sandbox was made, 429 and 503 storms.
 
-The jobs run in this process against the emulator (``sessions.jobs``, the bodies of the
-Celery tasks): a job that returns a number asks to be retried after that many seconds,
-which is exactly the countdown ``sessions.tasks`` hands to Celery. So the countdowns are
-read as values, never timed.
+The tasks run in this process against the emulator (``Task.apply``: the task's own retry
+policy and give-up path, each retry at once): the countdowns they ask Celery for are read
+as values, never timed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from billing.models import CostEvent
 from pools.models import CapacityPool
-from sessions import jobs, reconcile, services
+from rensei import jobs as provider_jobs
+from rensei.jobs import Transient
+from sessions import jobs, reconcile, services, tasks
 from sessions.models import Session, SessionState
 from tests.sessions_engine.conftest import ensure_rate_cards, make_pool
 
@@ -59,15 +59,21 @@ def _creates_for(emu: Any, session: Session) -> list[Any]:
     ]
 
 
-def _run(job: Callable[..., float | None], session_id: int, limit: int) -> list[float]:
-    """Run a job as Celery would, retry after retry; the countdowns it asked for."""
+def _run(task: Any, session_id: int) -> list[float]:
+    """Run a task as its worker would, retry after retry (give-up included); the countdowns
+    it asked for."""
     countdowns: list[float] = []
-    for attempt in range(limit + 1):
-        wait = job(session_id, retry=attempt, can_retry=attempt < limit)
-        if wait is None:
-            return countdowns
-        countdowns.append(wait)
-    raise AssertionError(f"the job still asked for a retry after {limit} retries")
+    real = provider_jobs.retry_countdown
+
+    def recorded(retries: int, retry_after: float | None = None) -> float:
+        countdowns.append(real(retries, retry_after))
+        return countdowns[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(provider_jobs, "retry_countdown", recorded)
+        result = task.apply(args=(session_id,))
+    assert result.successful(), result.traceback
+    return countdowns
 
 
 def test_ambiguous_create_is_adopted_never_doubled(org_a, pool, e2b_settings, figure):  # type: ignore[no-untyped-def]
@@ -85,7 +91,7 @@ def test_ambiguous_create_is_adopted_never_doubled(org_a, pool, e2b_settings, fi
     for n, target in enumerate([pool, pool, pool, inline], start=1):
         emu.emulator.drop_next_create()
         session = _new(org_a, target, f"DROP-{n}")
-        countdowns = _run(jobs.provision, session.pk, jobs.TRANSIENT_RETRIES)
+        countdowns = _run(tasks.provision_session, session.pk)
         session.refresh_from_db()
         creates = _creates_for(emu, session)
         assert countdowns, "the dropped answer should have looked like a transient failure"
@@ -102,7 +108,8 @@ def test_ambiguous_create_is_adopted_never_doubled(org_a, pool, e2b_settings, fi
     # The job never comes back (its worker died for good): the reconciler adopts it.
     emu.emulator.drop_next_create()
     session = _new(org_a, pool, "DROP-5")
-    assert jobs.provision(session.pk) is not None
+    with pytest.raises(Transient):
+        jobs.provision(session.pk)
     grace, reconcile.ADOPT_GRACE = reconcile.ADOPT_GRACE, reconcile.ADOPT_GRACE * 0
     try:
         summary = reconcile.reconcile_org(org_a.pk)
@@ -122,11 +129,11 @@ def test_ambiguous_create_is_adopted_never_doubled(org_a, pool, e2b_settings, fi
 
 
 STORM_STEPS = [
-    # (endpoint, job, state before, state after)
-    ("create", jobs.provision, S.PROVISIONING, S.RUNNING),
-    ("pause", jobs.pause, S.PAUSING, S.PAUSED),
-    ("connect", jobs.resume, S.RESUMING, S.RUNNING),
-    ("kill", jobs.terminate, S.TERMINATING, S.TERMINATED),
+    # (endpoint, task, state before, state after)
+    ("create", tasks.provision_session, S.PROVISIONING, S.RUNNING),
+    ("pause", tasks.pause_session, S.PAUSING, S.PAUSED),
+    ("connect", tasks.resume_session, S.RESUMING, S.RUNNING),
+    ("kill", tasks.terminate_session, S.TERMINATING, S.TERMINATED),
 ]
 
 
@@ -141,14 +148,13 @@ def test_429_storms_honour_retry_after(org_a, pool, e2b_settings, figure):  # ty
     emu = e2b_settings.emulator
     session = _new(org_a, pool, "STORM-429")
     countdowns: dict[str, list[float]] = {}
-    for endpoint, job, _before, after in STORM_STEPS:
+    for endpoint, task, _before, after in STORM_STEPS:
         _request(session, endpoint)
         # Should-Retry: false, so the SDK does not retry by itself: every 429 reaches the
-        # job, and only the job's own countdown spaces the calls.
+        # job, and only the task's own countdown spaces the calls.
         emu.fail_next(endpoint, count=2, status=429, retry_after=RETRY_AFTER, should_retry=False)
         emu.clear_calls()
-        limit = jobs.TRANSIENT_RETRIES if endpoint == "create" else jobs.OTHER_RETRIES
-        countdowns[endpoint] = _run(job, session.pk, limit)
+        countdowns[endpoint] = _run(task, session.pk)
         session.refresh_from_db()
         assert session.state == after, (endpoint, session.state, session.last_error)
         rate_limited = [c for c in emu.calls_to(endpoint) if c.status == 429]
@@ -173,12 +179,12 @@ def test_503_bursts_end_right(org_a, pool, e2b_settings, figure):  # type: ignor
     emu = e2b_settings.emulator
     session = _new(org_a, pool, "STORM-503")
     retries: dict[str, int] = {}
-    for endpoint, job, _before, after in STORM_STEPS:
+    for endpoint, task, _before, after in STORM_STEPS:
         _request(session, endpoint)
         # The SDK retries a bare 503 three times by itself; eight outlast it twice.
         emu.fail_next(endpoint, count=8, status=503)
-        limit = jobs.TRANSIENT_RETRIES if endpoint == "create" else jobs.OTHER_RETRIES
-        used = _run(job, session.pk, limit)
+        limit = task.max_retries or 0
+        used = _run(task, session.pk)
         retries[endpoint] = len(used)
         session.refresh_from_db()
         assert session.state == after, (endpoint, session.state, session.last_error)
@@ -187,7 +193,7 @@ def test_503_bursts_end_right(org_a, pool, e2b_settings, figure):  # type: ignor
     # A burst longer than the whole budget: the session fails with the reason, no sandbox.
     emu.fail_next("create", count=200, status=503)
     doomed = _new(org_a, pool, "STORM-503-LONG")
-    used = _run(jobs.provision, doomed.pk, jobs.TRANSIENT_RETRIES)
+    used = _run(tasks.provision_session, doomed.pk)
     emu.faults.clear()
     doomed.refresh_from_db()
     assert doomed.state == S.FAILED

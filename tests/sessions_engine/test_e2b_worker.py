@@ -61,7 +61,7 @@ def stack(django_db_setup: None, django_db_blocker: Any) -> Iterator[Stack]:
     with emulator_with_worker(
         django_db_blocker,
         api_key=API_KEY,
-        RENSEI_TEST_CRASH_AFTER_CREATE=str(counter),
+        RENSEI_FAILPOINTS=f"after-create=crash:{counter}",
         # Redeliver a killed child's task after 1 s instead of 10.
         CELERY_WORKER_LOST_WAIT="1",
     ) as (emu, worker):

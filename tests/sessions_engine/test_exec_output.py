@@ -10,7 +10,7 @@ import pytest
 from pools.models import CapacityPool
 from pools.providers.base import CommandTimeout, ExecResult
 from pools.providers.fake import FakeCloud
-from sessions import jobs, services
+from sessions import jobs, jobs_exec, services
 from sessions.models import CommandRun, CommandRunState, Session
 from sessions.output import HEAD_BYTES, TAIL_BYTES, CappedOutput, cap_output
 
@@ -115,7 +115,7 @@ def test_other_errors_say_error(running: Session, cloud: FakeCloud) -> None:
 @pytest.mark.django_db
 def test_a_live_flush_writes_only_to_a_running_run(running: Session) -> None:
     run = services.run_command(running, command="yes")
-    live = jobs._LiveOutput(run.pk)
+    live = jobs_exec._LiveOutput(run.pk)
     live.add("stdout", LINES)
     live.flush()  # still queued: nothing written
     run.refresh_from_db()

@@ -13,8 +13,9 @@ from billing.models import CostEvent
 from pools.models import CapacityPool
 from pools.providers.base import ProviderError, SandboxSpec
 from pools.providers.fake import FakeCloud, FakeProvider
+from rensei.jobs import Transient
 from rensei.models import Organization
-from sessions import jobs, services
+from sessions import enqueue, jobs, services, tasks
 from sessions.models import RunningInterval, Session, SessionState, SessionTransition
 from tests.sessions_engine.conftest import ensure_rate_cards, make_pool
 
@@ -23,7 +24,7 @@ S = SessionState
 
 def provisioned(new_session: Callable[..., Session], **kw: Any) -> Session:
     session = new_session(**kw)
-    assert jobs.provision(session.pk) is None
+    jobs.provision(session.pk)
     session.refresh_from_db()
     return session
 
@@ -55,12 +56,12 @@ def test_transient_error_asks_for_a_retry_then_succeeds(
 ) -> None:
     cloud.fail_next("provision", ProviderError("E2B answered 503", permanent=False), count=1)
     session = new_session()
-    wait = jobs.provision(session.pk, retry=0, can_retry=True)
-    assert wait is not None and wait > 0
+    with pytest.raises(Transient, match="E2B answered 503"):
+        jobs.provision(session.pk)
     session.refresh_from_db()
     assert session.state == S.PROVISIONING
     assert "E2B answered 503" in session.last_error
-    assert jobs.provision(session.pk, retry=1, can_retry=True) is None
+    jobs.provision(session.pk)
     session.refresh_from_db()
     assert session.state == S.RUNNING and session.last_error == ""
 
@@ -71,7 +72,9 @@ def test_retry_after_is_honoured(
 ) -> None:
     cloud.fail_next("provision", ProviderError("429", permanent=False, retry_after=7))
     session = new_session()
-    assert jobs.provision(session.pk) == 7
+    with pytest.raises(Transient) as raised:
+        jobs.provision(session.pk)
+    assert raised.value.retry_after == 7
 
 
 @pytest.mark.django_db
@@ -83,7 +86,7 @@ def test_permanent_error_fails_over_to_the_next_pool(
     cloud.known_templates = {"donmai-worker"}
     session = new_session()
     first_request = session.request_id
-    assert jobs.provision(session.pk) is None
+    jobs.provision(session.pk)
     session.refresh_from_db()
     assert session.state == S.PROVISIONING
     assert session.pool == second
@@ -92,7 +95,7 @@ def test_permanent_error_fails_over_to_the_next_pool(
     assert session.routing["failed_over"] == [
         {"pool": "broken", "reason": "Template 'missing-template' not found"}
     ]
-    assert jobs.provision(session.pk) is None
+    jobs.provision(session.pk)
     session.refresh_from_db()
     assert session.state == S.RUNNING
     assert len(cloud.sandboxes) == 1
@@ -115,9 +118,10 @@ def test_permanent_error_without_another_pool_fails_readably(
 def test_transient_errors_past_the_retry_budget_fail(
     pool: CapacityPool, cloud: FakeCloud, new_session: Callable[..., Session]
 ) -> None:
-    cloud.fail_next("provision", ProviderError("E2B answered 503", permanent=False))
+    cloud.fail_next("provision", ProviderError("E2B answered 503", permanent=False), count=5)
     session = new_session()
-    jobs.provision(session.pk, retry=4, can_retry=False)
+    # The task as a worker runs it (in this process: the countdowns are not waited for).
+    assert tasks.provision_session.apply(args=(session.pk,)).successful()
     session.refresh_from_db()
     assert session.state == S.FAILED
     assert "gave up after 5 tries" in session.last_error
@@ -131,7 +135,7 @@ def test_attempt_limit_stops_a_poison_task(
     # A crashed attempt left a sandbox behind before the worker died, five times over.
     FakeProvider("").provision(pool.config, jobs._spec(session))
     Session.objects.filter(pk=session.pk).update(attempts=jobs.MAX_PROVISION_ATTEMPTS)
-    assert jobs.provision(session.pk) is None
+    jobs.provision(session.pk)
     session.refresh_from_db()
     assert session.state == S.FAILED
     assert session.last_error == "Gave up after 5 attempts (the job kept stopping)."
@@ -238,7 +242,8 @@ def test_failed_pause_goes_back_to_running_with_the_reason(
     session = provisioned(new_session)
     cloud.fail_next("pause", ProviderError("E2B answered 503", permanent=False))
     assert services.request_pause(session)
-    assert jobs.pause(session.pk, retry=0, can_retry=True) is not None
+    with pytest.raises(Transient):
+        jobs.pause(session.pk)
     cloud.fail_next("pause", ProviderError("E2B refused access (403)", permanent=True))
     jobs.pause(session.pk)
     session.refresh_from_db()
@@ -256,9 +261,7 @@ def test_twenty_concurrent_terminates_make_exactly_one_transition(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sent: list[tuple[str, tuple[Any, ...]]] = []
-    monkeypatch.setattr(
-        "sessions.tasks.enqueue", lambda task, *args: sent.append((task.name, args))
-    )
+    monkeypatch.setattr("sessions.enqueue.send", lambda name, *args: sent.append((name, args)))
     ensure_rate_cards()
     make_pool(org_a, "fake-1")
     session = provisioned(new_session)
@@ -284,7 +287,7 @@ def test_twenty_concurrent_terminates_make_exactly_one_transition(
     assert errors == []
     assert results.count(True) == 1
     assert SessionTransition.objects.filter(session=session, to_state=S.TERMINATING).count() == 1
-    assert [name for name, _ in sent].count("sessions.tasks.terminate_session") == 1
+    assert [name for name, _ in sent].count(enqueue.TERMINATE) == 1
 
 
 @pytest.mark.django_db

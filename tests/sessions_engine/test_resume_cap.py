@@ -267,7 +267,7 @@ def _race(
     org_a: Organization, new_session: Callable[..., Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Eight paused sessions, one free slot, every resume (and a new session) at once."""
-    monkeypatch.setattr("sessions.tasks.enqueue", lambda task, *args: None)
+    monkeypatch.setattr("sessions.enqueue.send", lambda name, *args: None)
     ensure_rate_cards()
     pool = make_pool(org_a, "capped", concurrency_cap=8)
     sleepers = [paused(new_session) for _ in range(8)]
@@ -331,7 +331,7 @@ def test_a_slot_freed_while_a_resume_got_in_line_is_offered_again(
 ) -> None:
     """On PostgreSQL a job can free a slot and look for waiting requests before a resume's
     place in line is committed; the resume looks again once it is."""
-    monkeypatch.setattr("sessions.tasks.enqueue", lambda task, *args: None)
+    monkeypatch.setattr("sessions.enqueue.send", lambda name, *args: None)
     ensure_rate_cards()
     make_pool(org_a, "capped", concurrency_cap=1)
     sleeper = paused(new_session)

@@ -10,7 +10,7 @@ from pools.models import CapacityPool
 from pools.providers.fake import FakeCloud
 from rensei.crypto import decrypt
 from rensei.models import AuditEvent, Organization
-from sessions import jobs, services
+from sessions import jobs, jobs_exec, services
 from sessions.models import (
     CommandRun,
     CommandRunState,
@@ -211,9 +211,9 @@ def test_exec_output_is_capped_and_flagged(
     assert run.stdout_truncated is True and run.stderr_truncated is False
     # The head and the tail are kept, the marker says how much of the middle was left out.
     head, marker, tail = run.stdout.split("\n")
-    assert marker == f"… {80_000 - jobs.OUTPUT_CAP:,} bytes omitted …"
+    assert marker == f"… {80_000 - jobs_exec.OUTPUT_CAP:,} bytes omitted …"
     assert set(head) == set(tail) == {"é"}
-    assert len(head.encode()) + len(tail.encode()) == jobs.OUTPUT_CAP
+    assert len(head.encode()) + len(tail.encode()) == jobs_exec.OUTPUT_CAP
     assert run.stderr == "short"
     # A redelivered job does not run the command a second time.
     jobs.exec_command(run.pk)

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from pools.models import CapacityPool
 from rensei.models import Channel
-from sessions import jobs, services
+from sessions import jobs, lifecycle, services
 from sessions.intervals import open_interval
 from sessions.models import RunningInterval, Session, SessionState, SessionTransition
 from tests.billing.helpers import run
@@ -50,7 +50,7 @@ def running_session(org) -> Session:  # type: ignore[no-untyped-def]
 def pause_elsewhere(s: Session) -> None:
     """What the API's pause and the pause job do, without this page."""
     assert services.request_pause(s, None, Channel.API)
-    assert jobs.mark_paused(s, "paused", expected=[S.PAUSING])
+    assert lifecycle.mark_paused(s, "paused", expected=[S.PAUSING])
 
 
 def poll(c, s: Session, exec_shown: str | None = None):  # type: ignore[no-untyped-def]
@@ -107,7 +107,7 @@ def test_the_exec_form_comes_back_when_the_session_runs_again(client_as, alice, 
     c = client_as(alice)
     assert oob_ids(poll(c, s, exec_shown="0")) == ["session-cost"]
     assert services.request_resume(s, None, Channel.API)
-    assert jobs.mark_running(s, "resumed", expected=[S.RESUMING])
+    assert lifecycle.mark_running(s, "resumed", expected=[S.RESUMING])
     resp = poll(c, s, exec_shown="0")
     assert oob_ids(resp) == ["session-cost", "exec-gate"]
     assert 'name="command"' in resp.content.decode()

@@ -1,0 +1,31 @@
+"""Sending session jobs: by task name, once the surrounding transaction commits.
+
+Dispatch, the actions and the reconciler start jobs; ``sessions.tasks`` defines them on top
+of the job bodies, which use dispatch. Sending by name keeps that a line, not a circle:
+nothing below ``sessions.tasks`` imports it. The names are the tasks' registered names (the
+wire format between web and worker), so they never change with a module's layout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from rensei.celery import app
+
+PROVISION = "sessions.tasks.provision_session"
+PAUSE = "sessions.tasks.pause_session"
+RESUME = "sessions.tasks.resume_session"
+TERMINATE = "sessions.tasks.terminate_session"
+EXEC = "sessions.tasks.exec_command"
+RECONCILE_ALL = "sessions.tasks.reconcile_all"
+RECONCILE_ORG = "sessions.tasks.reconcile_org"
+
+
+def send(name: str, *args: Any) -> None:
+    """Send task ``name`` with ``args`` (ids only) when the surrounding transaction commits
+    (at once outside one), never for a rolled-back change."""
+    # A signature resolves the registered task when there is one (its options, eager mode),
+    # and falls back to sending by name.
+    transaction.on_commit(lambda: app.signature(name, args=args).delay())
