@@ -11,13 +11,9 @@ import pytest
 from sessions.models import CommandRun, CommandRunState
 from sessions.output import cap_output
 from tests.sessions_web.conftest import T0
+from tests.sessions_web.helpers import text
 
 pytestmark = pytest.mark.django_db
-
-
-def text(resp) -> str:  # type: ignore[no-untyped-def]
-    html = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", resp.content.decode(), flags=re.S)
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
 def panel(client, run: CommandRun):  # type: ignore[no-untyped-def]
