@@ -6,14 +6,14 @@ from django.apps import AppConfig
 from django.db import connections
 from django.db.models.signals import post_migrate
 
+from billing import triggers
+
 
 def _reinstall_sqlite_triggers(using: str = "default", **kwargs: Any) -> None:
     """SQLite drops a table's triggers when a migration rebuilds the table; put them back.
 
     PostgreSQL keeps triggers across ALTER TABLE, so migrations alone manage them there.
     """
-    from billing import triggers
-
     connection = connections[using]
     if connection.vendor != "sqlite":
         return

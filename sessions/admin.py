@@ -12,7 +12,9 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
+from rensei.models import Channel
 from sessions.models import CommandRun, Issue, RunningInterval, Session, SessionTransition
+from sessions.services import request_terminate
 
 
 @admin.register(Issue)
@@ -89,9 +91,6 @@ class SessionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Terminate selected sessions (through the state machine)")
     def terminate_sessions(self, request: HttpRequest, queryset: Any) -> None:
-        from rensei.models import Channel
-        from sessions.services import request_terminate
-
         done = sum(
             1
             for session in queryset.select_related("org")
