@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import signal
 import string
 import time
 from collections import deque
@@ -45,6 +47,14 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
+def process_state(pid: int) -> str:
+    """The state letter of ``/proc/<pid>/stat`` ("R", "S", "T", "Z"...), "" once gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
 def not_found(sandbox_id: str) -> ApiError:
     return ApiError(404, f"Sandbox \"{sandbox_id}\" doesn't exist or you don't have access to it")
 
@@ -82,8 +92,30 @@ class Sandbox:
     def signal_all(self, sig: int) -> None:
         """Signal every process of the box: its command groups, and in a namespace also
         whatever left them (``setsid``), so a pause freezes all of it."""
-        self.signal_groups(sig)
-        self.box.signal_all(sig, self.pgids)
+        if sig == signal.SIGCONT:
+            # The box's processes first, then the groups with their nsenter: an nsenter that
+            # still saw its command stopped would stop itself again (see unstick_launchers).
+            self.box.signal_all(sig, self.pgids)
+            self.signal_groups(sig)
+        else:
+            self.signal_groups(sig)
+            self.box.signal_all(sig, self.pgids)
+
+    def unstick_launchers(self) -> bool:
+        """Continue any command launcher (nsenter) that stopped itself; True if one did.
+
+        nsenter mirrors its command's stops: when it sees the command stopped it stops
+        itself, and it continues the command when it is continued. A pause stops both; if
+        nsenter notices the command's stop only after the resume, it stops itself for good
+        and the command's end is never reported. Run shortly after a resume.
+        """
+        found = False
+        for proc in list(self.processes.values()):
+            if proc.running and process_state(proc.pid) == "T":
+                found = True
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(proc.pid, signal.SIGCONT)
+        return found
 
     def signal_groups(self, sig: int) -> None:
         for pgid in list(self.pgids):

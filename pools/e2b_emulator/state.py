@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import shutil
 import signal
@@ -36,6 +37,8 @@ from .sandbox import (
     not_found,
 )
 from .templates import Template, build_registry, template_path, write_donmai_stub
+
+log = logging.getLogger("pools.e2b_emulator")
 
 
 class Emulator(TestControls):
@@ -312,6 +315,17 @@ class Emulator(TestControls):
         sandbox.meter.at = now  # paused time is not idle time: CPU % counts from here
         sandbox.end_mono = now + seconds
         sandbox.run_started_mono = now
+        if sandbox.box.isolated and sandbox.processes:
+            self._spawn_background(self._unstick(sandbox))
+
+    async def _unstick(self, sandbox: Sandbox) -> None:
+        # A few looks over the next half second; stop as soon as the box pauses or dies.
+        for _ in range(10):
+            await asyncio.sleep(0.05)
+            if self.sandboxes.get(sandbox.sandbox_id) is not sandbox:
+                return
+            if sandbox.state == "running":
+                sandbox.unstick_launchers()
 
     def _destroy(self, sandbox: Sandbox) -> None:
         for proc in sandbox.processes.values():
@@ -343,10 +357,16 @@ class Emulator(TestControls):
         while True:
             await asyncio.sleep(self.metrics_interval_s)
             running = [s for s in self.sandboxes.values() if s.state == "running"]
-            if running:
+            if not running:
+                continue
+            try:
                 # /proc and directory walks off the loop; samples land on it.
-                for sandbox, sample in await asyncio.to_thread(sample_sandboxes, running):
-                    sandbox.samples.append(sample)
+                samples = await asyncio.to_thread(sample_sandboxes, running)
+            except Exception:  # one bad pass must not end metrics for good
+                log.exception("E2B emulator: taking metrics samples failed")
+                continue
+            for sandbox, sample in samples:
+                sandbox.samples.append(sample)
 
     async def _reap_forever(self) -> None:
         while True:

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from e2b import Sandbox
+from e2b import Sandbox, TimeoutException
 from e2b.connection_config import ApiParams
 
 from pools.e2b_emulator import isolation
@@ -89,6 +89,23 @@ def test_pause_freezes_what_left_the_command_group(e2b_emulator: RunningEmulator
     Sandbox.connect(box.sandbox_id, timeout=60)
     frozen = read()
     wait_for(lambda: read() > frozen)
+
+
+def test_a_command_running_across_a_pause_ends_after_the_resume(
+    e2b_emulator: RunningEmulator,
+) -> None:
+    # The command's launcher (nsenter) mirrors the command's stops; resuming must not leave
+    # it stopped, or the command's end would never be reported.
+    box = Sandbox.create("base", timeout=60)
+    for n in range(3):
+        handle = box.commands.run(f"sleep 0.5; echo done {n}", background=True)
+        wait_for(lambda: box.commands.run("pgrep -x sleep || true", timeout=10).stdout.strip())
+        box.pause()
+        with pytest.raises(TimeoutException):
+            handle.wait()  # streams do not survive a pause
+        wait_for(lambda: all(_state(p) == "T" for p in sandbox_pids(box.sandbox_id)))
+        Sandbox.connect(box.sandbox_id, timeout=60)
+        assert box.commands.connect(handle.pid, timeout=20).wait().stdout == f"done {n}\n"
 
 
 def _state(pid: int) -> str:
