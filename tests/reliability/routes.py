@@ -26,6 +26,7 @@ from rensei.models import ApiToken, AuditEvent, Channel, Credential, Organizatio
 from sessions.intervals import close_open_interval, open_interval
 from sessions.models import CommandRun, CommandRunState, Issue, Session, SessionState
 from sessions.state import record_created
+from tests.factories import CapacityPoolFactory, IssueFactory, SessionFactory
 from tests.sessions_engine.conftest import ensure_rate_cards
 
 PARAM_RE = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>[^>]+)>")
@@ -96,16 +97,13 @@ class World:
 
 
 def _session(org: Organization, pool: CapacityPool, issue: Issue, state: str, sandbox: str):  # type: ignore[no-untyped-def]
-    session = Session.objects.create(
+    session = SessionFactory.create(
         org=org,
         issue=issue,
         pool=pool,
-        provider="e2b",
         state=state,
+        started=True,
         sandbox_id=sandbox,
-        template="donmai-worker",
-        vcpu=2,
-        memory_mb=1024,
         runtime_kinds=["npm"],
         requirement_kinds=["git"],
         started_at=timezone.now() - timedelta(hours=1),
@@ -119,13 +117,12 @@ def build_world(org: Organization, admin: Any, tag: str) -> World:
     ensure_rate_cards()
     token, plaintext = tokens.create_token(org, f"token-{tag}", admin, Channel.WEB)
     credential = credentials.set_credential(org, "e2b", f"e2b_key_{tag}_wxyz", admin, Channel.WEB)
-    pool = CapacityPool.objects.create(
+    pool = CapacityPoolFactory.create(
         org=org,
         name=f"pool-{tag}",
-        provider="e2b",
         config=validate_e2b_config({"templateId": f"tpl-{tag.lower()}"}),
     )
-    issue = Issue.objects.create(org=org, key=f"ISS-{tag}", title=f"Issue title {tag}")
+    issue = IssueFactory.create(org=org, key=f"ISS-{tag}", title=f"Issue title {tag}")
     session = _session(org, pool, issue, SessionState.RUNNING, f"sbx-{tag.lower()}-running")
     paused = _session(org, pool, issue, SessionState.PAUSED, f"sbx-{tag.lower()}-paused")
     start = timezone.now() - timedelta(minutes=30)
