@@ -57,7 +57,7 @@ def _no_give_up(*args: Any, error: Transient, tries: int, **kwargs: Any) -> None
     raise error
 
 
-class ProviderTask(DjangoTask):  # type: ignore[misc]
+class ProviderTask(DjangoTask):
     """Retries a job's ``Transient`` errors, then gives up through ``give_up``."""
 
     abstract = True
