@@ -1,0 +1,278 @@
+"""The sections of docs/performance.md for each benchmark, B1 to B4 (``bench.report``
+puts them together): the figures of one run, and the measured cause where one missed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.report_format import fig, table
+
+LOAD_PATHS = {
+    True: "COPY, row triggers replaced by set-based equivalents",
+    False: "COPY with the row triggers",
+}
+
+
+def b1(r: dict[str, Any]) -> list[str]:
+    b, s = r.get("b1"), r.get("seed")
+    if not b or "page_ms" not in b or not s:
+        return []
+    queries = b.get("report_queries", [])
+    db_ms = sum(q["ms"] for q in queries)
+    out = [
+        "## B1: Cost per Issue over a million ledger rows",
+        "",
+        f"`python -m bench.seed_costs --events {s['events']} --issues {s['issues']} --sessions "
+        f"{s['sessions']} --days {s['days']}` loaded the ledger in **{s['seconds']} s** "
+        f"({s['rows_per_second']:,} rows/s, one run; "
+        f"{LOAD_PATHS[bool(s.get('bulk_path'))]}), "
+        f"then `VACUUM ANALYZE` took {s['vacuum_analyze_seconds']} s. The top 1% of issues carry "
+        f"{s['top1_percent_issues_share']:.0%} of the cost; the daily rollup holds "
+        f"{s['rollup_rows']:,} rows for the whole org.",
+        "",
+        f"Period: {b['period']}: {b['ledger_rows_in_period']:,} ledger rows on "
+        f"{b['issues_in_period']:,} issues. The page's total equals the naive query's sum to the "
+        f"digit: **{'yes' if b['totals_match_ledger'] else 'NO'}**.",
+        "",
+        *table(
+            ["measurement", "median (min – max)"],
+            [
+                [
+                    f"page: `GET /analytics/cost-per-issue/`, gunicorn ({b['page_kib']} KiB)",
+                    fig(b["page_ms"]),
+                ],
+                [
+                    "naive SQL: `SELECT issue_id, sum(amount) … GROUP BY issue_id`, all rows",
+                    fig(b["naive_sql_ms"]),
+                ],
+                ["**ratio page ÷ naive SQL** (per run)", fig(b["ratio_per_run"])],
+                [
+                    "report function `billing.analytics.cost_per_issue` alone, in process",
+                    fig(b["report_function_ms"]),
+                ],
+            ],
+        ),
+        f"The report function's {len(queries)} queries (last run, {db_ms:g} ms in the database):",
+        "",
+        *table(["ms", "query"], [[q["ms"], f"`{q['sql'][:160]}…`"] for q in queries]),
+    ]
+    if b["ratio_of_medians"] > 1.0:
+        page, fn = b["page_ms"]["median"], b["report_function_ms"]["median"]
+        slowest = max(queries, key=lambda q: q["ms"]) if queries else None
+        out += [
+            f"**The page misses its target: {b['ratio_of_medians']:g}× the naive query.** "
+            f"Of its {page:g} ms (median): {db_ms:g} ms in the report's {len(queries)} queries"
+            + (f" (slowest, {slowest['ms']:g} ms: `{slowest['sql'][:160]}…`)" if slowest else "")
+            + f", about {max(fn - db_ms, 0):.0f} ms of Python in the report function, and about "
+            f"{max(page - fn, 0):.0f} ms around it (session and access checks, the template and "
+            "its charts, HTTP).",
+            "",
+            "What brings a report page under the raw query is reading only what it shows: "
+            "rank and limit in SQL on the daily rollup (`ORDER BY sum(amount) DESC LIMIT 50`), "
+            "names for the shown rows only, and session figures from a rollup maintained in "
+            "the same transaction as the session changes instead of a scan of the sessions.",
+            "",
+        ]
+    return out
+
+
+def b2(r: dict[str, Any]) -> list[str]:
+    b = r.get("b2")
+    if not b or "pages" not in b:
+        return []
+    rows = [
+        [
+            p["page"],
+            f"`{p['url']}`",
+            p["queries_10"],
+            p["queries_10000"],
+            "equal" if p["equal"] else "**grows**",
+            f"{p.get('rows_shown_10', '?')} / {p.get('rows_shown_10000', '?')}",
+        ]
+        for p in b["pages"]
+    ]
+    return [
+        "## B2: query budgets of the list pages",
+        "",
+        "Queries per request (one warm request each, Django's test client in process), for an "
+        "organisation with 10 and one with 10,000 sessions, ledger rows, issues, capacity "
+        "pools, API tokens and audit events. Deterministic, so measured once.",
+        "",
+        *table(["page", "URL", "10 rows", "10,000 rows", "", "rows shown (10 / 10,000)"], rows),
+        "Rows shown: `<tr>` elements in the HTML (headers and totals included), results for "
+        "the API (limit 100); each page shows at most one page of rows.",
+        "",
+    ]
+
+
+def b3(r: dict[str, Any]) -> list[str]:
+    b = r.get("b3")
+    if not b or "by_latency" not in b:
+        return []
+    rows = []
+    for x in b["by_latency"]:
+        lat = f"+{x['added_create_latency_ms']} ms"
+        rows += [
+            [lat, "Rensei: sessions/s", fig(x["rensei_per_second"], "")],
+            [lat, "Rensei: request → running p50", fig(x["rensei_p50_ms"])],
+            [lat, "Rensei: request → running p95", fig(x["rensei_p95_ms"])],
+            [lat, "API answer (POST → 202) p50", fig(x["api_answer_p50_ms"])],
+            [lat, "bare `Sandbox.create`: creates/s", fig(x["bare_per_second"], "")],
+            [lat, "bare `Sandbox.create` p50", fig(x["bare_p50_ms"])],
+            [lat, "bare `Sandbox.create` p95", fig(x["bare_p95_ms"])],
+            [lat, "**throughput ratio** Rensei ÷ bare", fig(x["throughput_ratio"])],
+            [lat, "**overhead per provision** (p50 − bare p50)", fig(x["overhead_ms"])],
+            [
+                lat,
+                "errors / sandboxes left after cleanup",
+                f"{x['error_count']} / {x['sandboxes_left']}",
+            ],
+            [lat, "runs done (planned)", f"{x.get('runs', '?')} ({x.get('runs_planned', '?')})"],
+        ]
+    first = b["by_latency"][0]
+    out = [
+        "## B3: provisioning throughput",
+        "",
+        f"{first['sessions_per_run']} sessions per run through `POST /api/v1/sessions` "
+        f"(gunicorn, API token; {b['concurrency']} dispatcher threads in closed loops), "
+        f"{b['worker']}, against the E2B emulator in its own process with the added `create` "
+        f"latency shown; in the same run, {first['sessions_per_run']} bare SDK "
+        f"`Sandbox.create` calls on {b['concurrency']} threads against the same emulator.",
+        "",
+        "The emulator is served with TCP_NODELAY: `EmulatorServer` binds its socket without "
+        "`IPPROTO_TCP`, so asyncio leaves Nagle's algorithm on and every SDK call with a "
+        "response body on a kept-alive connection waits ~40 ms for the client's delayed ACK "
+        "(`Sandbox.create` 45 ms instead of 2 ms). E2B has no such delay; "
+        "`bench/emulator.py` serves the same app from an `IPPROTO_TCP` socket.",
+        "",
+        *table(["create latency", "measurement", "median (min – max)"], rows),
+    ]
+    missed = [
+        x
+        for x in b["by_latency"]
+        if x["throughput_ratio"]["median"] < 0.8 or x["overhead_ms"]["median"] > 25
+    ]
+    steps = next((x["steps"] for x in b["by_latency"] if x.get("steps")), None)
+    if steps:
+        out += [
+            "Where a provision's time goes, step by step (in process, one at a time, no "
+            "added E2B latency; 5 samples):",
+            "",
+            *table(
+                ["step", "time", "SQL queries", "time in the database"],
+                [
+                    [
+                        "API request `POST /api/v1/sessions` (token, issue, session, "
+                        "transitions, audit, dispatch, commit, enqueue)",
+                        fig(steps["api_request_ms"]),
+                        steps["api_queries"],
+                        fig(steps["api_db_ms"]),
+                    ],
+                    [
+                        "provision job (`sessions.jobs.provision`: `Sandbox.create` + "
+                        "`get_info`, record the sandbox, open the interval, audit)",
+                        fig(steps["job_ms"]),
+                        steps["job_queries"],
+                        fig(steps["job_db_ms"]),
+                    ],
+                    ["bare `Sandbox.create`", fig(steps["bare_create_ms"]), "", ""],
+                ],
+            ),
+        ]
+    if missed:
+        out += [
+            "**Targets missed.** A provision through Rensei is a chain of sequential steps "
+            "(above), each paying database round trips and commits, plus the hop through "
+            "Redis to a worker process and one more E2B call (`get_info`, for the sandbox's "
+            "vCPU and memory) after `Sandbox.create`. The bare loop pays only the create. On "
+            "two cores shared by PostgreSQL, Redis, gunicorn, the worker, the emulator and the "
+            "load generator, that chain costs more than the whole create; the added E2B "
+            "latency is paid once either way, so the ratio improves as E2B gets slower.",
+            "",
+        ]
+    return out
+
+
+def b4(r: dict[str, Any]) -> list[str]:
+    b = r.get("b4")
+    if not b or "pages" not in b:
+        return []
+    rows = []
+    for p in b["pages"]:
+        one, fifty = p["users"]["1"], p["users"]["50"]
+        rows.append(
+            [
+                p["page"],
+                fig(one["p50_ms"]),
+                fig(one["p95_ms"]),
+                fig(fifty["p50_ms"]),
+                fig(fifty["p95_ms"]),
+                f"{p['p95_ratio_50_over_1']}×",
+                fig(fifty["per_second"], "req/s"),
+                one["errors"] + fifty["errors"],
+                f"{one['requests_per_run']} / {fifty['requests_per_run']}",
+            ]
+        )
+    return [
+        "## B4: pages under load",
+        "",
+        "The B1 organisation (a million ledger rows, 100,000 sessions) as its admin, through "
+        f"gunicorn on loopback. {b['client']}. 1 user: 20 requests per page per run; 50 users: "
+        "3 requests each per run (150), after a warm-up.",
+        "",
+        *table(
+            [
+                "page",
+                "1 user p50",
+                "1 user p95",
+                "50 users p50",
+                "50 users p95",
+                "p95 50 ÷ 1",
+                "50 users throughput",
+                "errors",
+                "requests per run (1 / 50 users)",
+            ],
+            rows,
+        ),
+        "One request of each page in process (Django's test client, after the load), with "
+        "its slowest queries:",
+        "",
+        *table(
+            ["page", "request", "queries", "in the database", "slowest queries (ms)"],
+            [
+                [
+                    p["page"],
+                    f"{p['anatomy']['request_ms']:g} ms",
+                    p["anatomy"]["queries"],
+                    f"{p['anatomy']['db_ms']:g} ms",
+                    "<br>".join(
+                        f"{q['ms']:g}: `{q['sql'][:120]}…`" for q in p["anatomy"]["slowest"]
+                    ),
+                ]
+                for p in b["pages"]
+                if p.get("anatomy")
+            ],
+        ),
+        *dominated(b["pages"]),
+        "With 50 users on two cores the server is saturated: requests queue, so the 50-user "
+        "latency is roughly the single-user time × the users waiting ahead ÷ the cores; the "
+        "throughput column is the server's capacity for that page.",
+        "",
+    ]
+
+
+def dominated(pages: list[dict[str, Any]]) -> list[str]:
+    """Pages whose single request is mostly one query: say which."""
+    out = []
+    for p in pages:
+        a = p.get("anatomy")
+        if not a or not a["slowest"]:
+            continue
+        top = a["slowest"][0]
+        if top["ms"] >= 0.5 * a["request_ms"]:
+            out.append(
+                f"- **{p['page']}**: one query is {top['ms']:g} of its {a['request_ms']:g} ms: "
+                f"`{top['sql']}`"
+            )
+    return [*out, ""] if out else []
