@@ -195,13 +195,7 @@ if TYPE_CHECKING:
 else:
     SessionId = _row_id("The session's id. Another org's id answers 404.")
     RunId = _row_id("A command run's id within this session.")
-IdempotencyKey = Header(
-    None,
-    alias="Idempotency-Key",
-    min_length=1,
-    max_length=sc.MAX_IDEMPOTENCY_KEY,
-    pattern=sc.IDEMPOTENCY_KEY_PATTERN,
-)
+IdempotencyKey = Header(None, alias="Idempotency-Key")
 
 
 # --- representations -----------------------------------------------------------------------
@@ -361,7 +355,7 @@ def create_session(
     request: HttpRequest,
     response: HttpResponse,
     payload: sc.SessionCreate,
-    idempotency_key: str | None = IdempotencyKey,
+    idempotency_key: sc.IdempotencyKey | None = IdempotencyKey,
 ) -> Any:
     org = org_of(request)
     key = idempotency_key or ""

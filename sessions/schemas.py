@@ -7,12 +7,14 @@ types); kinds are checked by pools.kinds, as everywhere else.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from uuid import UUID
 
 from ninja import Schema
-from pydantic import AfterValidator, ConfigDict, Field
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic_core import PydanticCustomError
 
 from pools.kinds import kind_json_schema, kinds_rule
 from rensei import inputs as inp
@@ -27,14 +29,52 @@ else:  # the enums the document lists, from the models' choices
 Action = Literal["pause", "resume", "terminate", "exec"]
 
 MAX_IDEMPOTENCY_KEY = 255
-IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
+IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?")
+
+
+def idempotency_key(value: str) -> str:
+    if len(value) > MAX_IDEMPOTENCY_KEY or not IDEMPOTENCY_KEY_RE.fullmatch(value):
+        raise inp.InputError(
+            f"Must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters, without spaces "
+            "at either end."
+        )
+    return value
+
+
+IdempotencyKey = Annotated[
+    str,
+    AfterValidator(inp.rule(idempotency_key)),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MAX_IDEMPOTENCY_KEY,
+            "pattern": f"^{IDEMPOTENCY_KEY_RE.pattern}$",
+        }
+    ),
+]
 MAX_LIST_LIMIT = 100
 
 
 class Input(Schema):
-    """Request schemas: strict JSON types, unknown fields refused."""
+    """Request schemas: strict JSON types, unknown fields refused (``additionalProperties:
+    false`` in the document; the message lists the fields there are)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key in data:
+                if key not in cls.model_fields:
+                    expected = ", ".join(sorted(cls.model_fields))
+                    raise PydanticCustomError(
+                        "rensei_rule",
+                        f"Unknown field. Expected one of: {expected}.",
+                        {"key": str(key)[:100]},
+                    )
+        return data
 
 
 IssueFilter = inp.Text(inp.MAX_ISSUE_KEY, description="An issue key (exact).")

@@ -364,6 +364,30 @@ def test_list_rejects_bad_query(api: ApiClient, params, field) -> None:  # type:
     assert field in resp.json()["fields"]
 
 
+def test_unknown_query_parameters_are_400_naming_them(api: ApiClient, session_factory) -> None:  # type: ignore[no-untyped-def]
+    resp = api.get("/api/v1/sessions", {"limit": "5", "colour": "red"})
+    assert resp.status_code == 400
+    assert resp.json()["fields"] == {
+        "colour": "Unknown query parameter. Expected one of: cursor, issue, limit, state."
+    }
+    s = session_factory()
+    resp = api.post(f"/api/v1/sessions/{s.pk}/pause?force=1")
+    assert resp.status_code == 400
+    assert resp.json()["fields"] == {"force": "Unknown query parameter: this operation takes none."}
+    s.refresh_from_db()
+    assert s.state == "running"  # nothing was done
+    # Strangers still get the 401 first.
+    assert ApiClient(None).get("/api/v1/sessions", {"colour": "red"}).status_code == 401
+
+
+def test_unknown_body_fields_name_the_fields_there_are(api: ApiClient) -> None:
+    resp = api.post("/api/v1/sessions", {**BODY, "colour": "red"})
+    assert resp.json()["fields"] == {
+        "colour": "Unknown field. Expected one of: env, issue, pool, requirement_kinds, "
+        "runtime_kinds."
+    }
+
+
 # --- actions -------------------------------------------------------------------------------
 
 
