@@ -6,6 +6,7 @@ import pytest
 
 from sessions import urls
 from sessions.models import CommandRun, CommandRunState, Session, SessionState
+from tests.factories import CommandRunFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +36,7 @@ def test_every_sessions_route_is_in_the_matrix() -> None:
 @pytest.fixture
 def target(session_factory):  # type: ignore[no-untyped-def]
     s = session_factory(SessionState.RUNNING)
-    run = CommandRun.objects.create(session=s, command="id", state=CommandRunState.DONE)
+    run = CommandRunFactory.create(session=s, command="id", state=CommandRunState.DONE)
     return s, run
 
 

@@ -10,10 +10,10 @@ from rensei.models import AuditEvent, Channel
 from sessions.models import (
     CommandRun,
     CommandRunState,
-    RunningInterval,
     Session,
     SessionState,
 )
+from tests.factories import CommandRunFactory, RunningIntervalFactory, SessionFactory
 from tests.sessions_web.conftest import T0, standard_timeline
 from tests.sessions_web.helpers import text
 
@@ -37,7 +37,7 @@ def test_detail_shows_timeline_sandbox_routing_and_times(  # type: ignore[no-unt
         },
         env={"GITHUB_TOKEN": "gAAAA-encrypted"},
     )
-    RunningInterval.objects.create(
+    RunningIntervalFactory.create(
         session=s,
         started_at=T0 + timedelta(seconds=4),
         ended_at=T0 + timedelta(minutes=3, seconds=4),
@@ -67,8 +67,8 @@ def test_detail_shows_timeline_sandbox_routing_and_times(  # type: ignore[no-unt
 def test_detail_paused_time_comes_from_the_gaps(client_as, alice, session_factory) -> None:  # type: ignore[no-untyped-def]
     s = session_factory(SessionState.TERMINATED)
     Session.objects.filter(pk=s.pk).update(ended_at=T0 + timedelta(hours=2))
-    RunningInterval.objects.create(session=s, started_at=T0, ended_at=T0 + timedelta(minutes=10))
-    RunningInterval.objects.create(
+    RunningIntervalFactory.create(session=s, started_at=T0, ended_at=T0 + timedelta(minutes=10))
+    RunningIntervalFactory.create(
         session=s,
         started_at=T0 + timedelta(hours=1),
         ended_at=T0 + timedelta(hours=1, minutes=5),
@@ -151,7 +151,7 @@ def test_actions_need_post_and_csrf(client_as, alice, session_factory) -> None: 
 
 def test_exec_console_shows_a_finished_run(client_as, alice, session_factory) -> None:  # type: ignore[no-untyped-def]
     s = session_factory()
-    run = CommandRun.objects.create(
+    run = CommandRunFactory.create(
         session=s,
         command="which donmai",
         state=CommandRunState.DONE,
@@ -182,7 +182,7 @@ def test_exec_console_shows_a_finished_run(client_as, alice, session_factory) ->
 
 def test_exec_output_panel_polls_until_the_run_ends(client_as, alice, session_factory) -> None:  # type: ignore[no-untyped-def]
     s = session_factory()
-    run = CommandRun.objects.create(session=s, command="sleep 5", state=CommandRunState.RUNNING)
+    run = CommandRunFactory.create(session=s, command="sleep 5", state=CommandRunState.RUNNING)
     c = client_as(alice)
     resp = c.htmx("get", f"/sessions/{s.pk}/exec/{run.pk}/")
     assert resp.status_code == 200
@@ -245,10 +245,10 @@ def test_exec_console_on_a_paused_session(client_as, alice, session_factory) -> 
 
 
 def test_finished_run_tells_the_past_runs_list_to_reload(client_as, alice, org_a):  # type: ignore[no-untyped-def]
-    from sessions.models import CommandRun, CommandRunState, Session, SessionState
+    from sessions.models import CommandRunState, SessionState
 
-    session = Session.objects.create(org=org_a, state=SessionState.RUNNING, sandbox_id="sbx")
-    run = CommandRun.objects.create(
+    session = SessionFactory.create(org=org_a, state=SessionState.RUNNING, sandbox_id="sbx")
+    run = CommandRunFactory.create(
         session=session, command="which donmai", state=CommandRunState.DONE, exit_code=0
     )
     c = client_as(alice)

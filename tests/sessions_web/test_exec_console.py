@@ -10,6 +10,7 @@ import pytest
 
 from sessions.models import CommandRun, CommandRunState
 from sessions.output import cap_output
+from tests.factories import CommandRunFactory
 from tests.sessions_web.conftest import T0
 from tests.sessions_web.helpers import text
 
@@ -22,7 +23,7 @@ def panel(client, run: CommandRun):  # type: ignore[no-untyped-def]
 
 def test_a_running_command_shows_its_output_so_far(client_as, alice, session_factory) -> None:  # type: ignore[no-untyped-def]
     s = session_factory()
-    run = CommandRun.objects.create(
+    run = CommandRunFactory.create(
         session=s,
         command="for i in 1 2 3; do echo line$i; sleep 1; done",
         state=CommandRunState.RUNNING,
@@ -37,7 +38,7 @@ def test_a_running_command_shows_its_output_so_far(client_as, alice, session_fac
     assert "line1" in text(resp) and "warming up" in text(resp)
     assert "Running…" in text(resp) and "the output so far" in text(resp)
 
-    empty = CommandRun.objects.create(session=s, command="sleep 9", state=CommandRunState.RUNNING)
+    empty = CommandRunFactory.create(session=s, command="sleep 9", state=CommandRunState.RUNNING)
     assert "No output yet." in text(panel(client_as(alice), empty))
 
 
@@ -57,7 +58,7 @@ def test_a_running_command_shows_its_output_so_far(client_as, alice, session_fac
 )
 def test_outcomes_are_labelled(client_as, alice, session_factory, fields, label, colour) -> None:  # type: ignore[no-untyped-def]
     s = session_factory()
-    run = CommandRun.objects.create(session=s, command="make test", **fields)
+    run = CommandRunFactory.create(session=s, command="make test", **fields)
     c = client_as(alice)
     resp = panel(c, run)
     badge = re.search(
@@ -79,7 +80,7 @@ def test_outcomes_are_labelled(client_as, alice, session_factory, fields, label,
 
 def test_past_runs_hear_when_a_run_starts_and_ends(client_as, alice, session_factory) -> None:  # type: ignore[no-untyped-def]
     s = session_factory()
-    run = CommandRun.objects.create(session=s, command="make", state=CommandRunState.QUEUED)
+    run = CommandRunFactory.create(session=s, command="make", state=CommandRunState.QUEUED)
     c = client_as(alice)
     url = f"/sessions/{s.pk}/exec/{run.pk}/"
     assert "HX-Trigger" not in c.htmx("get", url, {"seen": "queued"})
@@ -96,7 +97,7 @@ def test_past_runs_hear_when_a_run_starts_and_ends(client_as, alice, session_fac
 def test_a_capped_output_keeps_the_tail_and_says_so(client_as, alice, session_factory) -> None:  # type: ignore[no-untyped-def]
     s = session_factory()
     stdout, cut = cap_output("".join(f"step {i}\n" for i in range(20_000)) + "FAILED: step 19999\n")
-    run = CommandRun.objects.create(
+    run = CommandRunFactory.create(
         session=s,
         command="./build.sh",
         state=CommandRunState.DONE,

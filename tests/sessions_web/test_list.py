@@ -18,6 +18,7 @@ from billing.models import CostEvent
 from pools.models import CapacityPool
 from sessions.intervals import close_open_interval, open_interval
 from sessions.models import Issue, RunningInterval, Session, SessionState
+from tests.factories import CapacityPoolFactory
 from tests.sessions_web.conftest import T0, make_session
 
 pytestmark = pytest.mark.django_db
@@ -114,7 +115,7 @@ def test_long_titles_and_pool_names_are_cut_with_the_full_text_on_hover(  # type
     client_as, alice, org_a
 ) -> None:
     title = "Make the exporter handle " + "very " * 40 + "long titles"
-    pool = CapacityPool.objects.create(org=org_a, name="pool-with-a-" + "long-" * 12 + "name")
+    pool = CapacityPoolFactory.create(org=org_a, name="pool-with-a-" + "long-" * 12 + "name")
     s = make_session(org_a, issue="ENG-7", pool=pool)
     Issue.objects.filter(org=org_a, key="ENG-7").update(title=title)
     row = row_html(client_as(alice).get("/sessions/"), s.pk)
@@ -123,7 +124,7 @@ def test_long_titles_and_pool_names_are_cut_with_the_full_text_on_hover(  # type
 
 
 def test_bulk_terminate_returns_to_the_same_filters(client_as, alice, org_a) -> None:  # type: ignore[no-untyped-def]
-    pool = CapacityPool.objects.create(org=org_a, name="main")
+    pool = CapacityPoolFactory.create(org=org_a, name="main")
     live = [make_session(org_a, SessionState.RUNNING, pool=pool) for _ in range(2)]
     c = client_as(alice)
     query = f"state=running&pool={pool.pk}&sort=state"

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from pools.models import CapacityPool
-from rensei.models import AuditEvent, Channel, Credential
+from rensei.models import AuditEvent, Channel
 from sessions.models import Session, SessionState
+from tests.factories import CapacityPoolFactory, CredentialFactory
 from tests.sessions_web.helpers import text
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +38,7 @@ def test_dashboard_empty_state_for_a_member_says_ask_an_admin(client_as, bob) ->
 
 
 def test_dashboard_marks_done_steps(client_as, alice, org_a, pool_a) -> None:  # type: ignore[no-untyped-def]
-    Credential.objects.create(org=org_a, provider="e2b", secret_encrypted="x", last_four="abcd")
+    CredentialFactory.create(org=org_a)
     page = text(client_as(alice).get("/"))
     assert "✓ Enter your E2B API key" in page
     assert "✓ Add a capacity pool" in page
@@ -93,7 +93,7 @@ def rows(resp) -> list[int]:  # type: ignore[no-untyped-def]
 
 
 def test_list_filters(client_as, alice, session_factory, pool_a, org_a) -> None:  # type: ignore[no-untyped-def]
-    other_pool = CapacityPool.objects.create(org=org_a, name="e2b-spare", provider="e2b")
+    other_pool = CapacityPoolFactory.create(org=org_a, name="e2b-spare", provider="e2b")
     a = session_factory(SessionState.RUNNING, issue="ENG-1", pool=pool_a)
     b = session_factory(SessionState.PAUSED, issue="ENG-2", pool=pool_a)
     c = session_factory(SessionState.TERMINATED, issue="OPS-9", pool=other_pool)

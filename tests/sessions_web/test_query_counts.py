@@ -9,7 +9,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from pools.models import CapacityPool
-from sessions.models import CommandRun, RunningInterval, SessionState
+from sessions.models import SessionState
+from tests.factories import CommandRunFactory, RunningIntervalFactory
 from tests.sessions_web.conftest import T0, make_session, standard_timeline
 
 pytestmark = pytest.mark.django_db
@@ -67,12 +68,12 @@ def test_detail_is_flat_in_timeline_intervals_and_runs(client_as, alice, org_a) 
 
     def add(n: int) -> None:
         for i in range(n):
-            RunningInterval.objects.create(
+            RunningIntervalFactory.create(
                 session=s,
                 started_at=T0 + timedelta(hours=i),
                 ended_at=T0 + timedelta(hours=i, minutes=1),
             )
-            CommandRun.objects.create(session=s, command=f"echo {i}", created_by=alice)
+            CommandRunFactory.create(session=s, command=f"echo {i}", created_by=alice)
 
     add(2)
     small = queries(lambda: c.get(f"/sessions/{s.pk}/"))
