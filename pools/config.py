@@ -12,15 +12,27 @@ rule (rensei/inputs.py) that sessions and exec use too.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
-from pools.providers.base import ConfigError
 from rensei.inputs import InputError, env_map, rule
+
+
+class ConfigError(ValueError):
+    """A pool config is invalid. ``errors`` maps each field name to its messages.
+
+    Defined with the config (providers raise it from ``validate_config``), so the config
+    imports nothing from the providers that use it.
+    """
+
+    def __init__(self, errors: Mapping[str, Sequence[str]]) -> None:
+        self.errors = {k: list(v) for k, v in errors.items()}
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in self.errors.items()))
+
 
 TIMEOUT_MIN = 1
 TIMEOUT_MAX = 86_400  # E2B's longest sandbox lifetime (Pro tier: 24 h)

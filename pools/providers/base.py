@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
+# The config's own error (defined with the config model), raised by validate_config.
+from pools.config import ConfigError as ConfigError
+
 
 class ProviderError(Exception):
     """A provider call failed. ``message`` is fit to show an admin; it never holds a secret."""
@@ -54,14 +57,6 @@ class NotSupported(ProviderError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, permanent=True)
-
-
-class ConfigError(ValueError):
-    """A pool config is invalid. ``errors`` maps each field name to its messages."""
-
-    def __init__(self, errors: Mapping[str, Sequence[str]]) -> None:
-        self.errors = {k: list(v) for k, v in errors.items()}
-        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in self.errors.items()))
 
 
 @dataclass(frozen=True)
