@@ -27,6 +27,7 @@ from tests.billing.helpers import (
     make_session,
     run,
 )
+from tests.factories import RateCardFactory
 
 
 def test_closing_an_interval_writes_one_priced_row(org_a):
@@ -75,7 +76,7 @@ def test_milliseconds_are_billed_exactly(org_a):
 def test_a_rate_applies_from_its_effective_midnight_and_never_rewrites_rows(org_a):
     session = make_session(org_a, vcpu=1, memory_mb=1024)
     before = run(session, at("2025-03-01 10:00"), at("2025-03-01 11:00"))
-    RateCard.objects.create(
+    RateCardFactory.create(
         provider="e2b",
         effective_from=at("2025-03-02 00:00"),
         vcpu_second_price=Decimal("0.00002"),

@@ -37,13 +37,13 @@ from hypothesis.stateful import (
 
 from billing.analytics import CostFilter, cost_per_issue, ledger_rows, rollup_totals
 from billing.ledger import AlreadyReversed, emit_sandbox_cost_event, reverse_cost_event
-from billing.models import CostEvent, RateCard
+from billing.models import CostEvent
 from billing.periods import Period, midnight_floor, midnights_between
 from billing.tasks import daily_accrual
-from rensei.models import Organization
 from sessions.intervals import close_open_interval, open_interval
 from sessions.models import RunningInterval, Session, SessionState
 from tests.billing.helpers import make_issue, make_pool
+from tests.factories import OrganizationFactory, RateCardFactory, SessionFactory
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 QUANTUM = Decimal("1e-12")
@@ -74,10 +74,10 @@ class LedgerMachine(RuleBasedStateMachine):
         self.travel = time_machine.travel(T0, tick=False)
         self.clock = self.travel.start()
         self.now = T0
-        self.org = Organization.objects.create(slug=f"prop-{n}", name=f"Property {n}")
+        self.org = OrganizationFactory.create(slug=f"prop-{n}", name=f"Property {n}")
         # A provider of its own, so this example's rate changes touch no other example.
         self.provider = f"prop-{n}"
-        RateCard.objects.create(
+        RateCardFactory.create(
             provider=self.provider,
             effective_from=datetime(2024, 1, 1, tzinfo=UTC),
             vcpu_second_price=Decimal("0.000014"),
@@ -142,7 +142,7 @@ class LedgerMachine(RuleBasedStateMachine):
         pool=st.sampled_from([0, 1]),
     )
     def start_session(self, vcpu: int, memory_mb: int, issue: int | None, pool: int) -> None:
-        session = Session.objects.create(
+        session = SessionFactory.create(
             org=self.org,
             issue=self.issues[issue] if issue is not None else None,
             pool=self.pools[pool],
@@ -226,7 +226,7 @@ class LedgerMachine(RuleBasedStateMachine):
         effective = midnight_floor(self.now) + timedelta(days=1)
         if any(r[0] == effective for r in self.rates):
             return
-        RateCard.objects.create(
+        RateCardFactory.create(
             provider=self.provider,
             effective_from=effective,
             vcpu_second_price=Decimal(vcpu),

@@ -12,10 +12,11 @@ from django.test.utils import CaptureQueriesContext
 
 from billing.ledger import interval_key, reverse_cost_event
 from billing.live_cost import cost_so_far
-from billing.models import CostEvent, RateCard
+from billing.models import CostEvent
 from sessions.intervals import close_open_interval, open_interval
 from sessions.models import Session
 from tests.billing.helpers import at, expected_amount, ledger_sum, make_pool, make_session, run
+from tests.factories import RateCardFactory
 
 pytestmark = pytest.mark.django_db
 NOW = at("2025-03-10 12:00:00.250")
@@ -42,7 +43,7 @@ def test_cost_so_far_is_what_closing_the_interval_bills(org_a):
 
 
 def test_the_card_in_effect_when_the_interval_started_prices_it(org_a):
-    RateCard.objects.create(
+    RateCardFactory.create(
         provider="e2b",
         effective_from=at("2025-03-10 00:00"),
         vcpu_second_price=Decimal("0.001"),
@@ -79,7 +80,7 @@ def test_an_interval_no_card_can_price_adds_nothing(org_a):
 
 
 def test_the_pool_decides_the_provider_like_the_ledger(org_a):
-    RateCard.objects.create(
+    RateCardFactory.create(
         provider="fake",
         effective_from=at("2025-01-01 00:00"),
         vcpu_second_price=Decimal("1"),

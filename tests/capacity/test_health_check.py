@@ -14,6 +14,7 @@ from pools.providers.base import ProviderError
 from pools.tasks import check_pool, start_check
 from rensei.models import AuditEvent
 from tests.capacity.pages import CAPACITY, detail, text
+from tests.factories import CapacityPoolFactory
 from tests.worker import WorkerProcess
 
 
@@ -211,7 +212,7 @@ def test_command_names_are_resolved_carefully(make_pool, org_a, org_b):  # type:
 @pytest.mark.django_db(transaction=True)
 def test_prefork_worker_runs_the_check(e2b_emulator, client_as, alice, org_a):  # type: ignore[no-untyped-def]
     key = str(e2b_emulator.sdk_kwargs["api_key"])
-    pool = CapacityPool.objects.create(org=org_a, name="w", config={"templateId": "donmai-worker"})
+    pool = CapacityPoolFactory.create(org=org_a, name="w", config={"templateId": "donmai-worker"})
     worker = WorkerProcess(
         env={
             "E2B_API_URL": e2b_emulator.url,

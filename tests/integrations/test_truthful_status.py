@@ -12,7 +12,8 @@ from pools.e2b_emulator.testing import running_emulator
 from rensei.credentials import credential_status, set_credential
 from rensei.models import AuditEvent, Channel, Credential
 from rensei.tokens import create_token
-from sessions.models import Session, SessionState, SessionTransition
+from sessions.models import SessionState, SessionTransition
+from tests.factories import SessionFactory
 
 PAGE = "/settings/integrations/"
 TEST_URL = "/settings/integrations/e2b/test/"
@@ -66,7 +67,7 @@ def test_no_key_message_fits_the_integrations_page(client_as, alice):  # type: i
 
 def test_api_calls_are_audited_under_the_tokens_name(org_a) -> None:  # type: ignore[no-untyped-def]
     _, token = create_token(org_a, "ci-dispatcher", None, Channel.CLI)
-    session = Session.objects.create(
+    session = SessionFactory.create(
         org=org_a,
         state=SessionState.RUNNING,
         provider="e2b",
