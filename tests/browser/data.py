@@ -19,6 +19,7 @@ from pools.models import CapacityPool
 from rensei.models import Organization
 from sessions.models import Session
 from tests.billing.helpers import finish, make_issue, make_session, run
+from tests.factories import CapacityPoolFactory
 from tests.sessions_engine.conftest import ensure_rate_cards
 
 
@@ -41,12 +42,8 @@ def _at(days_ago: int, hour: int, minute: int = 0) -> datetime:
 
 def cost_history(org: Organization) -> CostHistory:
     ensure_rate_cards()
-    main = CapacityPool.objects.create(
-        org=org, name="e2b-main", provider="e2b", config={"templateId": "donmai-worker"}, order=0
-    )
-    spare = CapacityPool.objects.create(
-        org=org, name="e2b-spare", provider="e2b", config={"templateId": "donmai-worker"}, order=1
-    )
+    main = CapacityPoolFactory.create(org=org, name="e2b-main", order=0)
+    spare = CapacityPoolFactory.create(org=org, name="e2b-spare", order=1)
     eng1 = make_issue(org, "ENG-1", "Flaky checkout test")
     eng2 = make_issue(org, "ENG-2", "Upgrade the ORM")
     eng3 = make_issue(org, "ENG-3", "Nightly export")
