@@ -2,7 +2,7 @@
 
 A django-ninja ``Router``; the ``NinjaAPI`` that mounts it (error bodies, the OpenAPI
 document at /api/v1/openapi.json) is in sessions/api_urls.py, the schemas in
-sessions/schemas.py. Every route authenticates with ``Authorization: Bearer <token>`` (an
+sessions/schemas.py, the route guard in sessions/api_base.py. Every route authenticates with ``Authorization: Bearer <token>`` (an
 org API token) before anything else, so an unknown route or method answers 401 to a stranger
 too; then the method (405), then unknown query parameters (400 naming them), then the
 session in the path (the token's org is the only org a call can see: another org's ids
@@ -14,22 +14,34 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from ninja import Header, Path, Query, Router, Status
-from ninja.operation import PathView
-from ninja.security import HttpBearer
-from pydantic import WithJsonSchema
+from ninja import Header, Path, Query, Status
 
-from rensei import audit
 from rensei import inputs as inp
-from rensei.models import ApiToken, Channel, Organization
-from rensei.tokens import authenticate as token_for
+from rensei.models import Channel
 from sessions import schemas as sc
 from sessions import services
-from sessions.api_errors import error, unauthorized, unknown_query
+from sessions.api_base import (
+    HTTP_METHODS,
+    LOCATION,
+    RESUME_NOTE,
+    RUN_LINKS,
+    SESSION_LINKS,
+    UNKNOWN_QUERY,
+    ApiRouter,
+    BearerToken,
+    RunId,
+    SessionId,
+    bad_query,
+    described,
+    find_session,
+    org_of,
+    session_of,
+)
+from sessions.api_errors import error
 from sessions.models import CommandRun, Session
 from sessions.queue import QueueStatus, queue_statuses
 
@@ -46,155 +58,7 @@ ENGINE_FIELDS = {
     "pool_name": "pool",
     "key": "Idempotency-Key",
 }
-HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
-
-
-class BearerToken(HttpBearer):
-    """An org API token. The route guard below has already looked it up."""
-
-    openapi_description = "An org API token."
-
-    def __call__(self, request: HttpRequest) -> ApiToken | None:
-        return getattr(request, "api_token", None) or token_for(
-            request.headers.get("Authorization", "")
-        )
-
-    def authenticate(self, request: HttpRequest, token: str) -> ApiToken | None:
-        return token_for(f"Bearer {token}")
-
-
-class GuardedPathView(PathView):
-    """One API path: the token first, then the method, then the query string's names.
-
-    Ninja itself answers a method it has no operation for with a plain-text 405 before any
-    authentication; here a stranger gets the JSON 401 on every method, a token holder a
-    JSON 405 with ``Allow``, and a query parameter the operation does not take is a 400.
-    """
-
-    public = False
-
-    def get_view(self) -> Callable[..., Any]:
-        view = super().get_view()
-        methods = tuple(m for m in HTTP_METHODS if any(m in op.methods for op in self.operations))
-
-        def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-            token = None
-            if not self.public:
-                token = token_for(request.headers.get("Authorization", ""))
-                if token is None:
-                    return unauthorized()
-                request.api_token = token  # type: ignore[attr-defined]
-            operation = self._find_operation(request)
-            if operation is None:
-                response = error(405, f"Method {request.method} is not allowed here.")
-                response["Allow"] = ", ".join(methods)
-                return response
-            if strays := sorted(set(request.GET) - query_names(operation)):
-                return unknown_query(strays, query_names(operation))
-            if token is not None and "session_id" in kwargs:
-                # Orgs are walls: another org's session is not found, whatever the body says.
-                session = _session(token.org, kwargs["session_id"])
-                if session is None:
-                    return _no_session()
-                request.api_session = session  # type: ignore[attr-defined]
-            if token is None:
-                return view(request, *args, **kwargs)
-            with audit.acting_token(token.name):
-                return view(request, *args, **kwargs)
-
-        guarded.csrf_exempt = True  # type: ignore[attr-defined]
-        guarded.api_methods = methods  # type: ignore[attr-defined]
-        return guarded
-
-    def clone(self) -> GuardedPathView:
-        cloned = super().clone()
-        cloned.__class__ = type(self)
-        return cloned  # type: ignore[return-value]
-
-
-class PublicPathView(GuardedPathView):
-    public = True
-
-
-def query_names(operation: Any) -> set[str]:
-    """The query parameters an operation declares (what its document lists)."""
-    names: set[str] = set()
-    for model in operation.models:
-        if model.__ninja_param_source__ == "query":
-            names |= set(getattr(model, "__ninja_flatten_map__", None) or model.model_fields)
-    return names
-
-
-class ApiRouter(Router):
-    """A router whose paths are guarded (see GuardedPathView)."""
-
-    path_view: type[GuardedPathView] = GuardedPathView
-
-    def add_api_operation(self, path: str, *args: Any, **kwargs: Any) -> None:
-        self.path_operations.setdefault(path, self.path_view())
-        super().add_api_operation(path, *args, **kwargs)
-
-
 router = ApiRouter(auth=BearerToken())
-
-# --- documentation bits the schemas cannot carry (headers, links, descriptions) ------------
-
-UNAUTHORIZED = {
-    "description": "No Authorization header, or the token is unknown or revoked.",
-    "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer."}},
-}
-UNKNOWN_QUERY = " Query parameters the operation does not list are refused with a 400 naming them."
-LOCATION = {"Location": {"schema": {"type": "string"}}}
-SESSION_LINKS = {
-    name: {"operationId": operation, "parameters": {"session_id": "$response.body#/id"}}
-    for name, operation in (
-        ("GetSession", "getSession"),
-        ("PauseSession", "pauseSession"),
-        ("ResumeSession", "resumeSession"),
-        ("TerminateSession", "terminateSession"),
-        ("ExecInSession", "execInSession"),
-    )
-}
-RUN_LINKS = {
-    "GetCommandRun": {
-        "operationId": "getCommandRun",
-        "parameters": {"session_id": "$request.path.session_id", "run_id": "$response.body#/id"},
-    }
-}
-RESUME_NOTE = (
-    " A resume takes a slot under the pool's soft cap: at the cap the session stays "
-    "`paused` (accepted=true) with `queue` saying why and where in line, and resumes by "
-    "itself when a slot frees."
-)
-
-
-def described(**responses: dict[str, Any]) -> dict[str, Any]:
-    """``openapi_extra`` for an operation: descriptions, headers and links by status."""
-    by_status: dict[int, Any] = {401: UNAUTHORIZED}
-    by_status.update({int(status[1:]): detail for status, detail in responses.items()})
-    return {"responses": by_status}
-
-
-def bad_query(what: str = "") -> dict[str, str]:
-    return {"description": (what or "A query parameter is unknown.") + UNKNOWN_QUERY}
-
-
-def _row_id(description: str) -> Any:
-    # Documented from 1 up; a smaller or larger id is simply not found (404), as before.
-    return Annotated[
-        int,
-        WithJsonSchema(
-            {"type": "integer", "minimum": 1, "format": "int64", "description": description}
-        ),
-    ]
-
-
-if TYPE_CHECKING:
-    SessionId = int
-    RunId = int
-else:
-    SessionId = _row_id("The session's id. Another org's id answers 404.")
-    RunId = _row_id("A command run's id within this session.")
 IdempotencyKey = Header(None, alias="Idempotency-Key")
 
 
@@ -258,27 +122,6 @@ def run_json(run: CommandRun) -> dict[str, Any]:
         "started_at": run.started_at,
         "finished_at": run.finished_at,
     }
-
-
-def org_of(request: HttpRequest) -> Organization:
-    token: ApiToken = request.auth  # type: ignore[attr-defined]
-    return token.org
-
-
-def _session(org: Organization, session_id: int) -> Session | None:
-    if session_id > inp.MAX_ID:
-        return None
-    return Session.objects.select_related("issue", "pool").filter(org=org, pk=session_id).first()
-
-
-def session_of(request: HttpRequest) -> Session:
-    """The path's session, found in the token's org by the route guard."""
-    session: Session = request.api_session  # type: ignore[attr-defined]
-    return session
-
-
-def _no_session() -> HttpResponse:
-    return error(404, "No such session.")
 
 
 def _engine_error(exc: services.SessionRequestError) -> HttpResponse:
@@ -385,7 +228,7 @@ def create_session(
             "This Idempotency-Key was already used with a different body.",
             {"Idempotency-Key": "Already used with a different body."},
         )
-    session = _session(org, session.pk) or session
+    session = find_session(org, session.pk) or session
     response["Location"] = reverse("api_session", args=[session.pk])
     if replay:
         response["Idempotent-Replayed"] = "true"

@@ -16,7 +16,8 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.responses import NinjaJSONEncoder
 
 from sessions import api_errors
-from sessions.api import ApiRouter, PublicPathView, router
+from sessions.api import router
+from sessions.api_base import ApiRouter, PublicPathView
 
 PREFIX = "/api/v1/"
 
