@@ -7,9 +7,11 @@ A second emulator, in its own process, stands for every other emulator on the ma
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from e2b import Sandbox, TimeoutException
@@ -140,11 +142,15 @@ def test_no_process_survives_a_sigkilled_emulator(monkeypatch: pytest.MonkeyPatc
         boxes[0].commands.run("sleep 1000", background=True, timeout=0)
         boxes[1].commands.run("nohup donmai agent run >runner.log 2>&1 &")
         boxes[2].commands.run("setsid sleep 1000 >/dev/null 2>&1 &")
+        root = Path(boxes[0].commands.run("pwd").stdout.strip()).parent.parent
         boxes[2].pause()
         wait_for(lambda: len(pids_with_env(marker)) >= 6)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         wait_for(lambda: not pids_with_env(marker))
+    # A SIGKILLed emulator cannot remove its temp root: this test does.
+    assert root.name.startswith("e2b-emulator-")
+    shutil.rmtree(root)
 
 
 def test_without_namespaces_the_emulator_warns_once_and_still_works(
