@@ -68,7 +68,10 @@ class GuardedPathView(PathView):
                 response = error(405, f"Method {request.method} is not allowed here.")
                 response["Allow"] = ", ".join(methods)
                 return response
-            if strays := sorted(set(request.GET) - query_names(operation)):
+            # The public document takes no input at all; it ignores query strings (caches
+            # and browsers add their own).
+            strays = [] if self.public else sorted(set(request.GET) - query_names(operation))
+            if strays:
                 return unknown_query(strays, query_names(operation))
             if token is not None and "session_id" in kwargs:
                 # Orgs are walls: another org's session is not found, whatever the body says.
