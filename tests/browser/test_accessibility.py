@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from sessions.models import Session, SessionState
+from sessions.models import SessionState
 from tests.browser.conftest import assert_fields_named, axe_violations, describe, login
 from tests.browser.data import cost_history
+from tests.factories import SessionFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_main_pages_are_accessible(live_server, page, alice, org_a):  # type: ignore[no-untyped-def]
     history = cost_history(org_a)
-    live = Session.objects.create(
+    live = SessionFactory.create(
         org=org_a,
         issue=history.sessions["eng1-recent"].issue,
         pool=history.main,

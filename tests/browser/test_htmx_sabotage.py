@@ -15,11 +15,11 @@ import pytest
 from playwright.sync_api import expect
 
 from pools.config import validate_e2b_config
-from pools.models import CapacityPool
 from sessions.models import Session, SessionState
 from tests.browser.conftest import JOB_TIMEOUT, login, mark_page, same_page
 from tests.browser.test_admin_journey import new_session
 from tests.emulator.helpers import wait_for
+from tests.factories import CapacityPoolFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -30,7 +30,7 @@ CREATE_LATENCY_MS = 2500
 
 
 def test_a_broken_status_partial_fails_the_admin_journey(stack, page, alice, org_a):  # type: ignore[no-untyped-def]
-    CapacityPool.objects.create(
+    CapacityPoolFactory.create(
         org=org_a,
         name="e2b-main",
         provider="e2b",

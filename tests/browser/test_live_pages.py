@@ -25,6 +25,7 @@ from sessions.models import Session, SessionState
 from sessions.templatetags.sessions_extras import duration
 from tests.browser.conftest import JOB_TIMEOUT, login, mark_page, same_page, shot
 from tests.emulator.helpers import wait_for
+from tests.factories import CapacityPoolFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -57,7 +58,7 @@ class Dispatcher:
 
 
 def e2b_pool(org: Organization) -> CapacityPool:
-    return CapacityPool.objects.create(
+    return CapacityPoolFactory.create(
         org=org,
         name="live-e2b",
         provider="e2b",

@@ -9,10 +9,10 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from pools.models import CapacityPool
 from sessions.intervals import close_open_interval, open_interval
 from sessions.models import Issue, SessionState
 from tests.browser.conftest import axe_violations, describe, login, shot
+from tests.factories import CapacityPoolFactory
 from tests.sessions_web.conftest import make_session
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -32,7 +32,7 @@ def long_rows(org_a):  # type: ignore[no-untyped-def]
     from tests.sessions_engine.conftest import ensure_rate_cards
 
     ensure_rate_cards()
-    pool = CapacityPool.objects.create(
+    pool = CapacityPoolFactory.create(
         org=org_a, name="e2b-" + "very-long-pool-name-" * 4 + "west", provider="e2b"
     )
     now = timezone.now()

@@ -21,6 +21,7 @@ from sessions import jobs, lifecycle, services
 from sessions.intervals import open_interval
 from sessions.models import RunningInterval, Session, SessionState, SessionTransition
 from tests.billing.helpers import run
+from tests.factories import CapacityPoolFactory, RunningIntervalFactory
 from tests.sessions_web.conftest import T0, make_session
 
 pytestmark = pytest.mark.django_db
@@ -137,7 +138,7 @@ def test_an_ended_session_with_an_open_interval_is_not_final_yet(  # type: ignor
 ) -> None:
     """The ledger row is written when the interval closes: until then the cost may change."""
     s = make_session(org_a, S.LOST)
-    RunningInterval.objects.create(session=s, started_at=T0)
+    RunningIntervalFactory.create(session=s, started_at=T0)
     assert poll(client_as(alice), s).status_code == 200
     RunningInterval.objects.filter(session=s).update(ended_at=T0 + timedelta(minutes=1))
     assert poll(client_as(alice), s).status_code == 286
@@ -167,7 +168,7 @@ def test_people_who_only_look_get_no_buttons_or_console(  # type: ignore[no-unty
 
 
 def test_the_poll_says_why_a_queued_session_waits_until_it_runs(client_as, alice, org_a) -> None:  # type: ignore[no-untyped-def]
-    pool = CapacityPool.objects.create(
+    pool = CapacityPoolFactory.create(
         org=org_a, name="e2b-main", provider="e2b", order=1, concurrency_cap=1
     )
     make_session(org_a, S.RUNNING, pool=pool)
@@ -241,7 +242,7 @@ def capacity_poll(c, html: str):  # type: ignore[no-untyped-def]
 def test_capacity_counts_follow_sessions_without_redrawing_the_table(  # type: ignore[no-untyped-def]
     client_as, bob, org_a
 ) -> None:
-    pool = CapacityPool.objects.create(org=org_a, name="e2b-main", provider="e2b", order=1)
+    pool = CapacityPoolFactory.create(org=org_a, name="e2b-main", provider="e2b", order=1)
     s = make_session(org_a, S.RUNNING, pool=pool)
     make_session(org_a, S.RUNNING, pool=pool)
     c = client_as(bob)
@@ -260,7 +261,7 @@ def test_capacity_counts_follow_sessions_without_redrawing_the_table(  # type: i
 def test_capacity_redraws_the_table_when_pools_change_elsewhere(  # type: ignore[no-untyped-def]
     client_as, alice, org_a
 ) -> None:
-    pool = CapacityPool.objects.create(org=org_a, name="e2b-main", provider="e2b", order=1)
+    pool = CapacityPoolFactory.create(org=org_a, name="e2b-main", provider="e2b", order=1)
     c = client_as(alice)
     html = c.get("/settings/execution/capacity/").content.decode()
     CapacityPool.objects.filter(pk=pool.pk).update(enabled=False, concurrency_cap=3)
@@ -273,7 +274,7 @@ def test_capacity_redraws_the_table_when_pools_change_elsewhere(  # type: ignore
 
 def test_capacity_poll_is_flat_as_sessions_grow(client_as, bob, org_a) -> None:  # type: ignore[no-untyped-def]
     pools = [
-        CapacityPool.objects.create(org=org_a, name=f"pool-{i}", provider="e2b", order=i)
+        CapacityPoolFactory.create(org=org_a, name=f"pool-{i}", provider="e2b", order=i)
         for i in range(3)
     ]
     c = client_as(bob)
