@@ -11,7 +11,8 @@ import pytest
 from django.conf import settings
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from rensei.models import Membership, Role
+from rensei.models import Role
+from tests.factories import MembershipFactory
 from tests.worker import WorkerProcess
 
 # Pages reachable without logging in, each for a stated reason.
@@ -127,7 +128,7 @@ def test_org_switch_to_foreign_org_is_404(client_as, charlie, org_a):  # type: i
 
 
 def test_org_switcher_changes_active_org(client_as, alice, org_b):  # type: ignore[no-untyped-def]
-    Membership.objects.create(user=alice, org=org_b, role=Role.FINANCE)
+    MembershipFactory.create(user=alice, org=org_b, role=Role.FINANCE)
     c = client_as(alice)
     assert c.get("/settings/integrations/").status_code in (200, 403)
     resp = c.post("/org/switch/", {"org": org_b.pk, "next": "https://evil.example/"})

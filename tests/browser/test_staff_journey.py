@@ -11,10 +11,11 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
 from billing.models import CostEvent
-from rensei.models import AuditEvent, Membership, Role
+from rensei.models import AuditEvent, Role
 from tests.browser.conftest import login, shot
 from tests.browser.data import cost_history
 from tests.browser.test_finance_journey import cost_cell, money
+from tests.factories import MembershipFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -22,7 +23,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def test_staff_reverses_a_ledger_row(live_server, page, org_a):  # type: ignore[no-untyped-def]
     history = cost_history(org_a)
     sam = get_user_model().objects.create_superuser("sam", "sam@example.com", "pw-sam")
-    Membership.objects.create(user=sam, org=org_a, role=Role.ADMIN)
+    MembershipFactory.create(user=sam, org=org_a, role=Role.ADMIN)
     wrong = CostEvent.objects.get(session=history.sessions["eng1-recent"])
     kept = CostEvent.objects.get(session=history.sessions["eng1-old"])
     base = live_server.url

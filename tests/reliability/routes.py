@@ -26,7 +26,7 @@ from rensei.models import ApiToken, AuditEvent, Channel, Credential, Organizatio
 from sessions.intervals import close_open_interval, open_interval
 from sessions.models import CommandRun, CommandRunState, Issue, Session, SessionState
 from sessions.state import record_created
-from tests.factories import CapacityPoolFactory, IssueFactory, SessionFactory
+from tests.factories import CapacityPoolFactory, CommandRunFactory, IssueFactory, SessionFactory
 from tests.sessions_engine.conftest import ensure_rate_cards
 
 PARAM_RE = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>[^>]+)>")
@@ -131,7 +131,7 @@ def build_world(org: Organization, admin: Any, tag: str) -> World:
     assert interval is not None
     open_interval(session, start + timedelta(minutes=10))
     cost_event = CostEvent.objects.get(session=session)
-    run = CommandRun.objects.create(
+    run = CommandRunFactory.create(
         session=session,
         command=f"echo command-{tag}",
         state=CommandRunState.DONE,

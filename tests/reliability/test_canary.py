@@ -26,9 +26,10 @@ from kombu.messaging import Producer
 
 from pools.config import validate_e2b_config
 from pools.models import CapacityPool
-from rensei.models import AuditEvent, Membership, Role
+from rensei.models import AuditEvent, Role
 from sessions import jobs
 from sessions.models import CommandRun, Session
+from tests.factories import CapacityPoolFactory, MembershipFactory
 from tests.reliability.routes import build_world, product_routes, url_of
 from tests.support import CsrfClient
 
@@ -131,7 +132,7 @@ def test_canaries_appear_nowhere(  # type: ignore[no-untyped-def]
     token = token_match.group(1)
     canaries = {"key": key, "token": token}
 
-    pool = CapacityPool.objects.create(
+    pool = CapacityPoolFactory.create(
         org=org_a,
         name="canary-pool",
         provider="e2b",
@@ -207,7 +208,7 @@ def _staff(org: Any) -> Any:
     from django.contrib.auth import get_user_model
 
     user = get_user_model().objects.create_superuser("sam", "sam@example.com", "pw-sam")
-    Membership.objects.create(user=user, org=org, role=Role.ADMIN)
+    MembershipFactory.create(user=user, org=org, role=Role.ADMIN)
     return user
 
 
