@@ -30,10 +30,18 @@ class BillingConfig(AppConfig):
     def ready(self) -> None:
         # Imported here, not at the top: the ledger imports models, which the app registry
         # loads only after every AppConfig exists.
+        from billing.dashboard import cost_summary, session_cost
         from billing.ledger import bill_closed_interval
+        from billing.live_cost import cost_so_far
+        from sessions import costs
         from sessions.intervals import interval_closed
 
         post_migrate.connect(_reinstall_sqlite_triggers, sender=self)
         # Billing prices what sessions meter: every closed running interval gets its cost
         # event in the same transaction (an interval is closed iff it is billed).
         interval_closed.connect(bill_closed_interval, dispatch_uid="billing.bill_closed_interval")
+        # The session pages show cost through functions billing hands down (sessions sits
+        # below billing and never imports it).
+        costs.connect(
+            costs.CostViews(summary=cost_summary, session=session_cost, so_far=cost_so_far)
+        )

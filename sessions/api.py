@@ -2,11 +2,12 @@
 
 A django-ninja ``Router``; the ``NinjaAPI`` that mounts it (error bodies, the OpenAPI
 document at /api/v1/openapi.json) is in sessions/api_urls.py, the schemas in
-sessions/schemas.py, the route guard in sessions/api_base.py. Every route authenticates with ``Authorization: Bearer <token>`` (an
-org API token) before anything else, so an unknown route or method answers 401 to a stranger
-too; then the method (405), then unknown query parameters (400 naming them), then the
-session in the path (the token's org is the only org a call can see: another org's ids
-answer 404, whatever the body), then the schemas (400 naming the field), never a 500.
+sessions/schemas.py, the route guard in sessions/api_base.py. Every route authenticates
+with ``Authorization: Bearer <token>`` (an org API token) before anything else, so an
+unknown route or method answers 401 to a stranger too; then the method (405), then unknown
+query parameters (400 naming them), then the session in the path (the token's org is the
+only org a call can see: another org's ids answer 404, whatever the body), then the
+schemas (400 naming the field), never a 500.
 """
 
 from __future__ import annotations

@@ -23,14 +23,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from billing.dashboard import cost_summary
-from billing.live_cost import cost_so_far
 from pools.models import CapacityPool
 from rensei.access import membership_of, org_of, org_view
 from rensei.credentials import environment_secret
 from rensei.inputs import MAX_ID
 from rensei.models import Channel, Credential
 from sessions import services
+from sessions.costs import cost_so_far, cost_summary
 from sessions.forms import SINCE_HOURS, SORTS, STATE_RANK, NewSessionForm, SessionFilterForm
 from sessions.models import TERMINAL_STATES, Session
 from sessions.view_helpers import HtmxHttpRequest, can_manage, sessions_of

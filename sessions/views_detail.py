@@ -18,10 +18,10 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from billing.dashboard import session_cost
 from rensei.access import membership_of, org_view
 from rensei.models import Channel
 from sessions import services
+from sessions.costs import session_cost
 from sessions.forms import ExecForm
 from sessions.models import (
     TERMINAL_STATES,

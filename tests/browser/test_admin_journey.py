@@ -121,7 +121,9 @@ def test_admin_sets_up_e2b_and_drives_a_session(stack, page, alice, org_a):  # t
     expect(output.locator(".exit-code")).to_have_text("0", timeout=JOB_TIMEOUT)
     expect(output.locator("pre.output").first).to_have_text(re.compile(r"/\S*/donmai\s*$"))
     # The "Past runs" list catches up by itself once the run ends.
-    expect(page.locator("#exec-runs tbody tr").first).to_contain_text("Exited 0", timeout=JOB_TIMEOUT)
+    expect(page.locator("#exec-runs tbody tr").first).to_contain_text(
+        "Exited 0", timeout=JOB_TIMEOUT
+    )
     assert same_page(page)
     shot(page, "admin-4-session-exec")
 
