@@ -197,6 +197,39 @@ class SandboxInfo:
     memory_mb: int = 0
 
 
+@dataclass(frozen=True)
+class MetricSample:
+    """One resource sample of a sandbox (E2B takes one every 5 s)."""
+
+    at: datetime
+    cpu_pct: float
+    cpu_count: int
+    mem_used_mb: float
+    mem_total_mb: float
+    disk_used_mb: float
+    disk_total_mb: float
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One entry of a sandbox directory."""
+
+    name: str
+    path: str
+    type: str  # "dir" | "file"
+    size: int
+
+
+@dataclass(frozen=True)
+class FileContent:
+    """The first ``max_bytes`` of a sandbox file; ``size`` is the whole file's size."""
+
+    path: str
+    data: bytes
+    size: int
+    truncated: bool
+
+
 class Provider(ABC):
     """One sandbox provider, bound to one credential."""
 
@@ -286,3 +319,24 @@ class Provider(ABC):
         states: Sequence[str] = ("running", "paused"),
     ) -> list[SandboxInfo]:
         """Every sandbox matching the metadata filter, across pages."""
+
+    # Inside the box: not abstract, so a provider without them says so instead of failing
+    # to instantiate.
+
+    def metrics(
+        self, handle: SandboxHandle | str, start: datetime, end: datetime
+    ) -> list[MetricSample]:
+        """The sandbox's resource samples between ``start`` and ``end``, oldest first."""
+        raise NotSupported(f"{self.label} does not report sandbox metrics.")
+
+    def list_files(self, handle: SandboxHandle | str, path: str) -> list[FileEntry]:
+        """The entries of directory ``path`` (absolute), directories first, then by name.
+
+        A missing path is a permanent ``ProviderError`` "No such file or directory: <path>".
+        A paused sandbox is refused (409), never resumed.
+        """
+        raise NotSupported(f"{self.label} does not offer a file browser.")
+
+    def read_file(self, handle: SandboxHandle | str, path: str, max_bytes: int) -> FileContent:
+        """At most ``max_bytes`` of file ``path`` (absolute); errors as ``list_files``."""
+        raise NotSupported(f"{self.label} does not offer a file browser.")

@@ -42,6 +42,7 @@ from pools.providers.base import (
     SandboxInfo,
     SandboxSpec,
 )
+from pools.providers.e2b_box import E2BBox
 from pools.providers.e2b_errors import tail as _tail
 from pools.providers.e2b_errors import to_provider_error
 
@@ -94,7 +95,9 @@ def idempotency_key(request_id: str) -> str:
     return hashlib.sha256(request_id.encode()).hexdigest()
 
 
-class E2BProvider(Provider):
+class E2BProvider(E2BBox, Provider):
+    """Metrics and files: ``E2BBox`` (e2b_box.py)."""
+
     kind = "e2b"
     label = "E2B"
     capabilities = E2B_CAPABILITIES

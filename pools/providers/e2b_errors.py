@@ -54,6 +54,8 @@ BY_TYPE: tuple[tuple[str, Rule], ...] = (
         "SandboxNotRunningException",
         Rule("{which} is not running (it was killed or reached its timeout).", True, 404),
     ),
+    # envd's missing path (files API); the caller passes not_found="No such file …: <path>".
+    ("FileNotFoundException", Rule("{not_found}", True, 404)),
     ("SandboxUnreachableException", Rule("{which} could not be reached.", False, 502)),
     (
         "GuestUnresponsiveException",

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pools.config import validate_e2b_config
@@ -28,6 +28,9 @@ from pools.providers import registry
 from pools.providers.base import (
     ConfigError,
     ExecResult,
+    FileContent,
+    FileEntry,
+    MetricSample,
     OutputCallback,
     Provider,
     ProviderError,
@@ -50,6 +53,11 @@ class FakeSandbox:
     state: str = "running"
     runner: bool = False  # `donmai agent run` is running
     commands: list[str] = field(default_factory=list)
+    # What metrics() reports: a test sets cpu_pct (one value, or one per sample, oldest
+    # first); files maps absolute paths to bytes (directories are implied by the paths).
+    cpu_pct: float | list[float] = 1.0
+    mem_used_mb: float = 128.0
+    files: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def has_donmai(self) -> bool:
@@ -238,6 +246,39 @@ class FakeProvider(Provider):
             if s.state in states and all(s.metadata.get(k) == v for k, v in wanted.items())
         ]
 
+    def metrics(
+        self, handle: SandboxHandle | str, start: datetime, end: datetime
+    ) -> list[MetricSample]:
+        sandbox = self._get(handle)
+        self.cloud._maybe_fail("metrics")
+        self.cloud.log("metrics", sandbox.sandbox_id)
+        return fake_samples(sandbox, max(start, sandbox.started_at), end)
+
+    def list_files(self, handle: SandboxHandle | str, path: str) -> list[FileEntry]:
+        sandbox = self._running(handle, "list_files")
+        return fake_listing(sandbox, path)
+
+    def read_file(self, handle: SandboxHandle | str, path: str, max_bytes: int) -> FileContent:
+        sandbox = self._running(handle, "read_file")
+        data = sandbox.files.get(path)
+        if data is None:
+            is_dir = bool(fake_listing_or_none(sandbox, path))
+            what = "Is a directory" if is_dir else "No such file or directory"
+            raise ProviderError(f"{what}: {path}", permanent=True, status_code=404)
+        return FileContent(path, data[:max_bytes], len(data), len(data) > max_bytes)
+
+    def _running(self, handle: SandboxHandle | str, operation: str) -> FakeSandbox:
+        sandbox = self._get(handle)
+        self.cloud._maybe_fail(operation)
+        self.cloud.log(operation, sandbox.sandbox_id)
+        if sandbox.state == "paused":
+            raise ProviderError(
+                f"Sandbox {sandbox.sandbox_id} is paused: resume it to browse its files.",
+                permanent=True,
+                status_code=409,
+            )
+        return sandbox
+
     def _get(self, handle: SandboxHandle | str) -> FakeSandbox:
         sandbox_id = handle.sandbox_id if isinstance(handle, SandboxHandle) else handle
         sandbox = self.cloud.sandboxes.get(sandbox_id)
@@ -269,6 +310,55 @@ def _info(sandbox: FakeSandbox) -> SandboxInfo:
         vcpu=FakeProvider.vcpu,
         memory_mb=FakeProvider.memory_mb,
     )
+
+
+def fake_samples(sandbox: FakeSandbox, start: datetime, end: datetime) -> list[MetricSample]:
+    """One sample per 5 s from ``start`` to ``end`` (the last ``len(cpu_pct)`` when a list)."""
+    times: list[datetime] = []
+    at = start
+    while at <= end and len(times) < 10_000:
+        times.append(at)
+        at += timedelta(seconds=5)
+    cpu = sandbox.cpu_pct
+    values = cpu[-len(times) :] if isinstance(cpu, list) else [cpu] * len(times)
+    times = times[-len(values) :] if values else []
+    return [
+        MetricSample(
+            t,
+            float(v),
+            FakeProvider.vcpu,
+            sandbox.mem_used_mb,
+            float(FakeProvider.memory_mb),
+            100.0,
+            1024.0,
+        )
+        for t, v in zip(times, values, strict=True)
+    ]
+
+
+def fake_listing_or_none(sandbox: FakeSandbox, path: str) -> list[FileEntry] | None:
+    prefix = path.rstrip("/") + "/"
+    entries: dict[str, FileEntry] = {}
+    for name, data in sandbox.files.items():
+        if not name.startswith(prefix):
+            continue
+        head, _, rest = name[len(prefix) :].partition("/")
+        kind = "dir" if rest else "file"
+        entries[head] = FileEntry(head, prefix + head, kind, 0 if rest else len(data))
+    if not entries:
+        return None
+    return sorted(entries.values(), key=lambda e: (e.type != "dir", e.name))
+
+
+def fake_listing(sandbox: FakeSandbox, path: str) -> list[FileEntry]:
+    entries = fake_listing_or_none(sandbox, path)
+    if entries is None:
+        if path in sandbox.files:
+            raise ProviderError(f"Not a directory: {path}", permanent=True, status_code=400)
+        if path.rstrip("/") in ("/home/user", "/tmp", ""):
+            return []  # the home and /tmp exist, even empty
+        raise ProviderError(f"No such file or directory: {path}", permanent=True, status_code=404)
+    return entries
 
 
 def _builtin(sandbox: FakeSandbox, command: str, env: Mapping[str, str]) -> ExecResult:
