@@ -76,6 +76,10 @@ class Session(models.Model):
     # starts resuming when a slot frees, in line with queued sessions (oldest request
     # first). Cleared whenever the session leaves ``paused``.
     resume_requested_at = models.DateTimeField(null=True, blank=True)
+    # The latest CPU sample the platform saw (session page's metrics partial, the idle
+    # policy's pass), so the sessions list shows CPU % without a provider call per row.
+    last_cpu_pct = models.FloatField(null=True, blank=True)
+    last_metrics_at = models.DateTimeField(null=True, blank=True)
     # API idempotency: the dispatcher's Idempotency-Key and a hash of the body it came with.
     api_idempotency_key = models.CharField(max_length=255, blank=True)
     api_body_hash = models.CharField(max_length=64, blank=True)
