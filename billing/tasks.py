@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from celery import shared_task
 from django.db import transaction
@@ -11,12 +11,14 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from billing.periods import midnight_floor, midnights_between
+from rensei.ops import lease
 from sessions.intervals import close_open_interval, open_interval
 from sessions.models import RunningInterval, Session
 
 log = logging.getLogger(__name__)
 
 ACCRUAL_REASON = "daily-accrual"
+ACCRUAL_LEASE = timedelta(hours=1)
 
 
 def _boundary(value: str | datetime | None) -> datetime:
@@ -82,6 +84,13 @@ def daily_accrual(boundary: str | None = None) -> int:
     """Beat runs this at 00:00 UTC. Late runs catch up every missed midnight; running it
     twice changes nothing. ``boundary`` (ISO-8601) is for tests and manual catch-up."""
     at = _boundary(boundary)
-    splits = accrue(at)
+    # A second beat (or a manual run) at the same time waits for nothing and does nothing:
+    # the split is idempotent, the lease keeps two runs from racing over the same sessions.
+    with lease("daily-accrual", ACCRUAL_LEASE) as held:
+        if not held:
+            log.info("daily accrual up to %s: another run holds the lease", at.isoformat())
+            return 0
+        splits = accrue(at)
     log.info("daily accrual up to %s: %d interval splits", at.isoformat(), splits)
     return splits
+

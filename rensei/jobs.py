@@ -23,6 +23,9 @@ from typing import Any
 from celery import shared_task
 from celery.contrib.django.task import DjangoTask
 
+from rensei import ops
+from rensei.logging import bound, session_id
+
 RETRY_AFTER_FLOOR = 0.5  # seconds: a Retry-After of 0 must not turn into a busy loop
 RETRY_AFTER_CAP = 300.0  # a provider asking for more is not waited for longer than this
 BACKOFF_BASE = 2.0  # without Retry-After: 2, 4, 8, 16… seconds, plus up to 1 s of jitter
@@ -62,20 +65,39 @@ class ProviderTask(DjangoTask):
 
     abstract = True
     give_up: GiveUp = staticmethod(_no_give_up)
+    # Whether the first argument is a session id, for the log lines' ``session_id``.
+    session_job: bool = True
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # Jobs take the id of what they act on first; log lines of the job carry it.
+        first = args[0] if args else None
+        subject = str(first) if self.session_job and isinstance(first, int) else ""
+        with bound(session_id, subject):
+            return self._run(*args, **kwargs)
+
+    def _run(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().__call__(*args, **kwargs)
         except Transient as exc:
+            _count_provider_error(exc)
             # Read here, outside the body's call: this is the request the worker (or
             # ``apply``) pushed, with the delivery's retry count.
             retries = int(self.request.retries or 0)
             if retries < (self.max_retries or 0):
+                ops.bump(ops.JOB_RETRY, self.name)
                 raise self.retry(
                     countdown=retry_countdown(retries, exc.retry_after), exc=exc
                 ) from None
             self.give_up(*args, error=exc, tries=retries + 1, **kwargs)
             return None
+
+
+def _count_provider_error(exc: Transient) -> None:
+    """The provider's status code behind a ``Transient`` (the error it was raised from or
+    during), "none" for an answer that never came (a timeout, a dropped connection)."""
+    cause = exc.__cause__ or exc.__context__
+    status = getattr(cause, "status_code", None)
+    ops.bump(ops.PROVIDER_ERROR, str(status) if status else "none")
 
 
 def provider_task(

@@ -160,3 +160,31 @@ class ApiToken(models.Model):
     @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
+
+
+class OpsCounter(models.Model):
+    """A cross-process counter for /metrics (every worker process adds to the same row):
+    ``kind`` names the metric (``job_retry``, ``provider_error``), ``key`` its label value."""
+
+    kind = models.CharField(max_length=40)
+    key = models.CharField(max_length=100)
+    value = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "key"], name="opscounter_kind_key")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}[{self.key}]={self.value}"
+
+
+class Lease(models.Model):
+    """A named lock with an expiry, taken by insert or conditional update: one reconcile pass
+    per org, one daily accrual, however many beat schedulers or workers run. The expiry frees
+    a lease whose holder died without releasing it."""
+
+    name = models.CharField(max_length=100, unique=True)
+    holder = models.CharField(max_length=64)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} (held by {self.holder} until {self.expires_at:%H:%M:%S})"

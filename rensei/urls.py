@@ -4,11 +4,15 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from rensei import views
+from rensei import health, views
 
 urlpatterns = [
     # Browsers ask for /favicon.ico whatever the page links; answer with the real icon.
     path("favicon.ico", views.favicon, name="favicon"),
+    # Probes and the metrics scraper: no login (see rensei/health.py, sessions/metrics.py).
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("", include("sessions.ops_urls")),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -32,6 +32,7 @@ from pools.providers import for_org
 from pools.providers.base import Provider, ProviderError, SandboxInfo
 from rensei.audit import record
 from rensei.models import Channel, Organization
+from rensei.ops import lease
 from sessions import enqueue, jobs
 from sessions.audit import audit, describe
 from sessions.dispatch import dispatch_org_waiting
@@ -67,7 +68,11 @@ SUMMARY_KEYS = (
     "dispatched",
     "commands_expired",
     "errors",
+    "skipped_busy",  # another pass over the org held its lease: this one did nothing
 )
+# One pass per org at a time, however many beat schedulers or workers run (rensei.ops). A
+# pass outliving it (a stalled provider) may overlap the next; its updates are conditional.
+PASS_LEASE = timedelta(minutes=5)
 
 
 def orgs_to_reconcile() -> list[int]:
@@ -80,9 +85,18 @@ def orgs_to_reconcile() -> list[int]:
 def reconcile_org(org_id: int) -> dict[str, int]:
     """One pass over one org; returns counts per action (every key of SUMMARY_KEYS)."""
     summary: Counter[str] = Counter({key: 0 for key in SUMMARY_KEYS})
+    with lease(f"reconcile:{org_id}", PASS_LEASE) as held:
+        if held:
+            _pass(org_id, summary)
+        else:
+            summary["skipped_busy"] += 1
+    return dict(summary)
+
+
+def _pass(org_id: int, summary: Counter[str]) -> None:
     org = Organization.objects.filter(pk=org_id).first()
     if org is None:
-        return dict(summary)
+        return
     kinds = set(CapacityPool.objects.filter(org=org).values_list("provider", flat=True))
     kinds |= set(
         Session.objects.filter(org=org, state__in=LIVE_STATES)
@@ -106,7 +120,6 @@ def reconcile_org(org_id: int) -> dict[str, int]:
     _unstick(org, summary)
     summary["dispatched"] += dispatch_org_waiting(org.pk)
     _expire_commands(org, summary)
-    return dict(summary)
 
 
 def _reconcile_sandboxes(

@@ -21,6 +21,9 @@ PUBLIC = {
     "logout",  # logging out when already out is harmless
     "api_openapi",  # the API's published description, no data
     "favicon",  # the icon browsers fetch before anyone logs in
+    "healthz",  # probes: up or down, nothing else (tests/test_operations.py)
+    "readyz",
+    "metrics",  # its own bearer token (tests/test_operations.py)
 }
 
 
