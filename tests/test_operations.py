@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from rensei import ops
 from rensei.celery import app
+from rensei.jobs import provider_task
 from rensei.logging import ContextFilter, JsonFormatter
 from sessions.models import Session, SessionState
 from tests.factories import SessionFactory
@@ -164,3 +165,26 @@ def test_json_log_lines_carry_the_request_id_and_never_the_key(  # type: ignore[
         assert {"time", "level", "logger", "message"} <= set(entry)
         assert entry["time"].endswith("+00:00")
     assert any(e.get("request_id") == "rq-8" and e["logger"] == "django.request" for e in lines)
+
+
+def _logs_a_line(session_pk: int) -> None:
+    logging.getLogger("sessions.jobs").warning("working on it")
+
+
+def _never(*args: object, **kwargs: object) -> None:
+    raise AssertionError("no retries to give up on")
+
+
+logging_job = provider_task(
+    "tests.test_operations.logging_job", _logs_a_line, give_up=_never, max_retries=0
+)
+
+
+def test_json_log_lines_of_a_job_carry_its_session_id(json_log) -> None:  # type: ignore[no-untyped-def]
+    assert logging_job.apply(args=(42,)).successful()
+    logging.getLogger("sessions.jobs").warning("outside any job")
+    lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
+    inside = next(e for e in lines if e["message"] == "working on it")
+    outside = next(e for e in lines if e["message"] == "outside any job")
+    assert inside["session_id"] == "42" and inside["level"] == "WARNING"
+    assert "session_id" not in outside
