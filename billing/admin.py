@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from billing.forms import RateCardForm, ReverseEntryForm, tomorrow_midnight
-from billing.ledger import AlreadyReversed, reverse_cost_event
+from billing.ledger import AlreadyReversed, ReversalNotReversible, reverse_cost_event
 from billing.models import CostEvent, RateCard
 from billing.money import format_money
 
@@ -125,13 +125,15 @@ class CostEventAdmin(admin.ModelAdmin):
         """Ask for a reason (confirmation page), then write one reversing row per entry."""
         form = ReverseEntryForm(request.POST if "confirm" in request.POST else None)
         if form.is_bound and form.is_valid():
-            reversed_ids, refused = [], []
+            reversed_ids, refused, reversals = [], [], []
             for event in queryset.order_by("pk"):
                 try:
                     reverse_cost_event(
                         event, reason=form.cleaned_data["reason"], actor=request.user
                     )
                     reversed_ids.append(event.pk)
+                except ReversalNotReversible:
+                    reversals.append(event.pk)
                 except AlreadyReversed:
                     refused.append(event.pk)
             if reversed_ids:
@@ -148,6 +150,14 @@ class CostEventAdmin(admin.ModelAdmin):
                     "Already reversed, refused: "
                     + ", ".join(f"#{pk}" for pk in refused)
                     + ". An entry is reversed at most once.",
+                    messages.ERROR,
+                )
+            if reversals:
+                self.message_user(
+                    request,
+                    "Reversals are never reversed, refused: "
+                    + ", ".join(f"#{pk}" for pk in reversals)
+                    + ".",
                     messages.ERROR,
                 )
             return None

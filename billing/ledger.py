@@ -28,6 +28,11 @@ class AlreadyReversed(Exception):
     """The row has a reversing row already; a second reversal is refused."""
 
 
+class ReversalNotReversible(AlreadyReversed):
+    """The row is itself a reversal: reversing it would re-bill the original (the database
+    refuses it too, billing/triggers.py)."""
+
+
 def exact_seconds(delta: timedelta) -> Decimal:
     """A timedelta as Decimal seconds, exact to the microsecond, rounded to milliseconds."""
     micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
@@ -144,6 +149,10 @@ def reverse_cost_event(
     user = actor if actor is not None and actor.is_authenticated else None
     with transaction.atomic():
         original = CostEvent.objects.select_for_update().select_related("org").get(pk=event.pk)
+        if original.reverses_id is not None:
+            raise ReversalNotReversible(
+                f"Ledger entry {original.pk} is a reversal; a reversal is never reversed."
+            )
         if CostEvent.objects.filter(reverses=original).exists():
             raise AlreadyReversed(f"Ledger entry {original.pk} has been reversed already.")
         try:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-import time_machine
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
+from billing.forms import tomorrow_midnight
 from billing.models import CostEvent, RateCard
 from rensei.models import AuditEvent, Channel
 from tests.billing.helpers import at, ledger_sum, make_issue, make_session, run
@@ -106,49 +107,52 @@ def test_staff_without_the_reverse_permission_cannot_reverse(client_as, row):
 
 def test_rate_cards_start_at_a_future_utc_midnight(client_as, staff):
     client = client_as(staff)
-    with time_machine.travel(at("2025-03-10 12:00"), tick=False):
-        base = {
-            "provider": "e2b",
-            "vcpu_second_price": "0.000015",
-            "gib_second_price": "0.000005",
-            "currency": "USD",
-            "basis": "allocated vCPU and RAM, per running second",
-        }
-        past = client.post(
-            "/admin/billing/ratecard/add/",
-            {**base, "effective_from_0": "2025-03-01", "effective_from_1": "00:00:00"},
-        )
-        assert "past usage keeps the rate" in past.content.decode()
-        noon = client.post(
-            "/admin/billing/ratecard/add/",
-            {**base, "effective_from_0": "2025-04-01", "effective_from_1": "12:00:00"},
-        )
-        assert "UTC midnight" in noon.content.decode()
-        ok = client.post(
-            "/admin/billing/ratecard/add/",
-            {**base, "effective_from_0": "2025-04-01", "effective_from_1": "00:00:00"},
-        )
-        assert ok.status_code == 302
-        card = RateCard.objects.get(effective_from=at("2025-04-01 00:00"))
-        assert card.vcpu_second_price == Decimal("0.000015")
-        # A card already in effect is read-only.
-        seeded = RateCard.objects.get(effective_from=at("2024-01-01 00:00"))
-        view = client.get(f"/admin/billing/ratecard/{seeded.pk}/change/")
-        assert view.status_code == 200 and 'name="_save"' not in view.content.decode()
-        edit = client.post(
-            f"/admin/billing/ratecard/{seeded.pk}/change/",
-            {**base, "effective_from_0": "2024-01-01", "effective_from_1": "00:00:00"},
-        )
-        assert edit.status_code == 403
-        assert RateCard.objects.get(pk=seeded.pk).vcpu_second_price == Decimal("0.000014")
-        # A future one can still be corrected before it starts.
-        fix = client.post(
-            f"/admin/billing/ratecard/{card.pk}/change/",
-            {
-                **base,
-                "vcpu_second_price": "0.000016",
-                "effective_from_0": "2025-04-01",
-                "effective_from_1": "00:00:00",
-            },
-        )
-        assert fix.status_code == 302
+    # Dates from the real clock: the database freezes cards by its own, which no time
+    # machine moves.
+    start = tomorrow_midnight() + timedelta(days=21)
+    day, past_day = f"{start:%Y-%m-%d}", f"{start - timedelta(days=30):%Y-%m-%d}"
+    base = {
+        "provider": "e2b",
+        "vcpu_second_price": "0.000015",
+        "gib_second_price": "0.000005",
+        "currency": "USD",
+        "basis": "allocated vCPU and RAM, per running second",
+    }
+    past = client.post(
+        "/admin/billing/ratecard/add/",
+        {**base, "effective_from_0": past_day, "effective_from_1": "00:00:00"},
+    )
+    assert "past usage keeps the rate" in past.content.decode()
+    noon = client.post(
+        "/admin/billing/ratecard/add/",
+        {**base, "effective_from_0": day, "effective_from_1": "12:00:00"},
+    )
+    assert "UTC midnight" in noon.content.decode()
+    ok = client.post(
+        "/admin/billing/ratecard/add/",
+        {**base, "effective_from_0": day, "effective_from_1": "00:00:00"},
+    )
+    assert ok.status_code == 302
+    card = RateCard.objects.get(effective_from=start)
+    assert card.vcpu_second_price == Decimal("0.000015")
+    # A card already in effect is read-only.
+    seeded = RateCard.objects.get(effective_from=at("2024-01-01 00:00"))
+    view = client.get(f"/admin/billing/ratecard/{seeded.pk}/change/")
+    assert view.status_code == 200 and 'name="_save"' not in view.content.decode()
+    edit = client.post(
+        f"/admin/billing/ratecard/{seeded.pk}/change/",
+        {**base, "effective_from_0": "2024-01-01", "effective_from_1": "00:00:00"},
+    )
+    assert edit.status_code == 403
+    assert RateCard.objects.get(pk=seeded.pk).vcpu_second_price == Decimal("0.000014")
+    # A future one can still be corrected before it starts.
+    fix = client.post(
+        f"/admin/billing/ratecard/{card.pk}/change/",
+        {
+            **base,
+            "vcpu_second_price": "0.000016",
+            "effective_from_0": day,
+            "effective_from_1": "00:00:00",
+        },
+    )
+    assert fix.status_code == 302
