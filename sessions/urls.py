@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from sessions import views, views_detail, views_exec
+from sessions import views, views_box, views_detail, views_exec
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -28,6 +28,14 @@ urlpatterns = [
         views_detail.session_action,
         {"action": "terminate"},
         name="session_terminate",
+    ),
+    path("sessions/<int:pk>/metrics/", views_box.session_metrics, name="session_metrics"),
+    path("sessions/<int:pk>/log/", views_box.session_log, name="session_log"),
+    path("sessions/<int:pk>/files/", views_box.session_files, name="session_files"),
+    path(
+        "sessions/<int:pk>/files/download/",
+        views_box.session_file_download,
+        name="session_file_download",
     ),
     path("sessions/<int:pk>/exec/", views_exec.session_exec, name="session_exec"),
     path(

@@ -1,0 +1,122 @@
+"""The session page's CPU and memory charts: server-rendered SVG lines over a fixed window.
+
+Like the billing charts: no JavaScript, no CDN, an ``<svg role="img">`` labelled by its
+``<title>`` and ``<desc>`` (which states the latest figure, so a screen reader hears what a
+sighted admin sees). The x axis is the window (the last hour), not the samples' own span, so
+a box that started ten minutes ago draws on the right, where those minutes are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from itertools import count
+
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from pools.providers.base import MetricSample
+
+WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 720, 160, 56, 22, 12
+_ids = count(1)
+
+
+def _n(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def line_chart(
+    points: Sequence[tuple[datetime, float]],
+    *,
+    start: datetime,
+    end: datetime,
+    top: float,
+    title: str,
+    desc: str,
+    unit: str,
+) -> SafeString:
+    """A polyline of ``points`` (time, value) from ``start`` to ``end``, 0 to ``top``."""
+    plot_w, plot_h = WIDTH - LEFT - 8, HEIGHT - BOTTOM - TOP
+    span = max((end - start).total_seconds(), 1.0)
+    top = top if top > 0 else 1.0
+
+    def xy(at: datetime, value: float) -> str:
+        x = LEFT + min(max((at - start).total_seconds() / span, 0.0), 1.0) * plot_w
+        y = TOP + plot_h - min(max(value / top, 0.0), 1.0) * plot_h
+        return f"{_n(x)},{_n(y)}"
+
+    n = next(_ids)
+    line = " ".join(xy(at, v) for at, v in points)
+    ticks = format_html_join(
+        "",
+        '<text x="{}" y="{}" font-size="11" text-anchor="middle" fill="#555">{}</text>',
+        (
+            (_n(LEFT + i / 4 * plot_w), HEIGHT - 6, f"-{60 - i * 15} min" if i < 4 else "now")
+            for i in range(5)
+        ),
+    )
+    return format_html(
+        '<svg class="chart box-chart" role="img" viewBox="0 0 {w} {h}" width="100%" '
+        'preserveAspectRatio="xMinYMin meet" aria-labelledby="box-{n}-title box-{n}-desc" '
+        'xmlns="http://www.w3.org/2000/svg"><title id="box-{n}-title">{title}</title>'
+        '<desc id="box-{n}-desc">{desc}</desc>'
+        '<line x1="{l}" y1="{b}" x2="{r}" y2="{b}" stroke="#bbb" />'
+        '<line x1="{l}" y1="{t}" x2="{r}" y2="{t}" stroke="#eee" />'
+        '<text x="{lx}" y="{ty}" font-size="11" text-anchor="end" fill="#555">{top}</text>'
+        '<text x="{lx}" y="{b}" font-size="11" text-anchor="end" fill="#555">0</text>{ticks}'
+        '<polyline class="series" points="{line}" fill="none" stroke="#3b2a8f" '
+        'stroke-width="2" stroke-linejoin="round" /></svg>',
+        w=WIDTH,
+        h=HEIGHT,
+        n=n,
+        title=title,
+        desc=desc,
+        l=LEFT,
+        r=WIDTH - 8,
+        b=TOP + plot_h,
+        t=TOP,
+        lx=LEFT - 6,
+        ty=TOP + 4,
+        top=f"{top:g}{unit}",
+        ticks=ticks,
+        line=line,
+    )
+
+
+def cpu_chart(samples: Sequence[MetricSample], end: datetime, window: timedelta) -> SafeString:
+    last = samples[-1] if samples else None
+    desc = (
+        f"Latest {last.cpu_pct:.1f} % of {last.cpu_count} vCPU at {last.at:%H:%M:%S} UTC; "
+        f"{len(samples)} samples."
+        if last
+        else "No samples yet."
+    )
+    return line_chart(
+        [(s.at, s.cpu_pct) for s in samples],
+        start=end - window,
+        end=end,
+        top=100.0,
+        title="CPU use, last hour (%)",
+        desc=desc,
+        unit=" %",
+    )
+
+
+def memory_chart(samples: Sequence[MetricSample], end: datetime, window: timedelta) -> SafeString:
+    last = samples[-1] if samples else None
+    total = max((s.mem_total_mb for s in samples), default=0.0)
+    desc = (
+        f"Latest {last.mem_used_mb:.0f} MB of {last.mem_total_mb:.0f} MB at "
+        f"{last.at:%H:%M:%S} UTC; {len(samples)} samples."
+        if last
+        else "No samples yet."
+    )
+    return line_chart(
+        [(s.at, s.mem_used_mb) for s in samples],
+        start=end - window,
+        end=end,
+        top=round(total),
+        title="Memory used, last hour (MB)",
+        desc=desc,
+        unit=" MB",
+    )
