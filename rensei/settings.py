@@ -288,6 +288,9 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        # Django's own console handler (DEBUG only) would print its lines a second time,
+        # outside the chosen format: the root handler alone writes them.
+        "django": {"level": "INFO"},
         "django.db.backends": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
     },
