@@ -116,6 +116,20 @@ class ListRow:
     in_state: float  # since the last state change
     cost: Decimal | None  # cost so far; None when the viewer may not see cost
     terminable: bool
+    cpu_pct: float | None = None  # the latest sample, for a running session (see _cpu)
+
+
+# The CPU column shows the sample the platform last stored on the session (the session
+# page's metrics partial, the idle policy's pass): no provider call per row. Older than
+# this, a figure would mislead, so the cell says "—".
+CPU_FRESH = timedelta(minutes=3)
+
+
+def _cpu(session: Session, now: datetime) -> float | None:
+    at = session.last_metrics_at
+    if session.state != "running" or at is None or now - at > CPU_FRESH:
+        return None
+    return session.last_cpu_pct
 
 
 def _run_seconds(session: Session, now: datetime) -> float | None:
@@ -156,6 +170,7 @@ def session_list(request: HtmxHttpRequest) -> HttpResponse:
             in_state=(now - s.state_changed_at).total_seconds(),
             cost=costs.get(s.pk),
             terminable="terminate" in services.allowed_actions(s),
+            cpu_pct=_cpu(s, now),
         )
         for s in shown
     ]

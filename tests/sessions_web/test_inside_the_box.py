@@ -4,6 +4,7 @@ roles, org walls, bad paths and what each partial costs."""
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -255,3 +256,35 @@ def test_another_orgs_session_is_404_on_every_new_route(client_as, charlie, org_
     for route in ("metrics/", *ADMIN_ONLY):
         assert client.get(f"/sessions/{s.pk}/{route}").status_code == 404, route
     assert cloud.calls == []
+
+
+# -- sessions list ------------------------------------------------------------------------
+
+
+def test_sessions_list_shows_the_stored_cpu_of_running_sessions_without_a_provider_call(
+    client_as, bob, org_a, cloud
+) -> None:  # type: ignore[no-untyped-def]
+    now = datetime.now(UTC)
+    fresh = boxed(cloud, org_a)
+    stale = boxed(cloud, org_a)
+    paused = boxed(cloud, org_a, SessionState.PAUSED)
+    Session.objects.filter(pk=fresh.pk).update(last_cpu_pct=42.25, last_metrics_at=now)
+    Session.objects.filter(pk=stale.pk).update(
+        last_cpu_pct=99.0, last_metrics_at=now - timedelta(minutes=10)
+    )
+    Session.objects.filter(pk=paused.pk).update(last_cpu_pct=77.0, last_metrics_at=now)
+    page = client_as(bob).get("/sessions/").content.decode()
+    cells = re.findall(r'<td class="small text-end cell-cpu">(.*?)</td>', page)
+    assert len(cells) == 3
+    shown = [re.sub(r"<[^>]+>", "", c) for c in cells]
+    assert sorted(shown) == ["42.3 %", "—", "—"]
+    assert "99.0" not in page and "77.0" not in page
+    assert cloud.calls == []
+
+
+def test_the_metrics_partial_feeds_the_list(client_as, bob, org_a, cloud) -> None:  # type: ignore[no-untyped-def]
+    s = boxed(cloud, org_a)
+    cloud.sandboxes[s.sandbox_id].cpu_pct = 12.5
+    client = client_as(bob)
+    client.get(f"/sessions/{s.pk}/metrics/")
+    assert "12.5 %" in text(client.get("/sessions/"))
