@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.b6_policies import report_lines as b6
 from bench.report_format import ok, source, table
 from bench.report_sections import b1, b2, b3, b4
 
@@ -57,6 +58,7 @@ def render(r: dict[str, Any]) -> str:
         *b2(r),
         *b3(r),
         *b4(r),
+        *b6(),
         *HOW,
     ]
     return "\n".join(lines).rstrip() + "\n"

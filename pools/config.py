@@ -45,6 +45,21 @@ ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]*")
 DEFAULT_TEMPLATE = "base"
 DEFAULT_TIMEOUT = 3600
 
+# Lifecycle policies (applied by the beat job in sessions/policies.py); all off when absent.
+IDLE_MINUTES = (1, 1440)
+IDLE_CPU_PERCENT = (0.1, 100.0)
+DEFAULT_IDLE_CPU_PERCENT = 2.0
+PAUSED_DAYS = (1, 365)
+SESSION_HOURS = (1, 720)
+MAX_SESSION_ACTIONS = ("terminate", "pause")
+POLICY_KEYS = (
+    "idlePauseMinutes",
+    "idleCpuPercent",
+    "pausedTerminateDays",
+    "maxSessionHours",
+    "maxSessionAction",
+)
+
 
 # --- the rules of each key (messages follow the key's name: "timeoutSeconds: must be …") ---
 
@@ -86,6 +101,32 @@ def _timeout(value: Any) -> int:
 def _on_timeout(value: Any) -> str:
     if not isinstance(value, str) or value not in ON_TIMEOUT_CHOICES:
         raise InputError('must be "kill" or "pause".')
+    return value
+
+
+def _whole(unit: str, bounds: tuple[int, int]) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"must be a whole number of {unit}, not {_json_type(value)}.")
+        if not bounds[0] <= value <= bounds[1]:
+            raise InputError(f"must be between {bounds[0]} and {bounds[1]} {unit}.")
+        return value
+
+    return check
+
+
+def _cpu_percent(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(f"must be a number (CPU %), not {_json_type(value)}.")
+    low, high = IDLE_CPU_PERCENT
+    if not low <= value <= high:
+        raise InputError(f"must be between {low:g} and {high:g} (CPU %).")
+    return float(value)
+
+
+def _max_session_action(value: Any) -> str:
+    if not isinstance(value, str) or value not in MAX_SESSION_ACTIONS:
+        raise InputError('must be "terminate" or "pause".')
     return value
 
 
@@ -155,6 +196,52 @@ class E2BConfig(BaseModel):
             "object",
             "Optional: environment variables set in every sandbox (NAME: value). Not for "
             "secrets: admins and members can read them here.",
+        ),
+    ] = None
+    idlePauseMinutes: Annotated[
+        int | None,
+        *_key(
+            _optional(_whole("minutes", IDLE_MINUTES)),
+            "integer",
+            f"Optional: pause a running session whose CPU stayed under idleCpuPercent for this "
+            f"many minutes ({IDLE_MINUTES[0]}–{IDLE_MINUTES[1]}). Off when absent.",
+        ),
+    ] = None
+    idleCpuPercent: Annotated[
+        float | None,
+        *_key(
+            _optional(_cpu_percent),
+            "number",
+            f"Optional: the CPU % under which a session counts as idle "
+            f"({IDLE_CPU_PERCENT[0]:g}–{IDLE_CPU_PERCENT[1]:g}; {DEFAULT_IDLE_CPU_PERCENT:g} "
+            "when absent).",
+        ),
+    ] = None
+    pausedTerminateDays: Annotated[
+        int | None,
+        *_key(
+            _optional(_whole("days", PAUSED_DAYS)),
+            "integer",
+            f"Optional: terminate sessions paused longer than this many days "
+            f"({PAUSED_DAYS[0]}–{PAUSED_DAYS[1]}). Off when absent.",
+        ),
+    ] = None
+    maxSessionHours: Annotated[
+        int | None,
+        *_key(
+            _optional(_whole("hours", SESSION_HOURS)),
+            "integer",
+            f"Optional: a session's age limit in hours ({SESSION_HOURS[0]}–{SESSION_HOURS[1]}), "
+            "counted from when it first ran, paused time included. Off when absent.",
+        ),
+    ] = None
+    maxSessionAction: Annotated[
+        Literal["terminate", "pause"] | None,
+        *_key(
+            _optional(_max_session_action),
+            "terminate | pause",
+            "Optional: what happens to a session older than maxSessionHours: terminate it "
+            "(running or paused; the default), or pause it (running ones only).",
         ),
     ] = None
 

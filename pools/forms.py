@@ -36,6 +36,7 @@ RAW_REPLACES = (
     "onTimeout",
     "snapshotId",
     "envVars",
+    *schema.POLICY_KEYS,
 )
 
 
@@ -121,6 +122,39 @@ class E2BPoolForm(forms.ModelForm):
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
         help_text="One NAME=value per line. Not for secrets.",
     )
+    # Lifecycle policies: empty is off (the config model holds the bounds and messages).
+    idlePauseMinutes = forms.IntegerField(
+        label="Idle auto-pause after (minutes)",
+        required=False,
+        widget=forms.NumberInput(attrs={"min": 1, "max": 1440}),
+        help_text="Pause a running session whose CPU stayed under the idle threshold this long "
+        "(1–1440). A paused sandbox costs $0; the pool page shows what this saved. Empty: off.",
+    )
+    idleCpuPercent = forms.FloatField(
+        label="Idle threshold (CPU %)",
+        required=False,
+        widget=forms.NumberInput(attrs={"min": 0.1, "max": 100, "step": "any"}),
+        help_text="Under this CPU % a session counts as idle (0.1–100). Empty: 2 %.",
+    )
+    pausedTerminateDays = forms.IntegerField(
+        label="Terminate paused sessions after (days)",
+        required=False,
+        widget=forms.NumberInput(attrs={"min": 1, "max": 365}),
+        help_text="Terminate a session that stayed paused this long (1–365). Empty: off.",
+    )
+    maxSessionHours = forms.IntegerField(
+        label="Maximum session age (hours)",
+        required=False,
+        widget=forms.NumberInput(attrs={"min": 1, "max": 720}),
+        help_text="Age counted from when the session first ran, paused time included "
+        "(1–720). Empty: no limit.",
+    )
+    maxSessionAction = forms.ChoiceField(
+        label="When a session is older than that",
+        choices=[("terminate", "Terminate it (running or paused)"), ("pause", "Pause it")],
+        initial="terminate",
+        required=False,
+    )
     runtime_provides_text = forms.CharField(
         label="Runtime provides override",
         required=False,
@@ -169,6 +203,7 @@ class E2BPoolForm(forms.ModelForm):
         "onTimeout",
         "snapshotId",
         "envVars",
+        *schema.POLICY_KEYS,
         "runtime_provides_text",
         "order",
         "concurrency_cap",
@@ -196,6 +231,8 @@ class E2BPoolForm(forms.ModelForm):
                 self.initial.setdefault(key, current.get(key, schema.KEYS[key].default))
             self.initial.setdefault("snapshotId", current.get("snapshotId", ""))
             self.initial.setdefault("envVars", format_env_lines(current.get("envVars")))
+            for key in schema.POLICY_KEYS:
+                self.initial.setdefault(key, current.get(key))
             provides = pool.runtime_provides if isinstance(pool.runtime_provides, list) else []
             self.initial.setdefault("runtime_provides_text", " ".join(map(str, provides)))
         else:
@@ -296,6 +333,11 @@ class E2BPoolForm(forms.ModelForm):
             raw["snapshotId"] = cleaned["snapshotId"].strip()
         if cleaned.get("envVars"):
             raw["envVars"] = cleaned["envVars"]
+        for key in schema.POLICY_KEYS:
+            if cleaned.get(key) not in (None, ""):
+                raw[key] = cleaned[key]
+        if raw.get("maxSessionHours") is None:
+            raw.pop("maxSessionAction", None)  # the action means nothing without the limit
         return raw
 
     def _check_agreement(self, typed: dict[str, Any], touched: list[str]) -> None:

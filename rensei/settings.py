@@ -240,6 +240,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "heartbeat": {"task": "rensei.tasks.heartbeat", "schedule": 60.0},
     # Reconciler: our records against E2B's view of the world.
     "reconcile": {"task": "sessions.tasks.reconcile_all", "schedule": 60.0},
+    # Pools' lifecycle policies: idle auto-pause, paused too long, maximum age.
+    "lifecycle-policies": {"task": "sessions.tasks.apply_policies", "schedule": 60.0},
     # Daily accrual: close and reopen running intervals at each UTC midnight.
     "daily-accrual": {"task": "billing.tasks.daily_accrual", "schedule": crontab(minute=0, hour=0)},
     # Ledger check: the daily rollup must equal the ledger (alerts on a mismatch).

@@ -58,6 +58,7 @@ def _request(
     expected: list[str],
     actor: Any,
     channel: str,
+    reason: str = "",
 ) -> bool:
     if action not in allowed_actions(session):
         # The in-memory row may be stale; the conditional update below is the real check,
@@ -67,7 +68,9 @@ def _request(
             return False
     label = actor_label(actor, channel)  # "API token <name>" for API calls
     with transaction.atomic():
-        if not transition(session, to, expected=expected, note=f"{action} requested by {label}"):
+        # A reason (a pool's lifecycle policy) goes on the timeline the session page shows.
+        note = f"{action} requested by {label}" + (f": {reason}" if reason else "")
+        if not transition(session, to, expected=expected, note=note):
             return False
         record(
             org=session.org,
@@ -75,16 +78,25 @@ def _request(
             target=describe(session),
             actor=actor,
             channel=channel,
+            detail={"reason": reason} if reason else None,
         )
         job = {"pause": enqueue.PAUSE, "resume": enqueue.RESUME, "terminate": enqueue.TERMINATE}
         enqueue.send(job[action], session.pk)
     return True
 
 
-def request_pause(session: Session, actor: Any = None, channel: str = Channel.WEB) -> bool:
+def request_pause(
+    session: Session, actor: Any = None, channel: str = Channel.WEB, reason: str = ""
+) -> bool:
     """running → pausing, then the pause job. False when the state did not allow it."""
     return _request(
-        session, action="pause", to=S.PAUSING, expected=[S.RUNNING], actor=actor, channel=channel
+        session,
+        action="pause",
+        to=S.PAUSING,
+        expected=[S.RUNNING],
+        actor=actor,
+        channel=channel,
+        reason=reason,
     )
 
 
@@ -123,7 +135,9 @@ def request_resume(session: Session, actor: Any = None, channel: str = Channel.W
     return True
 
 
-def request_terminate(session: Session, actor: Any = None, channel: str = Channel.WEB) -> bool:
+def request_terminate(
+    session: Session, actor: Any = None, channel: str = Channel.WEB, reason: str = ""
+) -> bool:
     """Any live state → terminating, then the terminate job (which also stops in-flight
     provisioning). False when already terminating or ended."""
     expected = sorted(LIVE_STATES - {S.TERMINATING})
@@ -134,4 +148,5 @@ def request_terminate(session: Session, actor: Any = None, channel: str = Channe
         expected=expected,
         actor=actor,
         channel=channel,
+        reason=reason,
     )

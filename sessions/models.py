@@ -212,3 +212,31 @@ class CommandRun(models.Model):
         if self.state == CommandRunState.ERROR:
             return "Timed out" if self.timed_out else "Error"
         return self.get_state_display()
+
+
+class PolicyKind(models.TextChoices):
+    IDLE_PAUSE = "idle_pause", "Idle auto-pause"
+    PAUSED_TERMINATE = "paused_terminate", "Paused too long"
+    MAX_AGE = "max_age", "Maximum session age"
+
+
+class PolicyAction(models.Model):
+    """A pause or terminate that a pool's lifecycle policy asked for (sessions/policies.py).
+
+    The marker the "saved by auto-pause" figure reads: a pause row says the paused stretch
+    that followed it was the policy's doing. Written in the transaction of the request, so
+    a row exists if and only if the request won.
+    """
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="policy_actions")
+    kind = models.CharField(max_length=24, choices=PolicyKind.choices)
+    action = models.CharField(max_length=16)  # "pause" | "terminate"
+    reason = models.CharField(max_length=300)
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["action", "at"], name="policyaction_action_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.action} at {self.at:%Y-%m-%d %H:%M:%S}"

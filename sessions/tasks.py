@@ -13,7 +13,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from rensei.jobs import provider_task
-from sessions import enqueue, jobs, jobs_exec, reconcile
+from sessions import enqueue, jobs, jobs_exec, policies, reconcile
 
 provision_session = provider_task(
     enqueue.PROVISION,
@@ -50,3 +50,9 @@ def reconcile_all() -> int:
 def reconcile_org(org_id: int) -> dict[str, int]:
     """One org's pass (also the Capacity page's "Reconcile now")."""
     return reconcile.reconcile_org(org_id)
+
+
+@shared_task(name="sessions.tasks.apply_policies")
+def apply_policies() -> dict[str, int]:
+    """Beat, every minute: the pools' idle, paused-too-long and age policies (one pass)."""
+    return policies.apply_policies()

@@ -139,6 +139,11 @@ field_values = {
         st.sampled_from(["", "1", "0", "-2", "100000", "100001", "99999999999999999999"]), numbers
     ),
     "enabled": st.sampled_from(["", "on"]),
+    "idlePauseMinutes": st.one_of(st.sampled_from(["", "0", "1", "1440", "1441"]), numbers),
+    "idleCpuPercent": st.one_of(st.sampled_from(["", "0", "0.1", "2.5", "100", "101"]), texts),
+    "pausedTerminateDays": st.one_of(st.sampled_from(["", "0", "1", "365", "366"]), numbers),
+    "maxSessionHours": st.one_of(st.sampled_from(["", "0", "1", "720", "721"]), numbers),
+    "maxSessionAction": st.one_of(st.sampled_from(["", "terminate", "pause", "kill"]), texts),
 }
 valid_values = {
     "name": st.sampled_from(["pool", "Second pool", "p-3"]),
