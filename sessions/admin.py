@@ -3,6 +3,9 @@
 Sessions are read-mostly: the state, sandbox and billing fields only change through the
 state machine and the jobs (a hand-edited state would skip the interval and cost bookkeeping).
 Env values never appear: sessions show env names, command runs hide the encrypted values.
+Billing records are never deleted (sessions/retention.py): no bulk delete of sessions, no
+delete of a session that ran, of an interval or of a command run; "Terminate" closes a
+session properly (its open interval billed, audited with the admin channel).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from django.http import HttpRequest
 
 from rensei.models import Channel
 from sessions.models import CommandRun, Issue, RunningInterval, Session, SessionTransition
+from sessions.retention import has_billing_records
 from sessions.services import request_terminate
 
 
@@ -89,6 +93,13 @@ class SessionAdmin(admin.ModelAdmin):
         # Sessions are created through the product (pages, API) so dispatch runs.
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # No bulk delete (obj None); one session only if it never ran: a session with
+        # intervals or command runs is a billing record. Terminate it instead.
+        if obj is None or has_billing_records(obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
     @admin.action(description="Terminate selected sessions (through the state machine)")
     def terminate_sessions(self, request: HttpRequest, queryset: Any) -> None:
         done = sum(
@@ -111,6 +122,10 @@ class RunningIntervalAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Closing an interval bills it; only sessions.intervals may do that.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The meter itself: deleting one would make its running time unbillable.
         return False
 
 
@@ -140,4 +155,8 @@ class CommandRunAdmin(admin.ModelAdmin):
     ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # What ran in a sandbox stays on its session's record.
         return False

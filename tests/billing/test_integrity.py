@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
@@ -184,3 +185,23 @@ def test_beat_runs_the_ledger_check_daily(settings):
     entry = settings.CELERY_BEAT_SCHEDULE["check-ledger"]
     assert entry["task"] == "billing.integrity.check_ledger"
     assert check_ledger.name == entry["task"]
+
+
+def test_the_admin_refuses_to_reverse_a_reversal(client_as, org_a, alice):
+    staff = get_user_model().objects.create_superuser("sam", "sam@example.com", "pw-sam")
+    client = client_as(staff)
+    original = run(make_session(org_a), at("2025-03-01 10:00"), at("2025-03-01 11:00"))
+    reversal = reverse_cost_event(original, reason="duplicate", actor=alice)
+    done = client.post(
+        "/admin/billing/costevent/",
+        {
+            "action": "reverse_entries",
+            "_selected_action": [reversal.pk],
+            "confirm": "yes",
+            "reason": "undo the undo",
+        },
+    )
+    assert done.status_code == 302
+    page = client.get(done["Location"]).content.decode()
+    assert f"Reversals are never reversed, refused: #{reversal.pk}" in page
+    assert CostEvent.objects.count() == 2
