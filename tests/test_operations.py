@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from rensei import ops
+from rensei import metrics, ops
 from rensei.celery import app
 from rensei.jobs import provider_task
 from rensei.logging import ContextFilter, JsonFormatter
@@ -68,8 +68,13 @@ def test_readyz_reads_e2b_through_the_provider(client, e2b_settings) -> None:  #
 @pytest.fixture
 def broker_down() -> Iterator[None]:
     """A Redis broker that is not there (nothing listens on the port)."""
-    real = {"broker_url": app.conf.broker_url, "broker_transport": app.conf.broker_transport}
-    app.conf.update(broker_url=f"redis://127.0.0.1:{_closed_port()}/0", broker_transport=None)
+    # The read URL, which Celery prefers to broker_url (itself taken from the environment
+    # before the configuration when CELERY_BROKER_URL is set).
+    real = {
+        "broker_read_url": app.conf.get("broker_read_url"),
+        "broker_transport": app.conf.broker_transport,
+    }
+    app.conf.update(broker_read_url=f"redis://127.0.0.1:{_closed_port()}/0", broker_transport=None)
     try:
         yield
     finally:
@@ -188,3 +193,15 @@ def test_json_log_lines_of_a_job_carry_its_session_id(json_log) -> None:  # type
     outside = next(e for e in lines if e["message"] == "outside any job")
     assert inside["session_id"] == "42" and inside["level"] == "WARNING"
     assert "session_id" not in outside
+
+
+def test_queue_depth_counts_waiting_jobs() -> None:
+    # The run's own queue, which no worker of this test consumes.
+    before = metrics.queue_depth()
+    for _ in range(3):
+        app.send_task("rensei.tasks.heartbeat")
+    try:
+        assert metrics.queue_depth() == before + 3
+    finally:
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_purge(app.conf.task_default_queue)
