@@ -4,8 +4,8 @@ Both functions run a fixed number of queries. Their templates show nothing to pe
 without ``billing.view`` (they check ``nav_can.billing`` from the navigation context
 processor), but call the functions only for people who may see cost:
 
-    # sessions view
-    from billing.dashboard import cost_summary, session_cost
+    # sessions view (billing hands these down at start-up: sessions/costs.py)
+    from sessions.costs import cost_summary, session_cost
     if request.membership.can("billing.view"):
         context["cost"] = cost_summary(request.org)          # dashboard
         context["session_cost"] = session_cost(session)      # session detail
