@@ -8,8 +8,8 @@ import logging
 import secrets
 import socket
 from collections.abc import Iterator
-from typing import Any
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
