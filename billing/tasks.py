@@ -93,4 +93,3 @@ def daily_accrual(boundary: str | None = None) -> int:
         splits = accrue(at)
     log.info("daily accrual up to %s: %d interval splits", at.isoformat(), splits)
     return splits
-
