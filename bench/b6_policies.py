@@ -131,6 +131,7 @@ def _measure(args: argparse.Namespace, connection: Any) -> dict[str, Any]:
         "per_session_ms": round(median_pass * 1000 / args.sessions, 3),
         "queries_per_pass": len(ctx.captured_queries),
         "pass_runs_ms": [round(s * 1000, 1) for s in pass_s],
+        "load_average": round(os.getloadavg()[0], 2),  # other work on the same cores
     }
 
 
@@ -173,18 +174,21 @@ def report_lines() -> list[str]:
         f"One beat pass of the pools' lifecycle policies (`sessions/policies.py`) over "
         f"{r['sessions']:,} running sessions on the fake provider (each asked for its metrics: "
         "a busy fleet, nothing to pause), against a plain query of the same rows. "
-        f"{r['database']}, median of {r['runs']} runs, measured {r['measured_at']}; run alone "
-        "with `.venv/bin/python -m bench.b6_policies` (`--db` for PostgreSQL).",
+        f"{r['database']}, median of {r['runs']} runs, measured {r['measured_at']} with a "
+        f"1-minute load average of {r.get('load_average', '?')} on this machine's cores; run "
+        "alone with `.venv/bin/python -m bench.b6_policies` (`--db` for PostgreSQL).",
         "",
         "| pass | plain query | ratio | per session | queries per pass |",
         "|---|---|---|---|---|",
         f"| {r['pass_ms']} ms | {r['plain_query_ms']} ms | {r['ratio']}× | "
         f"{r['per_session_ms']} ms | {r['queries_per_pass']} |",
         "",
-        "The queries do not grow with the sessions (pools, running candidates, paused ones, "
-        "old ones); the time does, by one metrics call and one window check per running "
-        "session. The fake provider answers in memory: against E2B each session adds one "
-        "metrics round trip, so a pool of 1,000 running sessions makes 1,000 calls a minute.",
+        "The queries grow by one per 500 running sessions only (pools, running candidates, "
+        "paused ones, old ones, and the batched UPDATE that stores each session's latest CPU "
+        "sample for the sessions list); the time grows by one metrics call, one window check "
+        "and one row of that UPDATE per running session. The fake provider answers in "
+        "memory: against E2B each session adds one metrics round trip, so a pool of 1,000 "
+        "running sessions makes 1,000 calls a minute.",
         "",
     ]
 

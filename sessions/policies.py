@@ -120,14 +120,21 @@ def idle_pass(
         return 0
     reason = f"paused by the pool's idle policy: CPU under {threshold:g} % for {minutes} min"
     won = 0
+    sampled = []
     for session in candidates:
         try:
             samples = source.metrics(session.sandbox_id, start, now)
         except ProviderError as exc:
             log.warning("idle policy: no metrics for session %s: %s", session.pk, exc)
             continue
+        if samples:
+            # The sessions list's CPU column reads the latest sample stored on the session.
+            latest = max(samples, key=lambda s: s.at)
+            session.last_cpu_pct, session.last_metrics_at = latest.cpu_pct, latest.at
+            sampled.append(session)
         if is_idle(samples, start, now, threshold):
             won += _act(session, PolicyKind.IDLE_PAUSE, "pause", reason, now)
+    Session.objects.bulk_update(sampled, ["last_cpu_pct", "last_metrics_at"], batch_size=500)
     return won
 
 

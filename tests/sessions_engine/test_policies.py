@@ -96,6 +96,7 @@ def test_busy_box_is_not_paused(
     assert won == 0 and source.calls == 1
     session.refresh_from_db()
     assert session.state == S.RUNNING
+    assert session.last_cpu_pct == 2.0 and session.last_metrics_at is not None  # list column
     assert not PolicyAction.objects.exists()
 
 
