@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from pools.models import CapacityPool
 from pools.providers.fake import FakeCloud
+from rensei.celery import app
 from rensei.models import AuditEvent, Organization
-from sessions import jobs, policies
+from sessions import jobs, policies, tasks
 from sessions.models import PolicyAction, PolicyKind, Session, SessionState
 from tests.sessions_engine.conftest import make_pool
 
@@ -209,5 +211,20 @@ def test_beat_pass_reads_metrics_through_the_factory(
     monkeypatch.setattr(policies, "for_pool", lambda pool: source)
     done = policies.apply_policies(now=later(11))
     assert done[PolicyKind.IDLE_PAUSE] == 1 and source.calls == 1
+    session.refresh_from_db()
+    assert session.state == S.PAUSING
+
+
+def test_beat_runs_the_registered_task_every_minute(
+    idle_pool: CapacityPool, new_session: Callable[..., Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry = settings.CELERY_BEAT_SCHEDULE["lifecycle-policies"]
+    assert entry == {"task": "sessions.tasks.apply_policies", "schedule": 60.0}
+    assert entry["task"] in app.tasks and tasks.apply_policies.name == entry["task"]
+    monkeypatch.setattr(policies, "for_pool", lambda pool: Metrics(0.0))
+    session = running(new_session)
+    then = later(11)
+    monkeypatch.setattr(policies.timezone, "now", lambda: then)
+    assert tasks.apply_policies.apply().get()[PolicyKind.IDLE_PAUSE] == 1
     session.refresh_from_db()
     assert session.state == S.PAUSING
