@@ -12,7 +12,8 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from pools.config import masked
+from pools.config import MASK, masked
+from pools.env import config_keeping_stored
 from pools.kinds import parse_provides
 from pools.models import CapacityPool, PoolHealthCheck
 from pools.providers import provider_class
@@ -35,6 +36,16 @@ class CapacityPoolAdminForm(forms.ModelForm):
             "enabled",
         ]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Env values are write-only here too: the page shows ••••, which keeps the stored value.
+        self.initial["config"] = masked(self.instance.config)
+        self.fields["config"].help_text = (
+            f"envVars values show as {MASK}: leave {MASK} to keep a stored value, write a new "
+            "value to replace it, remove the name to remove the variable. Values are "
+            "encrypted at rest."
+        )
+
     def clean_runtime_provides(self) -> list[str]:
         value = self.cleaned_data.get("runtime_provides")
         if value is None:
@@ -51,7 +62,8 @@ class CapacityPoolAdminForm(forms.ModelForm):
         kind = cleaned.get("provider") or self.instance.provider
         if "config" in cleaned and kind:
             try:
-                cleaned["config"] = provider_class(kind).validate_config(cleaned["config"])
+                raw = config_keeping_stored(cleaned["config"], self.instance.config)
+                cleaned["config"] = provider_class(kind).validate_config(raw)
             except LookupError:
                 self.add_error("provider", f"Unknown provider {kind!r}.")
             except ConfigError as exc:

@@ -194,8 +194,8 @@ class E2BConfig(BaseModel):
         *_key(
             _optional(env_map),
             "object",
-            "Optional: environment variables set in every sandbox (NAME: value). Not for "
-            "secrets: admins and members can read them here.",
+            "Optional: environment variables set in every sandbox (NAME: value). Values "
+            "are encrypted at rest and never shown again: pages show ••••.",
         ),
     ] = None
     idlePauseMinutes: Annotated[
@@ -308,11 +308,22 @@ def _errors(exc: PydanticValidationError) -> dict[str, list[str]]:
     return errors
 
 
+# What pages show for an env value; given back in the raw JSON or the admin, it keeps the
+# stored value (pools/env.py).
+MASK = "••••"
+# Where the config column keeps the encrypted env values (pools/env.py).
+ENCRYPTED_ENV_KEY = "envVarsEncrypted"
+
+
 def masked(config: Any) -> Any:
     """The config for read-only pages and audit rows: env var values replaced by dots."""
-    if isinstance(config, dict) and isinstance(config.get("envVars"), dict):
-        return {**config, "envVars": {name: "••••" for name in config["envVars"]}}
-    return config
+    if not isinstance(config, dict):
+        return config
+    names = [*(config.get("envVars") or {}), *(config.get(ENCRYPTED_ENV_KEY) or {})]
+    out = {k: v for k, v in config.items() if k != ENCRYPTED_ENV_KEY}
+    if names:
+        out["envVars"] = {name: MASK for name in names}
+    return out
 
 
 def is_base_template(config: dict[str, Any]) -> bool:

@@ -18,6 +18,7 @@ from django import forms
 from django.db.models import Max
 
 from pools import config as schema
+from pools.env import config_keeping_stored
 from pools.kinds import parse_provides
 from pools.models import CapacityPool
 from pools.providers import provider_class
@@ -40,12 +41,14 @@ RAW_REPLACES = (
 )
 
 
-def parse_env_lines(text: str) -> dict[str, str]:
+def parse_env_lines(text: str, stored: dict[str, str] | None = None) -> dict[str, str]:
     """``NAME=value`` lines (blank lines and ``#`` comments skipped) → a dict.
 
-    Raises ``ValueError`` naming the line. The name rule itself is the one env rule
-    (rensei/inputs.py), as for sessions and exec.
+    A bare ``NAME`` line keeps the value ``stored`` holds for it: values are write-only, so
+    the form lists the names alone. Raises ``ValueError`` naming the line. The name rule
+    itself is the one env rule (rensei/inputs.py), as for sessions and exec.
     """
+    stored = stored or {}
     out: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
@@ -53,8 +56,13 @@ def parse_env_lines(text: str) -> dict[str, str]:
             continue
         name, sep, value = stripped.partition("=")
         name = name.strip()
-        if not sep:
-            raise ValueError(f"Line {number}: write NAME=value (no '=' in {stripped[:40]!r}).")
+        if not sep and name in stored:
+            value = stored[name]
+        elif not sep:
+            raise ValueError(
+                f"Line {number}: write NAME=value (no '=' in {stripped[:40]!r}, and no stored "
+                "value to keep)."
+            )
         try:
             inputs.env_value(inputs.env_name(name), value)
         except inputs.InputError as exc:
@@ -65,8 +73,9 @@ def parse_env_lines(text: str) -> dict[str, str]:
     return out
 
 
-def format_env_lines(env: dict[str, str] | None) -> str:
-    return "\n".join(f"{k}={v}" for k, v in (env or {}).items())
+def format_env_names(env: dict[str, str] | None) -> str:
+    """The names alone, one a line: a bare name keeps its stored value (never shown)."""
+    return "\n".join(env or {})
 
 
 class RawJsonField(forms.CharField):
@@ -120,7 +129,9 @@ class E2BPoolForm(forms.ModelForm):
         label="Environment variables",
         required=False,
         widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
-        help_text="One NAME=value per line. Not for secrets.",
+        help_text="One NAME=value per line. Values are encrypted and never shown again: a "
+        "line with just the NAME keeps its stored value, NAME=value sets or replaces it, and "
+        "removing the line removes the variable.",
     )
     # Lifecycle policies: empty is off (the config model holds the bounds and messages).
     idlePauseMinutes = forms.IntegerField(
@@ -230,7 +241,7 @@ class E2BPoolForm(forms.ModelForm):
             for key in ("templateId", "launchRunnerInline", "timeoutSeconds", "onTimeout"):
                 self.initial.setdefault(key, current.get(key, schema.KEYS[key].default))
             self.initial.setdefault("snapshotId", current.get("snapshotId", ""))
-            self.initial.setdefault("envVars", format_env_lines(current.get("envVars")))
+            self.initial.setdefault("envVars", format_env_names(current.get("envVars")))
             for key in schema.POLICY_KEYS:
                 self.initial.setdefault(key, current.get(key))
             provides = pool.runtime_provides if isinstance(pool.runtime_provides, list) else []
@@ -254,7 +265,7 @@ class E2BPoolForm(forms.ModelForm):
 
     def clean_envVars(self) -> dict[str, str]:
         try:
-            return parse_env_lines(self.cleaned_data.get("envVars") or "")
+            return parse_env_lines(self.cleaned_data.get("envVars") or "", self._stored_env())
         except ValueError as exc:
             raise forms.ValidationError(str(exc)) from None
 
@@ -292,7 +303,9 @@ class E2BPoolForm(forms.ModelForm):
             if "raw_config" not in cleaned:
                 return cleaned  # not JSON: the field already says so
             try:
-                self.config = validate(cleaned["raw_config"])
+                # ``••••`` (what the pool page shows) keeps a stored env value.
+                raw = config_keeping_stored(cleaned["raw_config"], self._stored_config())
+                self.config = validate(raw)
             except ConfigError as exc:
                 for key, messages in exc.errors.items():
                     for message in messages:
@@ -317,6 +330,14 @@ class E2BPoolForm(forms.ModelForm):
         if not failed:
             self.config = config
         return cleaned
+
+    def _stored_config(self) -> dict[str, Any]:
+        config = self.instance.config if self.instance.pk else None
+        return config if isinstance(config, dict) else {}
+
+    def _stored_env(self) -> dict[str, str]:
+        env = self._stored_config().get("envVars")
+        return env if isinstance(env, dict) else {}
 
     def _typed_config(self, cleaned: dict[str, Any]) -> dict[str, Any]:
         """The config the typed fields describe (defaults for empty ones)."""

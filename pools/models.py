@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Count, Q, QuerySet
 
+from pools.env import EncryptedConfigField
 from pools.providers import provider_choices
 from rensei.models import Channel, Organization
 
@@ -28,8 +29,9 @@ class CapacityPool(models.Model):
     org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="pools")
     name = models.CharField(max_length=100)
     provider = models.CharField(max_length=32, choices=provider_choices(), default="e2b")
-    # Normalised by the provider's validate_config before it is saved.
-    config = models.JSONField(default=dict)
+    # Normalised by the provider's validate_config before it is saved; env values encrypted
+    # in the column (pools/env.py).
+    config = EncryptedConfigField(default=dict)
     # Extra runtime/requirement kinds this pool provides beyond the provider's defaults,
     # e.g. ["toolchain:go"] for a custom template that bakes Go.
     runtime_provides = models.JSONField(default=list, blank=True)
