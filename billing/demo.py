@@ -45,7 +45,7 @@ from rensei.demo import (
     uses_local_emulator,
 )
 from rensei.models import ApiToken, AuditEvent, Channel, Credential, Organization
-from rensei.tokens import create_token
+from rensei.tokens import SCOPES, create_token
 from sessions.models import Issue
 from sessions.services import create_session
 
@@ -154,7 +154,8 @@ def _token(org: Organization, report: Report) -> None:
     if existing is not None:
         report.token_prefix = existing.prefix
         return
-    token, plaintext = create_token(org, TOKEN_NAME, actor=None, channel=Channel.CLI)
+    # The demo dispatcher reads, acts on and runs commands in sessions: every scope.
+    token, plaintext = create_token(org, TOKEN_NAME, actor=None, channel=Channel.CLI, scopes=SCOPES)
     report.token, report.token_prefix = plaintext, token.prefix
 
 

@@ -9,7 +9,16 @@ from django import forms
 from rensei import providers
 from rensei.credentials import MAX_SECRET_LENGTH, InvalidSecret, validate_secret
 from rensei.models import Credential
-from rensei.tokens import MAX_NAME_LENGTH, InvalidTokenName, validate_name
+from rensei.tokens import (
+    DEFAULT_SCOPES,
+    MAX_NAME_LENGTH,
+    SCOPES,
+    InvalidScopes,
+    InvalidTokenName,
+    validate_expiry,
+    validate_name,
+    validate_scopes,
+)
 
 
 def secret_widget() -> forms.PasswordInput:
@@ -74,10 +83,36 @@ class ApiTokenForm(MarksInvalidFields, forms.Form):
         error_messages={"required": "Give the token a name (what will use it)."},
     )
 
+    scopes = forms.MultipleChoiceField(
+        label="Scopes",
+        choices=[(scope, f"{scope}: {what}") for scope, what in SCOPES.items()],
+        initial=list(DEFAULT_SCOPES),
+        widget=forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"}),
+        error_messages={"required": "Choose at least one scope."},
+    )
+    expires_on = forms.DateField(
+        label="Last day (UTC, optional)",
+        required=False,
+        widget=forms.DateInput(attrs={"class": "form-control", "type": "date"}),
+        error_messages={"invalid": "Enter a date as YYYY-MM-DD."},
+    )
+
     def clean_name(self) -> str:
         try:
             return validate_name(self.cleaned_data["name"])
         except InvalidTokenName as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_scopes(self) -> list[str]:
+        try:
+            return validate_scopes(self.cleaned_data["scopes"])
+        except InvalidScopes as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_expires_on(self) -> Any:
+        try:
+            return validate_expiry(self.cleaned_data.get("expires_on"))
+        except InvalidScopes as exc:
             raise forms.ValidationError(str(exc)) from None
 
 

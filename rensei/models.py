@@ -146,6 +146,12 @@ class ApiToken(models.Model):
     revoked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # What the token may do (rensei/tokens.py SCOPES), e.g. ["sessions:read", "sessions:write"].
+    scopes = models.JSONField(default=list, blank=True)
+    # Last day (UTC) the token works; none: it works until revoked.
+    expires_on = models.DateField(null=True, blank=True)
+    # Made before scopes existed: it was given every scope by the migration.
+    predates_scopes = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]

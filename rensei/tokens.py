@@ -4,6 +4,9 @@ A token looks like ``rsn_<prefix8>_<secret>``. Only its SHA-256 hash is stored, 
 ``rsn_<prefix8>`` part kept for display; the full token is shown once, when created.
 ``authenticate`` finds the token by its hash, so the lookup never compares secrets
 character by character.
+
+A token has scopes (what it may do: read sessions, act on them, run commands in them) and
+an optional last day (UTC) after which it stops working.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import hashlib
 import hmac
 import secrets
 import string
-from datetime import timedelta
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
 
 from django.db import transaction
 from django.db.models import Q
@@ -32,9 +37,72 @@ MAX_TOKEN_LENGTH = 200
 LAST_USED_PRECISION = timedelta(minutes=1)
 _PREFIX_ALPHABET = string.ascii_lowercase + string.digits
 
+READ = "sessions:read"
+WRITE = "sessions:write"
+EXEC = "sessions:exec"
+# Every scope, in display order, with what it lets a token do.
+SCOPES: dict[str, str] = {
+    READ: "read sessions and command runs",
+    WRITE: "create, pause, resume and terminate sessions",
+    EXEC: "run commands in sessions' sandboxes",
+}
+# Running commands in a sandbox is opt-in: a new token can read and act on sessions only.
+DEFAULT_SCOPES = (READ, WRITE)
+MAX_EXPIRY_DAYS = 3660
+
 
 class InvalidTokenName(ValueError):
     pass
+
+
+class InvalidScopes(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a token that exists may not make this call: 401 (expired) or 403 (scope)."""
+
+    status: int
+    message: str
+    missing_scope: str = ""
+
+
+def validate_scopes(raw: Iterable[str]) -> list[str]:
+    chosen = {str(s).strip() for s in raw}
+    unknown = sorted(chosen - set(SCOPES))
+    if unknown:
+        raise InvalidScopes(f"Unknown scope {unknown[0][:40]!r}. Scopes are: {', '.join(SCOPES)}.")
+    if not chosen:
+        raise InvalidScopes("Choose at least one scope.")
+    return [s for s in SCOPES if s in chosen]
+
+
+def validate_expiry(day: date | None, today: date | None = None) -> date | None:
+    if day is None:
+        return None
+    today = today or timezone.now().date()
+    if day < today:
+        raise InvalidScopes("The last day cannot be in the past.")
+    if day > today + timedelta(days=MAX_EXPIRY_DAYS):
+        raise InvalidScopes("The last day is too far ahead (at most ten years).")
+    return day
+
+
+def is_expired(token: ApiToken, today: date | None = None) -> bool:
+    """Past its last day (UTC): the token worked through ``expires_on`` and no longer."""
+    if token.expires_on is None:
+        return False
+    return (today or timezone.now().date()) > token.expires_on
+
+
+def refusal(token: ApiToken, scope: str) -> Refusal | None:
+    """None when ``token`` may make a call that needs ``scope``."""
+    if is_expired(token):
+        return Refusal(401, "token expired")
+    if scope and scope not in (token.scopes or []):
+        return Refusal(403, f"This token lacks the {scope} scope.", scope)
+    return None
 
 
 def hash_token(token: str) -> str:
@@ -58,14 +126,29 @@ def _new_token() -> tuple[str, str]:
 
 
 @sensitive_variables()
-def create_token(org: Organization, name: str, actor: Actor, channel: str) -> tuple[ApiToken, str]:
+def create_token(
+    org: Organization,
+    name: str,
+    actor: Actor,
+    channel: str,
+    scopes: Iterable[str] = DEFAULT_SCOPES,
+    expires_on: date | None = None,
+) -> tuple[ApiToken, str]:
     """A new token for ``org``; the plaintext is returned here and never again."""
     name = validate_name(name)
+    chosen = validate_scopes(scopes)
+    expires_on = validate_expiry(expires_on)
     user = acting_user(actor)
     prefix, plaintext = _new_token()
     with transaction.atomic():
         token = ApiToken.objects.create(
-            org=org, name=name, prefix=prefix, token_hash=hash_token(plaintext), created_by=user
+            org=org,
+            name=name,
+            prefix=prefix,
+            token_hash=hash_token(plaintext),
+            created_by=user,
+            scopes=chosen,
+            expires_on=expires_on,
         )
         audit.record(
             org=org,
@@ -73,7 +156,12 @@ def create_token(org: Organization, name: str, actor: Actor, channel: str) -> tu
             target=f"API token {name} ({prefix}…)",
             actor=actor,
             channel=channel,
-            detail={"token_id": token.pk, "prefix": prefix},
+            detail={
+                "token_id": token.pk,
+                "prefix": prefix,
+                "scopes": chosen,
+                "expires_on": expires_on.isoformat() if expires_on else None,
+            },
         )
     return token, plaintext
 

@@ -12,6 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
@@ -258,6 +259,8 @@ def _tokens_panel(
         "sort": sort,
         "new_token": new_token,
         "created": created,
+        "today": timezone.now().date(),
+        "any_predate_scopes": rows.filter(predates_scopes=True, revoked_at__isnull=True).exists(),
     }
 
 
@@ -279,7 +282,12 @@ def api_token_create(request: HttpRequest) -> HttpResponse:
         status = 200 if _is_htmx(request) else 400
         return render(request, template, _tokens_panel(request, form=form), status=status)
     token, plaintext = tokens.create_token(
-        org_of(request), form.cleaned_data["name"], request.user, Channel.WEB
+        org_of(request),
+        form.cleaned_data["name"],
+        request.user,
+        Channel.WEB,
+        scopes=form.cleaned_data["scopes"],
+        expires_on=form.cleaned_data["expires_on"],
     )
     context = _tokens_panel(request, new_token=plaintext, created=token)
     return render(request, template, context)

@@ -141,8 +141,9 @@ NOT_FOUND_SESSION = {"description": "No such session in the token's org."}
     operation_id="listSessions",
     summary="List sessions, newest first",
     tags=["sessions"],
-    response={200: sc.SessionList, 400: sc.Error, 401: sc.Error},
+    response={200: sc.SessionList, 400: sc.Error, 401: sc.Error, 403: sc.Error},
     openapi_extra=described(
+        "sessions:read",
         s200={"description": "A page of sessions."},
         s400=bad_query("A query parameter is invalid or unknown (named in `fields`)."),
     ),
@@ -176,8 +177,16 @@ def list_sessions(request: HttpRequest, filters: Query[sc.SessionFilters]) -> di
     "repeating the same body returns the same session (200); a different body under the "
     "same key is a 409." + UNKNOWN_QUERY,
     tags=["sessions"],
-    response={200: sc.Session, 202: sc.Session, 400: sc.Error, 401: sc.Error, 409: sc.Error},
+    response={
+        200: sc.Session,
+        202: sc.Session,
+        400: sc.Error,
+        401: sc.Error,
+        403: sc.Error,
+        409: sc.Error,
+    },
     openapi_extra=described(
+        "sessions:write",
         s202={"description": "Created and queued.", "headers": LOCATION, "links": SESSION_LINKS},
         s200={
             "description": "A repeat of an earlier request with the same Idempotency-Key and "
@@ -248,8 +257,9 @@ def canonical_hash(data: Any) -> str:
     operation_id="getSession",
     summary="Read a session",
     tags=["sessions"],
-    response={200: sc.Session, 400: sc.Error, 401: sc.Error, 404: sc.Error},
+    response={200: sc.Session, 400: sc.Error, 401: sc.Error, 403: sc.Error, 404: sc.Error},
     openapi_extra=described(
+        "sessions:read",
         s200={"description": "The session.", "links": SESSION_LINKS},
         s400=bad_query(),
         s404=NOT_FOUND_SESSION,
@@ -291,10 +301,12 @@ def _action(action: str) -> None:
             202: sc.ActionResult,
             400: sc.Error,
             401: sc.Error,
+            403: sc.Error,
             404: sc.Error,
             409: sc.ActionConflict,
         },
         openapi_extra=described(
+            "sessions:write",
             s202={
                 "description": "Accepted (or, with accepted=false, overtaken by another request)."
             },
@@ -316,8 +328,16 @@ for _name in ACTIONS:
     summary="Run a one-shot command in the session's sandbox",
     description="Starts the command in the background; poll the run." + UNKNOWN_QUERY,
     tags=["exec"],
-    response={202: sc.CommandRun, 400: sc.Error, 401: sc.Error, 404: sc.Error, 409: sc.Error},
+    response={
+        202: sc.CommandRun,
+        400: sc.Error,
+        401: sc.Error,
+        403: sc.Error,
+        404: sc.Error,
+        409: sc.Error,
+    },
     openapi_extra=described(
+        "sessions:exec",
         s202={"description": "Started.", "headers": LOCATION, "links": RUN_LINKS},
         s400=bad_query("The body is invalid; `fields` names the field."),
         s404=NOT_FOUND_SESSION,
@@ -354,8 +374,9 @@ def session_exec(
     operation_id="getCommandRun",
     summary="Read a command run: state, exit code and (capped) output",
     tags=["exec"],
-    response={200: sc.CommandRun, 400: sc.Error, 401: sc.Error, 404: sc.Error},
+    response={200: sc.CommandRun, 400: sc.Error, 401: sc.Error, 403: sc.Error, 404: sc.Error},
     openapi_extra=described(
+        "sessions:exec",
         s200={"description": "The run."},
         s400=bad_query(),
         s404={"description": "No such session or run in the token's org."},

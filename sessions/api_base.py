@@ -2,7 +2,9 @@
 the parts of the OpenAPI document the schemas cannot carry (headers, links, descriptions).
 
 Every route authenticates with ``Authorization: Bearer <token>`` first, so an unknown route
-or method answers 401 to a stranger too; then the method (405), then unknown query
+or method answers 401 to a stranger too (and an expired token 401 "token expired"); then
+the method (405), then the token's scope for the operation (403 naming the missing scope,
+see ``described(scope=…)``), then unknown query
 parameters (400 naming them), then the session in the path (another org's id is a 404,
 whatever the body says); then ninja validates the schemas.
 """
@@ -21,6 +23,7 @@ from pydantic import WithJsonSchema
 from rensei import audit
 from rensei import inputs as inp
 from rensei.models import ApiToken, Organization
+from rensei.tokens import SCOPES, refusal
 from rensei.tokens import authenticate as token_for
 from sessions.api_errors import error, unauthorized, unknown_query
 from sessions.models import Session
@@ -63,11 +66,20 @@ class GuardedPathView(PathView):
                 if token is None:
                     return unauthorized()
                 request.api_token = token  # type: ignore[attr-defined]
+                expired = refusal(token, "")
+                if expired is not None:
+                    return error(expired.status, expired.message)
             operation = self._find_operation(request)
             if operation is None:
                 response = error(405, f"Method {request.method} is not allowed here.")
                 response["Allow"] = ", ".join(methods)
                 return response
+            if token is not None:
+                refused = refusal(token, required_scope(operation))
+                if refused is not None:
+                    return error(
+                        refused.status, refused.message, missing_scope=refused.missing_scope
+                    )
             # The public document takes no input at all; it ignores query strings (caches
             # and browsers add their own).
             strays = [] if self.public else sorted(set(request.GET) - query_names(operation))
@@ -98,6 +110,11 @@ class PublicPathView(GuardedPathView):
     public = True
 
 
+def required_scope(operation: Any) -> str:
+    """The scope an operation needs (``described(scope=…)`` puts it in its document)."""
+    return str((operation.openapi_extra or {}).get(SCOPE_KEY, ""))
+
+
 def query_names(operation: Any) -> set[str]:
     """The query parameters an operation declares (what its document lists)."""
     names: set[str] = set()
@@ -120,9 +137,10 @@ class ApiRouter(Router):
 # --- documentation bits the schemas cannot carry (headers, links, descriptions) ------------
 
 UNAUTHORIZED = {
-    "description": "No Authorization header, or the token is unknown or revoked.",
+    "description": "No Authorization header, or the token is unknown, revoked or expired.",
     "headers": {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "Bearer."}},
 }
+SCOPE_KEY = "x-required-scope"
 UNKNOWN_QUERY = " Query parameters the operation does not list are refused with a 400 naming them."
 LOCATION = {"Location": {"schema": {"type": "string"}}}
 SESSION_LINKS = {
@@ -148,11 +166,16 @@ RESUME_NOTE = (
 )
 
 
-def described(**responses: dict[str, Any]) -> dict[str, Any]:
-    """``openapi_extra`` for an operation: descriptions, headers and links by status."""
-    by_status: dict[int, Any] = {401: UNAUTHORIZED}
+def described(scope: str, **responses: dict[str, Any]) -> dict[str, Any]:
+    """``openapi_extra`` for an operation: the token scope it needs (enforced by the route
+    guard from this very entry), descriptions, headers and links by status."""
+    assert scope in SCOPES, scope
+    by_status: dict[int, Any] = {
+        401: UNAUTHORIZED,
+        403: {"description": f"The token lacks the {scope} scope (`missing_scope` names it)."},
+    }
     by_status.update({int(status[1:]): detail for status, detail in responses.items()})
-    return {"responses": by_status}
+    return {SCOPE_KEY: scope, "responses": by_status}
 
 
 def bad_query(what: str = "") -> dict[str, str]:

@@ -20,7 +20,7 @@ from playwright.sync_api import expect
 from pools.config import validate_e2b_config
 from pools.models import CapacityPool
 from rensei.models import Channel, Organization
-from rensei.tokens import create_token
+from rensei.tokens import SCOPES, create_token
 from sessions.models import Session, SessionState
 from sessions.templatetags.sessions_extras import duration
 from tests.browser.conftest import JOB_TIMEOUT, login, mark_page, same_page, shot
@@ -38,7 +38,7 @@ class Dispatcher:
     """What an API client does: bearer token, JSON bodies."""
 
     def __init__(self, base: str, org: Organization) -> None:
-        _, self.token = create_token(org, "dispatcher", None, Channel.CLI)
+        _, self.token = create_token(org, "dispatcher", None, Channel.CLI, scopes=SCOPES)
         self.base = base
 
     def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.test.utils import CaptureQueriesContext
 
 from rensei.models import ApiToken, AuditEvent, Channel
@@ -98,7 +99,7 @@ def test_command_refuses_bad_input(org_a):  # type: ignore[no-untyped-def]
 def test_page_shows_the_token_once(client_as, alice, org_a):  # type: ignore[no-untyped-def]
     c = client_as(alice)
     assert "No API tokens yet." in c.get(PAGE).content.decode()
-    resp = c.post(NEW, {"name": "dispatcher (prod)"})
+    resp = c.post(NEW, {"name": "dispatcher (prod)", "scopes": ["sessions:read", "sessions:write"]})
     assert resp.status_code == 200
     assert "no-store" in resp["Cache-Control"]
     html = resp.content.decode()
@@ -113,7 +114,9 @@ def test_page_shows_the_token_once(client_as, alice, org_a):  # type: ignore[no-
 
 
 def test_htmx_create_renders_the_panel(client_as, alice):  # type: ignore[no-untyped-def]
-    resp = client_as(alice).htmx("post", NEW, {"name": "ci"})
+    resp = client_as(alice).htmx(
+        "post", NEW, {"name": "ci", "scopes": ["sessions:read", "sessions:write"]}
+    )
     body = resp.content.decode()
     assert resp.status_code == 200 and "<html" not in body and 'id="tokens-panel"' in body
     assert TOKEN_RE.search(body)
@@ -125,9 +128,9 @@ def test_htmx_create_renders_the_panel(client_as, alice):  # type: ignore[no-unt
 )
 def test_bad_names_get_form_errors(client_as, alice, name, message):  # type: ignore[no-untyped-def]
     c = client_as(alice)
-    plain = c.post(NEW, {"name": name})
+    plain = c.post(NEW, {"name": name, "scopes": ["sessions:read", "sessions:write"]})
     assert plain.status_code == 400 and message in plain.content.decode()
-    partial = c.htmx("post", NEW, {"name": name})
+    partial = c.htmx("post", NEW, {"name": name, "scopes": ["sessions:read", "sessions:write"]})
     assert partial.status_code == 200 and message in partial.content.decode()
     assert not TOKEN_RE.search(plain.content.decode() + partial.content.decode())
     assert not ApiToken.objects.exists() and not AuditEvent.objects.exists()
@@ -187,3 +190,72 @@ def test_never_used_tokens_sort_last(client_as, alice, org_a):  # type: ignore[n
     for sort in ("last_used", "-last_used"):
         html = c.get(f"{PAGE}?sort={sort}").content.decode()
         assert html.index("busy robot") < html.index("idle robot"), sort
+
+
+def test_new_tokens_default_to_read_and_write(org_a):  # type: ignore[no-untyped-def]
+    token, _ = create_token(org_a, "ci", None, Channel.CLI)
+    assert token.scopes == ["sessions:read", "sessions:write"] and token.expires_on is None
+
+
+def test_command_takes_scopes_and_expiry(org_a):  # type: ignore[no-untyped-def]
+    out, err = io.StringIO(), io.StringIO()
+    call_command(
+        "create_api_token",
+        *("--org", "org-a", "--name", "runner"),
+        *("--scope", "sessions:exec", "--scope", "sessions:read"),
+        *("--expires", "2027-06-30"),
+        stdout=out,
+        stderr=err,
+    )
+    token = ApiToken.objects.get()
+    assert token.scopes == ["sessions:read", "sessions:exec"]
+    assert str(token.expires_on) == "2027-06-30"
+    assert "sessions:read, sessions:exec" in err.getvalue() and "2027-06-30" in err.getvalue()
+    for bad, message in (
+        (["--scope", "sessions:root"], "Unknown scope"),
+        (["--expires", "31/01/2099"], "YYYY-MM-DD"),
+        (["--expires", "2000-01-01"], "past"),
+    ):
+        with pytest.raises(CommandError, match=message):
+            call_command(
+                "create_api_token", "--org", "org-a", "--name", "x", *bad, stdout=io.StringIO()
+            )
+    assert ApiToken.objects.count() == 1
+
+
+def test_page_picks_and_shows_scopes_and_expiry(client_as, alice, org_a):  # type: ignore[no-untyped-def]
+    c = client_as(alice)
+    form = c.get(PAGE).content.decode()
+    assert 'value="sessions:read"' in form and 'value="sessions:exec"' in form
+    # Read and write are ticked by default; exec is opt-in.
+    assert re.search(r'value="sessions:read"[^>]*checked', form)
+    assert not re.search(r'value="sessions:exec"[^>]*checked', form)
+    resp = c.post(NEW, {"name": "runner", "scopes": ["sessions:exec"], "expires_on": "2027-06-30"})
+    assert resp.status_code == 200
+    token = ApiToken.objects.get()
+    assert token.scopes == ["sessions:exec"] and str(token.expires_on) == "2027-06-30"
+    page = c.get(PAGE).content.decode()
+    assert '<code class="d-block">sessions:exec</code>' in page
+    assert "after 2027-06-30 UTC" in page and "never" in page  # never used
+    assert "before scopes existed" not in page
+    refused = c.post(NEW, {"name": "none", "expires_on": "2000-01-01"})
+    body = refused.content.decode()
+    assert refused.status_code == 400
+    assert "Choose at least one scope." in body and "cannot be in the past" in body
+    assert ApiToken.objects.count() == 1
+
+
+def test_tokens_from_before_scopes_have_every_scope_and_a_notice(client_as, alice, org_a):  # type: ignore[no-untyped-def]
+    token, _ = create_token(org_a, "old", None, Channel.CLI)
+    ApiToken.objects.filter(pk=token.pk).update(scopes=[])
+    executor = MigrationExecutor(connection)
+    migration = executor.loader.get_migration("rensei", "0006_api_token_scopes_and_expiry")
+    run = next(op for op in migration.operations if hasattr(op, "code"))
+    run.code(executor.loader.project_state(("rensei", migration.name)).apps, None)
+    token.refresh_from_db()
+    assert token.scopes == ["sessions:read", "sessions:write", "sessions:exec"]
+    assert token.predates_scopes
+    page = client_as(alice).get(PAGE).content.decode()
+    assert (
+        "Tokens made before scopes existed have every scope; narrow them by making new ones" in page
+    )

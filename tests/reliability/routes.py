@@ -115,7 +115,9 @@ def _session(org: Organization, pool: CapacityPool, issue: Issue, state: str, sa
 def build_world(org: Organization, admin: Any, tag: str) -> World:
     """Objects of ``org`` whose names all contain ``tag`` (e.g. ``ORGA``)."""
     ensure_rate_cards()
-    token, plaintext = tokens.create_token(org, f"token-{tag}", admin, Channel.WEB)
+    token, plaintext = tokens.create_token(
+        org, f"token-{tag}", admin, Channel.WEB, scopes=tokens.SCOPES
+    )
     credential = credentials.set_credential(org, "e2b", f"e2b_key_{tag}_wxyz", admin, Channel.WEB)
     pool = CapacityPoolFactory.create(
         org=org,

@@ -126,7 +126,14 @@ def test_canaries_appear_nowhere(  # type: ignore[no-untyped-def]
         assert saved.status_code == 200
         tested = web.htmx("post", reverse("integration_test", args=["e2b"]))
         assert "Connection OK" in tested.content.decode()
-        created = web.htmx("post", reverse("api_token_create"), {"name": "canary token"})
+        created = web.htmx(
+            "post",
+            reverse("api_token_create"),
+            {
+                "name": "canary token",
+                "scopes": ["sessions:read", "sessions:write", "sessions:exec"],
+            },
+        )
     token_match = TOKEN_RE.search(created.content.decode())
     assert token_match, "the new token is shown once, on creation"
     token = token_match.group(1)

@@ -58,7 +58,11 @@ def test_every_write_without_a_csrf_token_is_refused(world, client_as, figure): 
             if resp.status_code != 403:
                 failures.append(f"{how} POST {url} without a token: {resp.status_code}")
     # The same request with the token goes through (so the 403s above are CSRF's).
-    accepted = admin.htmx("post", reverse("api_token_create"), {"name": "with-token"})
+    accepted = admin.htmx(
+        "post",
+        reverse("api_token_create"),
+        {"name": "with-token", "scopes": ["sessions:read", "sessions:write"]},
+    )
     assert accepted.status_code == 200
     assert snapshot(world)["tokens"] != before["tokens"]
     fig.unit = "POST requests"

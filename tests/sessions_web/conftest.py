@@ -18,7 +18,7 @@ from django.test import Client
 
 from pools.models import CapacityPool
 from rensei.models import Channel, Organization
-from rensei.tokens import create_token
+from rensei.tokens import SCOPES, create_token
 from sessions.models import Session, SessionState
 from tests.factories import CapacityPoolFactory, IssueFactory, SessionFactory, has_started
 
@@ -61,7 +61,7 @@ class ApiClient:
 
 @pytest.fixture
 def token_a(org_a: Organization) -> str:
-    _, plaintext = create_token(org_a, "dispatcher", None, Channel.CLI)
+    _, plaintext = create_token(org_a, "dispatcher", None, Channel.CLI, scopes=SCOPES)
     return plaintext
 
 
@@ -72,7 +72,7 @@ def api(token_a: str) -> ApiClient:
 
 @pytest.fixture
 def api_b(org_b: Organization) -> ApiClient:
-    _, plaintext = create_token(org_b, "dispatcher-b", None, Channel.CLI)
+    _, plaintext = create_token(org_b, "dispatcher-b", None, Channel.CLI, scopes=SCOPES)
     return ApiClient(plaintext)
 
 

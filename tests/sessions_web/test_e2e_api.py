@@ -16,7 +16,7 @@ import pytest
 from pools.e2b_emulator.testing import RunningEmulator
 from pools.models import CapacityPool
 from rensei.models import AuditEvent, Channel, Organization
-from rensei.tokens import create_token
+from rensei.tokens import SCOPES, create_token
 from tests.emulator.helpers import wait_for
 from tests.sessions_engine.conftest import ensure_rate_cards
 from tests.sessions_web.conftest import ApiClient
@@ -62,7 +62,7 @@ def test_dispatcher_drives_a_session_through_the_api(  # type: ignore[no-untyped
     CapacityPool.objects.create(
         org=org_a, name="demo-e2b", provider="e2b", config={"templateId": "donmai-worker"}
     )
-    _, token = create_token(org_a, "dispatcher", None, Channel.CLI)
+    _, token = create_token(org_a, "dispatcher", None, Channel.CLI, scopes=SCOPES)
     api = ApiClient(token)
 
     created = api.post(

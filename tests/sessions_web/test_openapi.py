@@ -9,7 +9,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from openapi_spec_validator import validate
 
 from rensei.models import Channel
-from rensei.tokens import revoke
+from rensei.tokens import SCOPES, create_token, revoke
 from sessions.models import CommandRun, CommandRunState, Session, SessionState
 from tests.sessions_web.conftest import ApiClient
 from tests.sessions_web.test_api import BODY, api_routes, concrete
@@ -154,6 +154,20 @@ def test_responses_match_the_document(  # type: ignore[no-untyped-def]
         url = concrete(path, live.pk, done.pk)
         for method in operations:
             check(path, method, api.get(url) if method == "get" else api.post(url, {}))
+
+    # A token without the operation's scope is a 403 naming it, on every operation.
+    narrow = {
+        scope: ApiClient(create_token(org_a, scope, None, Channel.CLI, scopes=[scope])[1])
+        for scope in SCOPES
+    }
+    for path, operations in doc["paths"].items():
+        url = concrete(path, live.pk, done.pk)
+        for method, op in operations.items():
+            if "x-required-scope" not in op:
+                continue
+            other = next(c for s, c in narrow.items() if s != op["x-required-scope"])
+            resp = other.get(url) if method == "get" else other.post(url, {"command": "id"})
+            assert check(path, method, resp)["missing_scope"] == op["x-required-scope"]
 
     # Every documented response was produced at least once.
     documented = {

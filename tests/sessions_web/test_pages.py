@@ -158,10 +158,7 @@ def test_list_polls_the_table_partial_while_visible(client_as, alice, session_fa
     s = session_factory()
     c = client_as(alice)
     html = c.get("/sessions/?state=running").content.decode()
-    assert (
-        'hx-get="/sessions/?state=running" '
-        "hx-trigger=\"every 3s [document.visibilityState === 'visible']\"" in html
-    )
+    assert 'hx-get="/sessions/?state=running" hx-trigger="every 3s" data-poll-when-visible' in html
     partial = c.htmx("get", "/sessions/?state=running")
     body = partial.content.decode()
     assert partial.status_code == 200

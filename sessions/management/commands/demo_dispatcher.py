@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from rensei.demo import DEMO_ORG_SLUG, DISPATCHER_MAX_LIVE, LOOPBACK_HOSTS, MAIN_CAP
 from rensei.models import ApiToken, Channel, Organization
-from rensei.tokens import create_token, revoke
+from rensei.tokens import SCOPES, create_token, revoke
 from sessions.demo_dispatcher import NotAccepted, Player
 
 
@@ -126,7 +126,10 @@ class Command(BaseCommand):
                 f"No '{DEMO_ORG_SLUG}' organisation in this database: run `manage.py seed_demo` "
                 "(or `make run`) first, or pass --token."
             )
-        token, plaintext = create_token(org, "demo dispatcher (this run)", None, Channel.CLI)
+        # It reads, acts on and runs commands in sessions: every scope.
+        token, plaintext = create_token(
+            org, "demo dispatcher (this run)", None, Channel.CLI, scopes=SCOPES
+        )
         self.say(f"Created API token {token.prefix}… for the '{org.slug}' org, for this run.")
         return token, plaintext
 
