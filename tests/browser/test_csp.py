@@ -97,6 +97,7 @@ def test_every_page_and_the_admin_run_under_the_csp(live_server, page, org_a):  
     expect(page.get_by_text("Token “csp check” created.")).to_be_visible()
     page.get_by_role("button", name="Copy").click()
     expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    shot(page, "csp-api-tokens")
     assert same_page(page) and violations(page) == []
     page.get_by_role("button", name="Revoke").click()
     expect(page.locator("#tokens-panel").get_by_text("Revoked")).to_be_visible()
