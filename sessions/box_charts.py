@@ -49,9 +49,15 @@ def line_chart(
     line = " ".join(xy(at, v) for at, v in points)
     ticks = format_html_join(
         "",
-        '<text x="{}" y="{}" font-size="11" text-anchor="middle" fill="#555">{}</text>',
+        '<text x="{}" y="{}" font-size="11" text-anchor="{}" fill="#555">{}</text>',
         (
-            (_n(LEFT + i / 4 * plot_w), HEIGHT - 6, f"-{60 - i * 15} min" if i < 4 else "now")
+            # The last label ends at the edge, so "now" is not cut off.
+            (
+                _n(LEFT + i / 4 * plot_w),
+                HEIGHT - 6,
+                "middle" if i < 4 else "end",
+                f"-{60 - i * 15} min" if i < 4 else "now",
+            )
             for i in range(5)
         ),
     )
