@@ -114,6 +114,7 @@ def test_every_page_and_the_admin_run_under_the_csp(live_server, page, org_a):  
     visit(
         page, f"{base}/admin/agent_sessions/session/{live.pk}/change/", re.compile("session", re.I)
     )
+    visit(page, f"{base}/admin/pools/capacitypool/{pool.pk}/change/", re.compile("pool", re.I))
     visit(page, f"{base}/admin/billing/costevent/", re.compile("cost event", re.I))
     page.locator(f"input[name='_selected_action'][value='{event.pk}']").check()
     page.get_by_label("Action:").select_option(label="Reverse entry")
