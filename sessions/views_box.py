@@ -40,7 +40,9 @@ METERED = {SessionState.RUNNING, SessionState.PAUSED, SessionState.PAUSING}
 
 def _provider(session: Session) -> Provider:
     if session.pool is None:
-        raise ProviderError("This session has no pool, so no sandbox to look into.", permanent=True)
+        raise ProviderError(
+            "This session has no pool, so no sandbox to look into.", permanent=True, status_code=409
+        )
     return for_pool(session.pool, timeout=web_timeout())
 
 

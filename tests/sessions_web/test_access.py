@@ -26,6 +26,12 @@ ROUTES: dict[str, list[tuple[str, str, str]]] = {
     "session_terminate": [("post", "/sessions/{s}/terminate/", MANAGE)],
     "session_exec": [("post", "/sessions/{s}/exec/", MANAGE)],
     "session_exec_run": [("get", "/sessions/{s}/exec/{r}/", MANAGE)],
+    # Inside the box: metrics for every reader; logs and files (secrets) for admins only.
+    "session_metrics": [("get", "/sessions/{s}/metrics/", READ)],
+    "session_log": [("get", "/sessions/{s}/log/", MANAGE)],
+    "session_files": [("get", "/sessions/{s}/files/", MANAGE)],
+    # A refused path (400 for an admin): the roles and walls are checked before the path.
+    "session_file_download": [("get", "/sessions/{s}/files/download/?path=..", MANAGE)],
 }
 
 
@@ -92,7 +98,7 @@ def test_outsider_gets_404_on_every_session_page_and_partial(  # type: ignore[no
             resp = call(client, method, url, s, run, htmx)
             assert resp.status_code == 404, (method, url, resp.status_code)
             checked += 1
-    assert checked == 7
+    assert checked == 11
     s.refresh_from_db()
     assert s.state == SessionState.RUNNING and CommandRun.objects.count() == 1
 
