@@ -137,13 +137,17 @@ def test_canaries_appear_nowhere(  # type: ignore[no-untyped-def]
     token_match = TOKEN_RE.search(created.content.decode())
     assert token_match, "the new token is shown once, on creation"
     token = token_match.group(1)
-    canaries = {"key": key, "token": token}
+    # A pool env value: encrypted at rest, handed to the sandbox, shown nowhere.
+    pool_env = f"POOLENV_CANARY_{secrets.token_hex(16)}"
+    canaries = {"key": key, "token": token, "pool env value": pool_env}
 
     pool = CapacityPoolFactory.create(
         org=org_a,
         name="canary-pool",
         provider="e2b",
-        config=validate_e2b_config({"templateId": "donmai-worker"}),
+        config=validate_e2b_config(
+            {"templateId": "donmai-worker", "envVars": {"POOL_CANARY": pool_env}}
+        ),
     )
     api = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
     with django_capture_on_commit_callbacks(execute=True):
@@ -166,6 +170,7 @@ def test_canaries_appear_nowhere(  # type: ignore[no-untyped-def]
     urls = [url_of(r, world) for r in product_routes() if not r.is_api]
     urls += [
         reverse("session_detail", args=[driven.pk]),
+        reverse("pool_detail", args=[pool.pk]),  # the pool the env canary is in (edit form too)
         f"{reverse('cost_per_issue')}?format=csv",
     ]
     for role, user in people.items():
