@@ -169,7 +169,12 @@ SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Trust X-Forwarded-Proto only behind a proxy that sets it (and strips a client's own):
+# otherwise any client could claim HTTPS by sending the header.
+RENSEI_TRUSTED_PROXY_SSL_HEADER = env.bool("RENSEI_TRUSTED_PROXY_SSL_HEADER", default=False)
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if RENSEI_TRUSTED_PROXY_SSL_HEADER else None
+)
 # Probes and the metrics scraper talk plain HTTP from inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -259,7 +264,10 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "heartbeat": {"task": "rensei.tasks.heartbeat", "schedule": 60.0},
     # Reconciler: our records against E2B's view of the world.
-    "reconcile": {"task": "sessions.tasks.reconcile_all", "schedule": 60.0},
+    "reconcile": {
+        "task": "sessions.tasks.reconcile_all",
+        "schedule": env.float("RENSEI_RECONCILE_EVERY", default=60.0),
+    },
     # Pools' lifecycle policies: idle auto-pause, paused too long, maximum age.
     "lifecycle-policies": {"task": "sessions.tasks.apply_policies", "schedule": 60.0},
     # Daily accrual: close and reopen running intervals at each UTC midnight.
