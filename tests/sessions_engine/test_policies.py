@@ -78,7 +78,8 @@ def test_idle_session_is_paused_through_the_service_path(
     session.refresh_from_db()
     assert session.state == S.PAUSING
     reason = "paused by the pool's idle policy: CPU under 2 % for 10 min"
-    assert session.transitions.last().note == f"pause requested by job: {reason}"
+    last = session.transitions.last()
+    assert last is not None and last.note == f"pause requested by job: {reason}"
     event = AuditEvent.objects.get(action="session.pause_requested")
     assert event.channel == "job" and event.detail == {"reason": reason}
     mark = PolicyAction.objects.get()
@@ -172,7 +173,9 @@ def test_paused_too_long_is_terminated(
     session.refresh_from_db()
     in_line.refresh_from_db()
     assert (session.state, in_line.state) == (S.TERMINATING, S.PAUSED)
-    note = session.transitions.last().note
+    last = session.transitions.last()
+    assert last is not None
+    note = last.note
     assert note.endswith("terminated by the pool's paused-session policy: paused over 3 days")
     event = AuditEvent.objects.get(action="session.terminate_requested")
     assert event.channel == "job"
