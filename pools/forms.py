@@ -74,8 +74,9 @@ def parse_env_lines(text: str, stored: dict[str, str] | None = None) -> dict[str
 
 
 def format_env_names(env: dict[str, str] | None) -> str:
-    """The names alone, one a line: a bare name keeps its stored value (never shown)."""
-    return "\n".join(env or {})
+    """The names alone, one a line, sorted (PostgreSQL's jsonb keeps no key order): a bare
+    name keeps its stored value (never shown)."""
+    return "\n".join(sorted(env or {}))
 
 
 class RawJsonField(forms.CharField):

@@ -122,7 +122,7 @@ def test_the_form_keeps_replaces_and_removes_values(client_as, alice, org_a) -> 
     web = client_as(alice)
     # As the page offers it (the names alone): every value kept.
     initial = web.get(url).content.decode()
-    assert ">SECRET\nOTHER</textarea>" in initial or ">\nSECRET\nOTHER</textarea>" in initial
+    assert ">OTHER\nSECRET</textarea>" in initial or ">\nOTHER\nSECRET</textarea>" in initial
     assert web.post(url, form_data(pool, envVars="SECRET\nOTHER")).status_code == 302
     assert CapacityPool.objects.get(pk=pool.pk).config["envVars"] == {
         "SECRET": value,

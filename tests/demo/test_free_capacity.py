@@ -16,6 +16,7 @@ from django.db import connection
 
 from pools.e2b_emulator.testing import RunningEmulator
 from pools.models import CapacityPool
+from rensei import tokens
 from rensei.demo import DISPATCHER_MAX_LIVE, MAIN_CAP, MAIN_POOL
 from rensei.models import Channel, Organization
 from rensei.tokens import create_token
@@ -93,7 +94,10 @@ def test_the_demo_dispatcher_at_full_speed_leaves_room_for_a_newcomer(
     fresh_demo: Organization, live_server: Any
 ) -> None:
     pool = CapacityPool.objects.get(org=fresh_demo, name=MAIN_POOL)
-    _, token = create_token(fresh_demo, "demo dispatcher (test)", None, Channel.CLI)
+    # The dispatcher runs `which donmai` in what it starts: it needs every scope.
+    _, token = create_token(
+        fresh_demo, "demo dispatcher (test)", None, Channel.CLI, scopes=tokens.SCOPES
+    )
     out = StringIO()
     failures: list[BaseException] = []
 
