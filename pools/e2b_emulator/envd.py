@@ -72,8 +72,9 @@ def _user(ctx: RequestContext[Any, Any]) -> str:
     return decoded.split(":", 1)[0] or DEFAULT_USER
 
 
-class ProcessService(process_connect.Process):
-    """envd's ``process.Process`` service over host subprocesses (see processes.py)."""
+class SandboxScoped:
+    """What every envd service shares: the running sandbox a call is for, from the SDK's
+    ``e2b-sandbox-id`` header (envd answers UNAVAILABLE for one that is gone or paused)."""
 
     def __init__(self, emulator: Emulator) -> None:
         self.em = emulator
@@ -83,6 +84,10 @@ class ProcessService(process_connect.Process):
         if sandbox is None:
             raise ConnectError(Code.UNAVAILABLE, SANDBOX_NOT_FOUND)
         return sandbox
+
+
+class ProcessService(SandboxScoped, process_connect.Process):
+    """envd's ``process.Process`` service over host subprocesses (see processes.py)."""
 
     def _find(
         self, sandbox: Sandbox, selector: process_pb.ProcessSelector | None

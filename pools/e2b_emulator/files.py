@@ -31,9 +31,9 @@ from connectrpc.request import RequestContext
 from e2b.envd.filesystem import filesystem_connect, filesystem_pb
 from protobuf.wkt.google.protobuf.timestamp_pb import Timestamp
 
+from .envd import SandboxScoped
 from .processes import SANDBOX_HOME_ALIAS
-from .sandbox import SANDBOX_NOT_FOUND, Sandbox
-from .state import Emulator
+from .sandbox import Sandbox
 
 FileType = filesystem_pb.FileType
 Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]  # status, body, raw headers
@@ -109,17 +109,8 @@ def entry_info(sandbox: Sandbox, path: Path) -> filesystem_pb.EntryInfo:
     )
 
 
-class FilesystemService(filesystem_connect.Filesystem):
+class FilesystemService(SandboxScoped, filesystem_connect.Filesystem):
     """envd's ``filesystem.Filesystem`` over the sandbox's directory (watchers: unimplemented)."""
-
-    def __init__(self, emulator: Emulator) -> None:
-        self.em = emulator
-
-    def _sandbox(self, ctx: RequestContext[Any, Any]) -> Sandbox:
-        sandbox = self.em.running_sandbox(ctx.request_headers.get("e2b-sandbox-id", ""))
-        if sandbox is None:
-            raise ConnectError(Code.UNAVAILABLE, SANDBOX_NOT_FOUND)
-        return sandbox
 
     async def stat(
         self,
