@@ -49,6 +49,8 @@ INSTALLED_APPS = [
     "pools",
     "sessions.apps.AgentSessionsConfig",
     "billing",
+    "events",
+    "budgets",
 ]
 
 MIDDLEWARE = [

@@ -40,4 +40,6 @@ urlpatterns = [
     path("", include("pools.urls")),
     path("", include("sessions.urls")),
     path("", include("billing.urls")),
+    path("", include("events.urls")),
+    path("", include("budgets.urls")),
 ]
