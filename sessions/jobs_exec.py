@@ -10,13 +10,14 @@ import logging
 import threading
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from pools.providers import for_pool
 from pools.providers.base import CommandTimeout, ExecResult, Provider, ProviderError
 from sessions.audit import audit
 from sessions.env import command_env
+from sessions.events_out import exec_finished
 from sessions.models import CommandRun, CommandRunState, SessionState
 from sessions.output import HEAD_BYTES, TAIL_BYTES, CappedOutput
 
@@ -105,7 +106,8 @@ def exec_command(run_id: int) -> None:
         state=CommandRunState.RUNNING, started_at=now
     ):
         # Redelivered after the worker died mid-command: re-running it is not safe.
-        CommandRun.objects.filter(pk=run_id, state=CommandRunState.RUNNING).update(
+        _finish(
+            run_id,
             state=CommandRunState.ERROR,
             error="The worker stopped while the command ran; its outcome is unknown.",
             finished_at=now,
@@ -136,7 +138,7 @@ def exec_command(run_id: int) -> None:
         # What it printed is kept whatever the outcome: the lines before a timeout matter.
         fields.update(live.fields())
     fields["finished_at"] = timezone.now()
-    CommandRun.objects.filter(pk=run_id, state=CommandRunState.RUNNING).update(**fields)
+    _finish(run_id, **fields)
     audit(
         session,
         "session.command_finished",
@@ -144,3 +146,11 @@ def exec_command(run_id: int) -> None:
         state=fields["state"],
         exit_code=fields.get("exit_code"),
     )
+
+
+def _finish(run_id: int, **fields: Any) -> None:
+    """running → done/error, and ``session.exec.finished`` in the same transaction."""
+    with transaction.atomic():
+        if CommandRun.objects.filter(pk=run_id, state=CommandRunState.RUNNING).update(**fields):
+            run = CommandRun.objects.select_related("session").get(pk=run_id)
+            exec_finished(run, run.session.org_id)

@@ -11,7 +11,7 @@ the same transaction, so the timeline never disagrees with the state.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -45,6 +45,19 @@ ALLOWED: dict[str, frozenset[str]] = {
 SLOT_STATES = frozenset({S.PROVISIONING, S.RUNNING, S.PAUSING, S.RESUMING, S.TERMINATING})
 # A job is in flight for these; the reconciler re-enqueues it when it takes too long.
 TRANSITIONAL_STATES = frozenset({S.PROVISIONING, S.PAUSING, S.RESUMING, S.TERMINATING})
+
+
+# Called inside the transaction of every state change, the session already carrying what
+# was written: (session, from_state, to_state, note, at). The outbox writer
+# (sessions.events_out, registered when the app is ready) turns them into events, so every
+# change, whoever makes it, passes the one choke point; "" → queued is the creation.
+Observer = Callable[[Session, str, str, str, datetime], None]
+observers: list[Observer] = []
+
+
+def _notify(session: Session, from_state: str, to: str, note: str, at: datetime) -> None:
+    for observer in observers:
+        observer(session, from_state, to, note, at)
 
 
 class IllegalTransition(ValueError):
@@ -110,13 +123,21 @@ def transition_where(
         SessionTransition.objects.create(
             session_id=session.pk, from_state=current, to_state=to, note=note[:2000]
         )
-    for name, value in updates.items():
-        setattr(session, name, value)
+        for name, value in updates.items():
+            setattr(session, name, value)
+        _notify(session, current, to, note, now)
     return True
 
 
 def record_created(session: Session, note: str = "") -> None:
     """The first timeline row: the session exists, ``queued``."""
-    SessionTransition.objects.create(
-        session=session, from_state="", to_state=session.state, note=note
-    )
+    with transaction.atomic():
+        row = SessionTransition.objects.create(
+            session=session, from_state="", to_state=session.state, note=note
+        )
+        _notify(session, "", session.state, note, row.at)
+
+
+def record_waiting(session: Session, note: str) -> None:
+    """A queued session waits for a slot (no state change; dispatch found only full pools)."""
+    _notify(session, session.state, session.state, note, timezone.now())
