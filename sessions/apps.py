@@ -14,7 +14,11 @@ class AgentSessionsConfig(AppConfig):
         # Register the session tasks in every process, not only the worker: jobs are sent by
         # name (sessions.enqueue), and a registered task keeps its own options (eager mode
         # runs it in place). Here, not at the top: the tasks import models.
-        from sessions import retention, tasks  # noqa: F401
+        from sessions import events_out, intents, retention, tasks  # noqa: F401
 
         # Sessions that ran and their intervals are never deleted (billing records).
         retention.connect()
+        # Who holds each in-flight job, and the workers' sweep for the stranded ones.
+        intents.connect()
+        # Every state change writes its event to the outbox (sessions.events_out).
+        events_out.connect()

@@ -8,11 +8,15 @@ wire format between web and worker), so they never change with a module's layout
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.db import transaction
+from kombu.exceptions import OperationalError
 
 from rensei.celery import app
+
+log = logging.getLogger(__name__)
 
 PROVISION = "sessions.tasks.provision_session"
 PAUSE = "sessions.tasks.pause_session"
@@ -26,6 +30,15 @@ RECONCILE_ORG = "sessions.tasks.reconcile_org"
 def send(name: str, *args: Any) -> None:
     """Send task ``name`` with ``args`` (ids only) when the surrounding transaction commits
     (at once outside one), never for a rolled-back change."""
+    transaction.on_commit(lambda: _publish(name, args))
+
+
+def _publish(name: str, args: tuple[Any, ...]) -> None:
     # A signature resolves the registered task when there is one (its options, eager mode),
     # and falls back to sending by name.
-    transaction.on_commit(lambda: app.signature(name, args=args).delay())
+    try:
+        app.signature(name, args=args).delay()
+    except OperationalError as exc:
+        # The broker is down. The change is committed and says what the job must do: the
+        # workers' intent sweep (sessions.intents) sends it once the broker is back.
+        log.warning("could not send %s%s now (%s); the intent sweep will", name, args, exc)

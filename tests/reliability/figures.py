@@ -37,6 +37,12 @@ SCENARIOS: dict[str, tuple[str, str]] = {
         "after a restart and one reconcile: 0 leaked sandboxes, 0 sessions with two "
         "sandboxes, 0 duplicate and 0 missing cost events (ledger seconds = closed intervals)",
     ),
+    "worker_kill_defaults": (
+        "A whole worker (main process and pool children) SIGKILLed while E2B is slow, with "
+        "the production defaults (an hour's visibility timeout, no reconcile pass)",
+        "every in-flight provision, pause, terminate and command settled within 60 s of a "
+        "worker being back, in its intended state; 0 leaks, 0 doubles, 0 ledger problems",
+    ),
     "ambiguous_create": (
         "E2B creates the sandbox, then the connection drops before the answer",
         "the session adopts that sandbox; no second sandbox is ever created",

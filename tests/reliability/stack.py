@@ -23,7 +23,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -108,9 +108,21 @@ class Stack:
 
 @contextmanager
 def running_stack(
-    django_db_blocker: Any, *, workers: int = 1, concurrency: int = 2, **worker_env: str
+    django_db_blocker: Any,
+    *,
+    workers: int = 1,
+    concurrency: int = 2,
+    defaults: bool = False,
+    e2b_url: Callable[[str], str] | None = None,
+    **worker_env: str,
 ) -> Iterator[Stack]:
-    """An emulator plus ``workers`` worker processes sharing one queue, on Redis."""
+    """An emulator plus ``workers`` worker processes sharing one queue, on Redis.
+
+    ``defaults``: the production broker settings (an hour's visibility timeout, kombu's
+    unacked sweeps), not the short ones; recovery is then the intent sweep's alone.
+    ``e2b_url``: a callable taking the emulator's URL and answering the URL workers use (a
+    proxy in front of it, to cut E2B off).
+    """
     tmp = Path(tempfile.mkdtemp(prefix="reliability-"))
     counter = tmp / "crashes"
     counter.write_text("0")
@@ -119,13 +131,14 @@ def running_stack(
     saved_env = {name: os.environ.get(name) for name in ("NO_PROXY", "no_proxy")}
     os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
     with running_emulator(api_keys=[API_KEY]) as emu:
-        urls = {"E2B_API_URL": emu.url, "E2B_SANDBOX_URL": emu.url}
+        url = e2b_url(emu.url) if e2b_url else emu.url
+        urls = {"E2B_API_URL": url, "E2B_SANDBOX_URL": url}
         env = {
             **urls,
             "E2B_API_KEY": API_KEY,
             "NO_PROXY": "127.0.0.1,localhost",
             "RENSEI_FAILPOINTS": f"after-create=crash:{counter}",
-            **REDIS_WORKER_ENV,
+            **({} if defaults else REDIS_WORKER_ENV),
             **worker_env,
         }
         procs = [SharedQueueWorker(queue, env, concurrency) for _ in range(workers)]

@@ -1,0 +1,292 @@
+"""Durable job intents: no session action is stranded when a whole worker dies.
+
+A session in ``provisioning``, ``pausing``, ``resuming`` or ``terminating`` (and a command
+run ``queued`` or ``running``) is itself the durable intent: the database says a job must
+finish it. What the database did not say until now is *who* has that job. The broker's own
+answer to a dead worker is slow by design: Redis hands an unacknowledged message back only
+after its visibility timeout (an hour by default, and it must outlast the slowest job), so a
+SIGKILL of a whole worker used to strand its sessions, holding pool slots, until the
+reconciler's deadline minutes later.
+
+Each intent therefore carries a claim, a ``rensei.models.Lease`` row named after it
+(``intent:session:<id>``, ``intent:run:<id>``) whose holder says where the job is:
+
+- ``sent``: a process published the job (before the broker has it, so a failed publish
+  still leaves the claim); ``expires_at`` is when.
+- a worker's boot id: that worker received it (``task_received``, in the worker's main
+  process, also for a retry waiting out its countdown there).
+- ``done``: a worker ran it to the end; ``expires_at`` is when. A job that ended without
+  moving the session on (a permanent terminate failure) is left to the reconciler.
+
+Every worker keeps a heartbeat lease (``worker:<boot id>``, renewed every ``SWEEP_EVERY``
+seconds, expiring after ``HEARTBEAT_TTL``) and sweeps every ``SWEEP_EVERY`` seconds, from
+its start: an intent older than ``GRACE`` whose claim is held by a worker without a
+heartbeat, or whose ``sent`` claim is older than ``SENT_GRACE`` while the queue is empty (it
+is neither waiting there nor held by anyone: the message was lost between Redis and the
+worker), is sent again. A command that was running on a dead worker is not run again (it
+may have side effects): it ends in error, its outcome unknown. Each re-send takes the claim
+with a conditional update first, so two sweeping workers send it once.
+
+A re-sent job meets the original message again when Redis finally restores it: every job
+starts with a conditional update and does nothing for a session that moved on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import signals
+from django.db import IntegrityError, close_old_connections, transaction
+from django.utils import timezone
+
+from rensei.audit import record
+from rensei.celery import app
+from rensei.metrics import queue_depth
+from rensei.models import Channel, Lease, Organization
+from sessions import enqueue
+from sessions.models import CommandRun, CommandRunState, Session, SessionState
+
+log = logging.getLogger(__name__)
+S = SessionState
+
+SWEEP_EVERY = float(os.environ.get("RENSEI_INTENT_SWEEP_SECONDS", "2") or 2)
+HEARTBEAT_TTL = timedelta(seconds=10)  # a worker silent this long is dead
+GRACE = timedelta(seconds=5)  # an intent younger than this is left to its first job
+SENT_GRACE = timedelta(seconds=10)  # a published job not received by then may be lost
+DONE_KEEP = timedelta(hours=1)  # settled claims older than this are deleted
+
+SENT = "sent"
+DONE = "done"
+# This worker's instance: set in the main process at import (before the pool forks), so its
+# pool children claim and settle in its name. A restarted worker gets a new one.
+BOOT = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+LIFECYCLE: dict[str, str] = {
+    S.PROVISIONING: enqueue.PROVISION,
+    S.PAUSING: enqueue.PAUSE,
+    S.RESUMING: enqueue.RESUME,
+    S.TERMINATING: enqueue.TERMINATE,
+}
+SESSION_TASKS = frozenset(LIFECYCLE.values())
+
+
+def claim_name(task: str, args: Iterable[Any]) -> str | None:
+    """The claim of the job ``task(args)``, or None for a task without an intent."""
+    first = next(iter(args), None)
+    if not isinstance(first, int):
+        return None
+    if task in SESSION_TASKS:
+        return f"intent:session:{first}"
+    if task == enqueue.EXEC:
+        return f"intent:run:{first}"
+    return None
+
+
+def _put(name: str, holder: str, at: datetime) -> None:
+    """Upsert a claim; never fails the caller (a missing claim only makes a sweep wait)."""
+    try:
+        if Lease.objects.filter(name=name).update(holder=holder, expires_at=at):
+            return
+        try:
+            with transaction.atomic():
+                Lease.objects.create(name=name, holder=holder, expires_at=at)
+        except IntegrityError:
+            Lease.objects.filter(name=name).update(holder=holder, expires_at=at)
+    except Exception:
+        log.warning("could not record the claim %s", name, exc_info=True)
+
+
+# --- signals: publish (any process), receive (worker main process), end (pool child) ----
+
+
+def on_publish(sender: str | None = None, body: Any = None, headers: Any = None, **_: Any) -> None:
+    task = (headers or {}).get("task") or sender or ""
+    args = body[0] if isinstance(body, list | tuple) and body else ()
+    name = claim_name(task, args)
+    if name:
+        _put(name, SENT, timezone.now())
+
+
+def on_received(request: Any = None, **_: Any) -> None:
+    name = claim_name(getattr(request, "name", "") or "", getattr(request, "args", ()) or ())
+    if name:
+        _put(name, BOOT, timezone.now())
+
+
+def on_postrun(task: Any = None, args: Any = None, state: str | None = None, **_: Any) -> None:
+    if task is None or getattr(task.request, "is_eager", False) or state == "RETRY":
+        return  # a retry is published again and received again: that claims it
+    name = claim_name(task.name, args or ())
+    if name:
+        try:
+            Lease.objects.filter(name=name, holder=BOOT).update(
+                holder=DONE, expires_at=timezone.now()
+            )
+        except Exception:
+            log.warning("could not settle the claim %s", name, exc_info=True)
+
+
+def on_worker_ready(**_: Any) -> None:
+    threading.Thread(target=_keep_sweeping, name="intents-sweep", daemon=True).start()
+
+
+def connect() -> None:
+    """Wire the signals (``AgentSessionsConfig.ready``: every process publishes)."""
+    signals.before_task_publish.connect(on_publish, weak=False)
+    signals.task_received.connect(on_received, weak=False)
+    signals.task_postrun.connect(on_postrun, weak=False)
+    signals.worker_ready.connect(on_worker_ready, weak=False)
+
+
+# --- the sweep ---------------------------------------------------------------------------
+
+
+def heartbeat() -> None:
+    _put(f"worker:{BOOT}", BOOT, timezone.now() + HEARTBEAT_TTL)
+
+
+def _keep_sweeping() -> None:
+    stop = threading.Event()
+    while True:
+        close_old_connections()
+        try:
+            heartbeat()
+            sweep()
+        except Exception:  # a database or broker outage: try again at the next tick
+            log.warning("intent sweep failed", exc_info=True)
+        if stop.wait(SWEEP_EVERY):
+            return
+
+
+@dataclass(frozen=True)
+class Claim:
+    name: str
+    holder: str
+    at: datetime
+
+
+def _claims(names: list[str]) -> dict[str, Claim]:
+    rows = Lease.objects.filter(name__in=names).values_list("name", "holder", "expires_at")
+    return {n: Claim(n, h, at) for n, h, at in rows}
+
+
+def _live_workers(now: datetime) -> set[str]:
+    rows = Lease.objects.filter(name__startswith="worker:", expires_at__gt=now)
+    return set(rows.values_list("holder", flat=True))
+
+
+def _verdict(
+    claim: Claim | None, since: datetime, now: datetime, live: set[str], queue_empty: bool
+) -> str:
+    """ "leave", "resend" (nobody has the job), or "dead" (a dead worker had it)."""
+    if claim is None or (claim.holder in (SENT, DONE) and claim.at < since):
+        return "resend" if queue_empty else "leave"  # never claimed since the state began
+    if claim.holder == DONE:
+        return "leave"  # it ran; what it left undone is the reconciler's
+    if claim.holder == SENT:
+        return "resend" if queue_empty and claim.at < now - SENT_GRACE else "leave"
+    return "leave" if claim.holder in live else "dead"
+
+
+def _take(claim: Claim | None, name: str, now: datetime) -> bool:
+    """Take the claim for a re-send, exactly once across sweepers."""
+    if claim is None:
+        try:
+            with transaction.atomic():
+                Lease.objects.create(name=name, holder=SENT, expires_at=now)
+            return True
+        except IntegrityError:
+            return False
+    taken = Lease.objects.filter(name=name, holder=claim.holder, expires_at=claim.at).update(
+        holder=SENT, expires_at=now
+    )
+    return bool(taken)
+
+
+def sweep(now: datetime | None = None) -> dict[str, int]:
+    """One pass: re-send what nobody holds; end commands a dead worker was running."""
+    now = now or timezone.now()
+    live = _live_workers(now)
+    depth = queue_depth()
+    queue_empty = depth == 0  # NaN (broker down) is not empty: nothing can be sent anyway
+    out = {"resent": 0, "commands_lost": 0}
+    sessions = list(
+        Session.objects.filter(state__in=list(LIFECYCLE), state_changed_at__lt=now - GRACE)
+        .values_list("pk", "org_id", "state", "state_changed_at")
+        .order_by("pk")
+    )
+    runs = list(
+        CommandRun.objects.filter(
+            state__in=[CommandRunState.QUEUED, CommandRunState.RUNNING],
+            created_at__lt=now - GRACE,
+        )
+        .values_list("pk", "session__org_id", "state", "created_at")
+        .order_by("pk")
+    )
+    claims = _claims(
+        [f"intent:session:{pk}" for pk, *_ in sessions] + [f"intent:run:{pk}" for pk, *_ in runs]
+    )
+    for pk, org_id, state, since in sessions:
+        name = f"intent:session:{pk}"
+        claim = claims.get(name)
+        verdict = _verdict(claim, since, now, live, queue_empty)
+        if verdict != "leave" and _take(claim, name, now):
+            _resend(LIFECYCLE[state], pk, org_id, state, claim)
+            out["resent"] += 1
+    for pk, org_id, state, since in runs:
+        name = f"intent:run:{pk}"
+        claim = claims.get(name)
+        verdict = _verdict(claim, since, now, live, queue_empty)
+        if state == CommandRunState.RUNNING:
+            if verdict == "dead" and _end_lost_command(pk, claim, now):
+                out["commands_lost"] += 1
+        elif verdict != "leave" and _take(claim, name, now):
+            _resend(enqueue.EXEC, pk, org_id, state, claim)
+            out["resent"] += 1
+    if out["resent"] or out["commands_lost"]:
+        log.info("intent sweep: %s", out)
+    Lease.objects.filter(
+        name__startswith="intent:", holder__in=[SENT, DONE], expires_at__lt=now - DONE_KEEP
+    ).delete()
+    Lease.objects.filter(name__startswith="worker:", expires_at__lt=now - DONE_KEEP).delete()
+    return out
+
+
+def _resend(task: str, pk: int, org_id: int, state: str, claim: Claim | None) -> None:
+    app.signature(task, args=(pk,)).delay()
+    record(
+        org=Organization.objects.filter(pk=org_id).first(),
+        action="session.job_resent" if task != enqueue.EXEC else "command.job_resent",
+        target=f"{'session' if task != enqueue.EXEC else 'command run'} {pk}",
+        channel=Channel.JOB,
+        detail={"state": state, "claim": _describe(claim)},
+    )
+
+
+def _describe(claim: Claim | None) -> str:
+    if claim is None:
+        return "never received"
+    if claim.holder in (SENT, DONE):
+        return f"{claim.holder} at {claim.at:%H:%M:%S}, never received since"
+    return "held by a worker that stopped"
+
+
+def _end_lost_command(pk: int, claim: Claim | None, now: datetime) -> bool:
+    if claim is None or not _take(claim, f"intent:run:{pk}", now):
+        return False
+    return bool(
+        CommandRun.objects.filter(pk=pk, state=CommandRunState.RUNNING).update(
+            state=CommandRunState.ERROR,
+            error="The worker running the command was lost; its outcome is unknown.",
+            finished_at=now,
+            env_encrypted="",
+        )
+    )
