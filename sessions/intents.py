@@ -14,9 +14,14 @@ Each intent therefore carries a claim, a ``rensei.models.Lease`` row named after
 - ``sent``: a process published the job (before the broker has it, so a failed publish
   still leaves the claim); ``expires_at`` is when.
 - a worker's boot id: that worker received it (``task_received``, in the worker's main
-  process, also for a retry waiting out its countdown there).
+  process, also for a retry waiting out its countdown there); with ``+run`` once a pool
+  child runs it. When the worker's broker connection drops (Redis restarted, a network
+  cut) Celery forgets what it had reserved but not started: the ``ForgetReserved`` consumer
+  step hands those claims back (``sent``, long ago), so the sweep sends them again.
 - ``done``: a worker ran it to the end; ``expires_at`` is when. A job that ended without
-  moving the session on (a permanent terminate failure) is left to the reconciler.
+  moving the session on (a permanent terminate failure) is left to the reconciler. A job
+  that failed because the database or the broker did not answer (its retry could not be
+  published) is handed back like a dropped one.
 
 Every worker keeps a heartbeat lease (``worker:<boot id>``, renewed every ``SWEEP_EVERY``
 seconds, expiring after ``HEARTBEAT_TTL``) and sweeps every ``SWEEP_EVERY`` seconds, from
@@ -40,12 +45,13 @@ import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from celery import signals
-from django.db import IntegrityError, close_old_connections, transaction
+from celery import bootsteps, signals
+from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from rensei.audit import record
 from rensei.celery import app
@@ -65,6 +71,8 @@ DONE_KEEP = timedelta(hours=1)  # settled claims older than this are deleted
 
 SENT = "sent"
 DONE = "done"
+RUNNING_MARK = "+run"
+LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 # This worker's instance: set in the main process at import (before the pool forks), so its
 # pool children claim and settle in its name. A restarted worker gets a new one.
 BOOT = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -121,17 +129,60 @@ def on_received(request: Any = None, **_: Any) -> None:
         _put(name, BOOT, timezone.now())
 
 
-def on_postrun(task: Any = None, args: Any = None, state: str | None = None, **_: Any) -> None:
-    if task is None or getattr(task.request, "is_eager", False) or state == "RETRY":
-        return  # a retry is published again and received again: that claims it
-    name = claim_name(task.name, args or ())
+def _in_worker(task: Any) -> str | None:
+    if task is None or getattr(task.request, "is_eager", False):
+        return None
+    return claim_name(task.name, getattr(task.request, "args", None) or ())
+
+
+def _settle(name: str, holder: str, at: datetime) -> None:
+    try:
+        Lease.objects.filter(name=name, holder__in=[BOOT, BOOT + RUNNING_MARK]).update(
+            holder=holder, expires_at=at
+        )
+    except Exception:
+        log.warning("could not settle the claim %s", name, exc_info=True)
+
+
+def on_prerun(task: Any = None, **_: Any) -> None:
+    name = _in_worker(task)
     if name:
+        _put(name, BOOT + RUNNING_MARK, timezone.now())
+
+
+def on_postrun(task: Any = None, state: str | None = None, **_: Any) -> None:
+    name = _in_worker(task)
+    # A retry is published again and received again: that claims it. A failure was settled
+    # by on_failure.
+    if name and state == "SUCCESS":
+        _settle(name, DONE, timezone.now())
+
+
+def on_failure(sender: Any = None, exception: BaseException | None = None, **_: Any) -> None:
+    name = _in_worker(sender)
+    if name:
+        # An outage (the retry could not be published): nobody has the job; send it again.
+        lost = isinstance(exception, OperationalError | DatabaseError)
+        _settle(name, SENT if lost else DONE, LONG_AGO if lost else timezone.now())
+
+
+class ForgetReserved(bootsteps.StartStopStep):
+    """When the worker's broker connection stops: what it had reserved is gone."""
+
+    requires = ("celery.worker.consumer.connection:Connection",)
+
+    def stop(self, parent: Any) -> None:
+        # The consumer stops on a lost connection (then starts again) and at shutdown: what
+        # is claimed but not running is dropped (or handed back to the broker) right now.
         try:
-            Lease.objects.filter(name=name, holder=BOOT).update(
-                holder=DONE, expires_at=timezone.now()
+            handed = Lease.objects.filter(name__startswith="intent:", holder=BOOT).update(
+                holder=SENT, expires_at=LONG_AGO
             )
         except Exception:
-            log.warning("could not settle the claim %s", name, exc_info=True)
+            log.warning("could not hand back the reserved jobs' claims", exc_info=True)
+            return
+        if handed:
+            log.info("consumer stopped: %s reserved jobs handed back to the sweep", handed)
 
 
 def on_worker_ready(**_: Any) -> None:
@@ -142,8 +193,12 @@ def connect() -> None:
     """Wire the signals (``AgentSessionsConfig.ready``: every process publishes)."""
     signals.before_task_publish.connect(on_publish, weak=False)
     signals.task_received.connect(on_received, weak=False)
+    signals.task_prerun.connect(on_prerun, weak=False)
     signals.task_postrun.connect(on_postrun, weak=False)
+    signals.task_failure.connect(on_failure, weak=False)
     signals.worker_ready.connect(on_worker_ready, weak=False)
+    if ForgetReserved not in app.steps["consumer"]:
+        app.steps["consumer"].add(ForgetReserved)
 
 
 # --- the sweep ---------------------------------------------------------------------------
@@ -193,7 +248,7 @@ def _verdict(
         return "leave"  # it ran; what it left undone is the reconciler's
     if claim.holder == SENT:
         return "resend" if queue_empty and claim.at < now - SENT_GRACE else "leave"
-    return "leave" if claim.holder in live else "dead"
+    return "leave" if claim.holder.removesuffix(RUNNING_MARK) in live else "dead"
 
 
 def _take(claim: Claim | None, name: str, now: datetime) -> bool:
@@ -246,6 +301,7 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
         claim = claims.get(name)
         verdict = _verdict(claim, since, now, live, queue_empty)
         if state == CommandRunState.RUNNING:
+            # Never run twice (side effects): ended only when the worker running it died.
             if verdict == "dead" and _end_lost_command(pk, claim, now):
                 out["commands_lost"] += 1
         elif verdict != "leave" and _take(claim, name, now):
