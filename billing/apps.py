@@ -6,7 +6,7 @@ from django.apps import AppConfig
 from django.db import connections
 from django.db.models.signals import post_migrate
 
-from billing import triggers
+from billing import close_triggers, triggers
 
 
 def _reinstall_sqlite_triggers(using: str = "default", **kwargs: Any) -> None:
@@ -20,6 +20,8 @@ def _reinstall_sqlite_triggers(using: str = "default", **kwargs: Any) -> None:
     tables = set(connection.introspection.table_names())
     if {triggers.LEDGER, triggers.ROLLUP} <= tables:
         triggers.install(connection)
+    if {triggers.LEDGER, close_triggers.CLOSES} <= tables:
+        close_triggers.install(connection)
 
 
 class BillingConfig(AppConfig):

@@ -6,12 +6,13 @@ one way a row is corrected (a new, negative row). Nothing updates or deletes a r
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 
+from billing.closing import ledger_date
 from billing.models import AMOUNT_QUANTUM, SECONDS_QUANTUM, CostEvent, CostKind, RateCard
 from rensei.audit import record
 from rensei.models import Channel
@@ -77,6 +78,16 @@ def reversal_key(original: CostEvent) -> str:
     return f"reversal:{original.pk}"
 
 
+def _late(adjusts: date | None) -> dict[str, object]:
+    """The fields of a row for usage in a closed month: an adjustment saying which."""
+    if adjusts is None:
+        return {}
+    return {
+        "adjusts_month": adjusts,
+        "reason": f"late usage for closed month {adjusts:%Y-%m}",
+    }
+
+
 def emit_sandbox_cost_event(interval: RunningInterval) -> CostEvent:
     """Record the cost of one closed running interval, exactly once.
 
@@ -98,6 +109,8 @@ def emit_sandbox_cost_event(interval: RunningInterval) -> CostEvent:
     seconds = exact_seconds(interval.ended_at - interval.started_at)
     vcpu = session.vcpu or 0
     memory_mb = session.memory_mb or 0
+    # Usage in a closed month is dated in the first open month, saying which it adjusts.
+    occurred_at, adjusts = ledger_date(session.org_id, interval.ended_at)
     try:
         with transaction.atomic():
             return CostEvent.objects.create(
@@ -106,7 +119,7 @@ def emit_sandbox_cost_event(interval: RunningInterval) -> CostEvent:
                 issue_id=session.issue_id,
                 pool_id=session.pool_id,
                 provider=provider,
-                kind=CostKind.SANDBOX_SECONDS,
+                kind=CostKind.ADJUSTMENT if adjusts else CostKind.SANDBOX_SECONDS,
                 quantity_seconds=seconds,
                 vcpu=vcpu,
                 memory_mb=memory_mb,
@@ -115,8 +128,9 @@ def emit_sandbox_cost_event(interval: RunningInterval) -> CostEvent:
                 currency=card.currency,
                 interval_start=interval.started_at,
                 interval_end=interval.ended_at,
-                occurred_at=interval.ended_at,
+                occurred_at=occurred_at,
                 idempotency_key=key,
+                **_late(adjusts),
             )
     except IntegrityError:
         # Another worker emitted the same interval between our read and our insert.
@@ -155,6 +169,8 @@ def reverse_cost_event(
             )
         if CostEvent.objects.filter(reverses=original).exists():
             raise AlreadyReversed(f"Ledger entry {original.pk} has been reversed already.")
+        # A reversal keeps the original's usage day, unless that month is closed.
+        occurred_at, adjusts = ledger_date(original.org_id, original.occurred_at)
         try:
             with transaction.atomic():
                 reversal = CostEvent.objects.create(
@@ -172,7 +188,8 @@ def reverse_cost_event(
                     currency=original.currency,
                     interval_start=original.interval_start,
                     interval_end=original.interval_end,
-                    occurred_at=original.occurred_at,
+                    occurred_at=occurred_at,
+                    adjusts_month=adjusts,
                     idempotency_key=reversal_key(original),
                     reverses=original,
                     reason=reason,

@@ -87,6 +87,9 @@ class RateCard(models.Model):
 
 class CostKind(models.TextChoices):
     SANDBOX_SECONDS = "sandbox-seconds", "Sandbox seconds"
+    # A correction with a reason: a reconciliation finding settled, or a late row for a
+    # closed month (then dated in the first open month, ``adjusts_month`` saying which).
+    ADJUSTMENT = "adjustment", "Adjustment"
 
 
 class CostEventQuerySet(models.QuerySet["CostEvent"]):
@@ -159,6 +162,8 @@ class CostEvent(models.Model):
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="reversed_by"
     )
     reason = models.TextField(blank=True)
+    # The closed month (its first day) this row corrects; it is dated in an open month.
+    adjusts_month = models.DateField(null=True, blank=True)
     # PROTECT, not SET_NULL: nulling the column would be an UPDATE of a ledger row, which
     # the database refuses. Deactivate people who reversed entries instead of deleting them.
     actor = models.ForeignKey(
@@ -242,3 +247,19 @@ class DailyCost(models.Model):
 
     def __str__(self) -> str:
         return f"{self.org_id} {self.day} issue {self.issue_id}: {self.amount}"
+
+
+# Closed months and reconciliation runs live in their own module; imported here so Django
+# registers them with the app.
+from billing.finance_models import (  # noqa: E402
+    Discrepancy as Discrepancy,
+)
+from billing.finance_models import (  # noqa: E402
+    DiscrepancyKind as DiscrepancyKind,
+)
+from billing.finance_models import (  # noqa: E402
+    MonthClose as MonthClose,
+)
+from billing.finance_models import (  # noqa: E402
+    ReconciliationRun as ReconciliationRun,
+)

@@ -14,6 +14,7 @@ from django.urls import reverse
 from billing import charts
 from billing.analytics import DEFAULT_SORT, SORTS, ledger_rows, rollup_totals
 from billing.analytics import cost_per_issue as build_report
+from billing.closing import statuses
 from billing.exports import COLUMNS, cost_per_issue_csv
 from billing.forms import CostPerIssueForm, LedgerFilterForm, read_filters
 from billing.models import CostEvent
@@ -90,6 +91,7 @@ def cost_per_issue(request: HttpRequest) -> HttpResponse:
         "top_chart": top_chart if top else "",
         "daily_chart": daily_chart,
         "columns": COLUMNS,
+        "months": statuses(org.pk, report.filter.period.first_day, report.filter.period.last_day),
     }
     return render(request, _template(request, "billing/cost_per_issue.html", "report"), context)
 

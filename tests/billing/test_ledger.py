@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.db import DatabaseError, connection, transaction
 
-from billing import triggers
+from billing import close_triggers, triggers
 from billing.ledger import (
     AlreadyReversed,
     emit_sandbox_cost_event,
@@ -224,7 +224,7 @@ def test_reversal_needs_a_reason(org_a, alice):
 def test_triggers_are_installed(db):
     names = triggers.installed(connection)
     if connection.vendor == "sqlite":
-        assert names == set(triggers.SQLITE_TRIGGERS)
+        assert names == {*triggers.SQLITE_TRIGGERS, "billing_costevent_closed_month"}
     else:
         assert {"billing_costevent_append_only", "billing_costevent_rollup"} <= names
 
@@ -236,6 +236,7 @@ def test_sqlite_triggers_come_back_after_a_table_rebuild(db):
     before = triggers.installed(connection)
     if connection.vendor == "sqlite":
         triggers.uninstall(connection)
+        close_triggers.uninstall(connection)
         assert triggers.installed(connection) == set()
     _reinstall_sqlite_triggers(using="default")
     # Back on SQLite; untouched on PostgreSQL (it keeps triggers across ALTER TABLE).
