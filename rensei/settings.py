@@ -279,7 +279,24 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "billing.integrity.check_ledger",
         "schedule": crontab(minute=30, hour=0),
     },
+    # Events out: publish the outbox and send due webhook deliveries (events/tasks.py).
+    "events-drain": {
+        "task": "events.tasks.drain",
+        "schedule": env.float("RENSEI_WEBHOOK_DRAIN_EVERY", default=2.0),
+        "options": {"expires": 10.0},
+    },
+    # Events older than RENSEI_EVENTS_RETENTION_DAYS go, with their deliveries.
+    "events-prune": {"task": "events.tasks.prune", "schedule": crontab(minute=15)},
 }
+
+# --- Events out (webhooks) ----------------------------------------------------------------
+# Webhooks may go to 127.0.0.1/::1/localhost: for development and tests only (on with DEBUG).
+RENSEI_WEBHOOKS_ALLOW_LOOPBACK = env.bool("RENSEI_WEBHOOKS_ALLOW_LOOPBACK", default=DEBUG)
+RENSEI_WEBHOOK_RETRY_BASE_SECONDS = env.float("RENSEI_WEBHOOK_RETRY_BASE_SECONDS", default=10.0)
+RENSEI_WEBHOOK_RETRY_HOURS = env.float("RENSEI_WEBHOOK_RETRY_HOURS", default=24.0)
+RENSEI_WEBHOOK_DISABLE_AFTER = env.int("RENSEI_WEBHOOK_DISABLE_AFTER", default=100)
+RENSEI_WEBHOOK_CLAIM_SECONDS = env.float("RENSEI_WEBHOOK_CLAIM_SECONDS", default=60.0)
+RENSEI_EVENTS_RETENTION_DAYS = env.int("RENSEI_EVENTS_RETENTION_DAYS", default=30)
 
 # --- E2B ----------------------------------------------------------------------------------
 E2B_API_KEY = env.str("E2B_API_KEY", default="")
