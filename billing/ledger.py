@@ -13,6 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 
 from billing.closing import ledger_date
+from billing.events_out import emit_cost
 from billing.models import AMOUNT_QUANTUM, SECONDS_QUANTUM, CostEvent, CostKind, RateCard
 from rensei.audit import record
 from rensei.models import Channel
@@ -113,7 +114,7 @@ def emit_sandbox_cost_event(interval: RunningInterval) -> CostEvent:
     occurred_at, adjusts = ledger_date(session.org_id, interval.ended_at)
     try:
         with transaction.atomic():
-            return CostEvent.objects.create(
+            row = CostEvent.objects.create(
                 org_id=session.org_id,
                 session=session,
                 issue_id=session.issue_id,
@@ -132,6 +133,8 @@ def emit_sandbox_cost_event(interval: RunningInterval) -> CostEvent:
                 idempotency_key=key,
                 **_late(adjusts),
             )
+            emit_cost(row, session)  # sandbox.cost, in the row's own savepoint
+            return row
     except IntegrityError:
         # Another worker emitted the same interval between our read and our insert.
         return CostEvent.objects.get(idempotency_key=key)
