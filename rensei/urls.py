@@ -6,6 +6,9 @@ from django.urls import include, path
 
 from rensei import health, views
 
+# An outage (database or broker not answering) is a 503, anything else the 500 page.
+handler500 = "rensei.errors.server_error"
+
 urlpatterns = [
     # Browsers ask for /favicon.ico whatever the page links; answer with the real icon.
     path("favicon.ico", views.favicon, name="favicon"),

@@ -10,15 +10,20 @@ not a JSON object. Messages are the product's (rensei/inputs.py ``message``).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from django.core import signals
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja.errors import HttpError, ValidationError
 from ninja.parser import Parser
 
+from rensei.errors import SERVER_ERROR_TEXT, unavailable, unavailable_response
 from rensei.inputs import message
+
+log = logging.getLogger("django.request")
 
 SEND_JSON = "Send a JSON object with Content-Type: application/json."
 
@@ -120,3 +125,17 @@ def on_http_error(request: HttpRequest, exc: Any) -> JsonResponse:
         said = str(exc.__cause__)
         return error(400, f"body: {said}", {"body": said})
     return error(exc.status_code, str(exc))
+
+
+def on_unexpected(request: HttpRequest, exc: Any) -> HttpResponse:
+    """Anything else a route raised: never a traceback (ninja's DEBUG answer is one).
+
+    An outage (the database or the broker not answering) is a 503 with ``Retry-After`` the
+    caller can wait out; any other error a 500 in the same JSON shape, its traceback logged.
+    """
+    if unavailable(exc):
+        return unavailable_response(request, exc)
+    # As Django does for an uncaught exception: listeners (the test client) hear of it.
+    signals.got_request_exception.send(sender=None, request=request)
+    log.error("Internal Server Error: %s", request.path, exc_info=exc)
+    return error(500, SERVER_ERROR_TEXT)

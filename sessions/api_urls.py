@@ -51,6 +51,8 @@ api = SessionsApi(
 api.add_exception_handler(ValidationError, api_errors.on_validation_error)
 api.add_exception_handler(AuthenticationError, api_errors.on_authentication_error)
 api.add_exception_handler(HttpError, api_errors.on_http_error)
+# Outages answer 503 + Retry-After; nothing else answers with a traceback.
+api.add_exception_handler(Exception, api_errors.on_unexpected)
 
 
 class MetaRouter(ApiRouter):
