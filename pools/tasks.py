@@ -14,13 +14,16 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import shared_task
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from events.outbox import emit
+from events.types import POOL_HEALTH_CHANGED
 from pools.config import is_base_template
 from pools.models import CapacityPool, HealthStatus, PoolHealthCheck
 from pools.providers import for_pool
@@ -84,13 +87,28 @@ def check_pool(check_id: int) -> str | None:
     )
     if not updated:
         return None  # a later run took this check over; its answer wins
-    # Only a newer check may overwrite the pool's badge (two checks can overlap).
-    CapacityPool.objects.filter(pk=pool.pk).exclude(health_checked_at__gt=finished).update(
-        health_status=status,
-        health_checked_at=finished,
-        health_output=output,
-        health_duration_ms=duration,
-    )
+    with transaction.atomic():
+        previous = (
+            PoolHealthCheck.objects.filter(pool=pool, finished_at__lt=finished)
+            .exclude(pk=check_id)
+            .exclude(status=HealthStatus.RUNNING)
+            .order_by("-finished_at")
+            .values_list("status", flat=True)
+            .first()
+        )
+        # Only a newer check may overwrite the pool's badge (two checks can overlap).
+        won = (
+            CapacityPool.objects.filter(pk=pool.pk)
+            .exclude(health_checked_at__gt=finished)
+            .update(
+                health_status=status,
+                health_checked_at=finished,
+                health_output=output,
+                health_duration_ms=duration,
+            )
+        )
+        if won and previous != status:
+            _health_changed(pool, status, previous, finished, output)
     audit.record(
         org=pool.org,
         action="pool.checked",
@@ -100,6 +118,29 @@ def check_pool(check_id: int) -> str | None:
         detail={"check_id": check_id, "result": str(status), "summary": output.split("\n")[0]},
     )
     return str(status)
+
+
+def _health_changed(
+    pool: CapacityPool, status: str, previous: str | None, at: datetime, output: str
+) -> None:
+    """``pool.health_changed``, in the transaction that sets the pool's badge."""
+    emit(
+        pool.org_id,
+        POOL_HEALTH_CHANGED,
+        {
+            "pool": {
+                "id": pool.pk,
+                "name": pool.name,
+                "provider": pool.provider,
+                "enabled": pool.enabled,
+            },
+            "health": str(status),
+            "previous": str(previous) if previous else None,
+            "checked_at": at,
+            "summary": output.split("\n")[0][:300],
+        },
+        at=at,
+    )
 
 
 def _run(
