@@ -14,11 +14,10 @@ answers again.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import Any, cast
 from unittest import mock
 
 import pytest
-from django.contrib.auth.models import AbstractUser
 from django.db import OperationalError
 from django.test import Client, override_settings
 from kombu.exceptions import OperationalError as BrokerDown
@@ -47,7 +46,7 @@ def _page_is_503(response: Any) -> None:
 @pytest.mark.parametrize("debug", [True, False], ids=["debug", "production"])
 @pytest.mark.parametrize("where", ["middleware (login session)", "dashboard view"])
 def test_pages_answer_the_product_503_page(
-    where: str, debug: bool, alice: AbstractUser, client: Client
+    where: str, debug: bool, alice: Any, client: Client
 ) -> None:
     client.force_login(alice)
     target = {
@@ -91,7 +90,7 @@ def test_an_api_bug_is_a_json_500_never_a_traceback(debug: bool, org_a: Organiza
     assert "e2b_abcdef" not in response.content.decode()
 
 
-def test_sqlite_missing_table_stays_a_500(alice: AbstractUser, client: Client) -> None:
+def test_sqlite_missing_table_stays_a_500(alice: Any, client: Client) -> None:
     """Not an outage: a migration was not run. It must not hide as "briefly unavailable"."""
     client.force_login(alice)
     bug = OperationalError("no such table: budgets_budget")
@@ -103,9 +102,9 @@ def test_sqlite_missing_table_stays_a_500(alice: AbstractUser, client: Client) -
 
 
 def test_a_pause_while_the_broker_is_down_is_sent_by_the_sweep(
-    alice: AbstractUser, client: Client, org_a: Organization
+    alice: Any, client: Client, org_a: Organization
 ) -> None:
-    session = SessionFactory(org=org_a, state=S.RUNNING, sandbox_id="sbx-1")
+    session = cast(Session, SessionFactory(org=org_a, state=S.RUNNING, sandbox_id="sbx-1"))
     client.force_login(alice)
     sent: list[tuple[str, tuple[Any, ...]]] = []
 
