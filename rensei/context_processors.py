@@ -14,11 +14,14 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
     if membership is None:
         return {"nav_can": {}, "user_memberships": []}
     can = {
-        "settings": membership.can("integrations.manage") or membership.can("capacity.view"),
+        "settings": membership.can("integrations.manage")
+        or membership.can("capacity.view")
+        or membership.can("budgets.view"),
         "integrations": membership.can("integrations.manage"),
         "capacity": membership.can("capacity.view"),
         "sessions": membership.can("sessions.view"),
         "billing": membership.can("billing.view"),
+        "budgets": membership.can("budgets.view"),
     }
     memberships = list(
         Membership.objects.filter(user_id=cast(int, request.user.pk))

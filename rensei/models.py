@@ -33,6 +33,8 @@ CAPABILITIES: dict[str, frozenset[str]] = {
     "sessions.view": frozenset({Role.ADMIN, Role.MEMBER, Role.FINANCE}),
     "sessions.manage": frozenset({Role.ADMIN}),
     "billing.view": frozenset({Role.ADMIN, Role.FINANCE}),
+    "budgets.view": frozenset({Role.ADMIN, Role.FINANCE}),
+    "budgets.manage": frozenset({Role.ADMIN}),
 }
 
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils import timezone
 from ninja import Header, Path, Query, Status
 
 from rensei import inputs as inp
@@ -43,6 +45,7 @@ from sessions.api_base import (
     session_of,
 )
 from sessions.api_errors import error
+from sessions.costs import cost_so_far
 from sessions.models import CommandRun, Session
 from sessions.queue import QueueStatus, queue_statuses
 
@@ -57,6 +60,7 @@ ENGINE_FIELDS = {
     "issue_title": "issue.title",
     "issue_url": "issue.url",
     "pool_name": "pool",
+    "issue_budget_usd": "issue.budget_usd",
     "key": "Idempotency-Key",
 }
 router = ApiRouter(auth=BearerToken())
@@ -66,12 +70,20 @@ IdempotencyKey = Header(None, alias="Idempotency-Key")
 # --- representations -----------------------------------------------------------------------
 
 
-def session_json(session: Session, queue: dict[int, QueueStatus] | None = None) -> dict[str, Any]:
-    """``queue``: the page's ``queue_statuses`` when serialising many (flat query count)."""
+def session_json(
+    session: Session,
+    queue: dict[int, QueueStatus] | None = None,
+    costs: dict[int, Decimal] | None = None,
+) -> dict[str, Any]:
+    """``queue`` and ``costs``: the page's ``queue_statuses`` and ``cost_so_far`` when
+    serialising many (flat query count)."""
     issue = session.issue
     if queue is None:
         queue = queue_statuses([session])
+    if costs is None:
+        costs = cost_so_far([session], timezone.now())
     status = queue.get(session.pk)
+    cost = costs.get(session.pk)
     return {
         "id": session.pk,
         "state": session.state,
@@ -98,6 +110,7 @@ def session_json(session: Session, queue: dict[int, QueueStatus] | None = None) 
         "queue": status.as_json() if status is not None else None,
         "request_id": str(session.request_id),
         "allowed_actions": sorted(services.allowed_actions(session)),
+        "cost_so_far": str(cost) if cost is not None else None,
         "created_at": session.created_at,
         "state_changed_at": session.state_changed_at,
         "started_at": session.started_at,
@@ -162,8 +175,9 @@ def list_sessions(request: HttpRequest, filters: Query[sc.SessionFilters]) -> di
     more = len(rows) > filters.limit
     rows = rows[: filters.limit]
     queue = queue_statuses(rows)
+    costs = cost_so_far(rows, timezone.now())
     return {
-        "results": [session_json(s, queue) for s in rows],
+        "results": [session_json(s, queue, costs) for s in rows],
         "next_cursor": rows[-1].pk if more else None,
     }
 
@@ -182,12 +196,19 @@ def list_sessions(request: HttpRequest, filters: Query[sc.SessionFilters]) -> di
         202: sc.Session,
         400: sc.Error,
         401: sc.Error,
+        402: sc.BudgetRefusal,
         403: sc.Error,
         409: sc.Error,
     },
     openapi_extra=described(
         "sessions:write",
         s202={"description": "Created and queued.", "headers": LOCATION, "links": SESSION_LINKS},
+        s402={
+            "description": "A `block` budget refuses new sessions in this scope (the org, "
+            "the issue, or the requested pool) until an admin raises it or lifts the block; "
+            "`budget` is its state. A session not pinned to a pool routes around a blocked "
+            "pool and waits `queued` when only blocked pools could run it (`queue.reason`)."
+        },
         s200={
             "description": "A repeat of an earlier request with the same Idempotency-Key and "
             "body: the same session.",
@@ -229,7 +250,10 @@ def create_session(
             idempotency_key=key,
             # The body as sent (already parsed once, so valid JSON): same content, same hash.
             body_hash=canonical_hash(json.loads(request.body)),
+            issue_budget_usd=issue.budget_usd,
         )
+    except services.BudgetBlocked as exc:
+        return error(402, exc.message, {"budget": exc.message}, budget=exc.block.budget)
     except services.SessionRequestError as exc:
         return _engine_error(exc)
     except services.IdempotencyConflict:

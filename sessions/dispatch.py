@@ -34,9 +34,9 @@ from django.utils import timezone
 
 from pools.kinds import covers
 from pools.models import CapacityPool
-from sessions import enqueue
+from sessions import admission, enqueue
 from sessions.models import Session, SessionState, SessionTransition
-from sessions.state import SLOT_STATES, transition
+from sessions.state import SLOT_STATES, record_waiting, transition
 
 S = SessionState
 
@@ -52,6 +52,7 @@ class Decision:
     pool: CapacityPool | None
     skipped: list[dict[str, str]] = field(default_factory=list)
     waiting_for: list[str] = field(default_factory=list)
+    budget: str = ""  # why a budget keeps it waiting (sessions.admission)
 
     def failure_message(self, session: Session) -> str:
         if not self.skipped:
@@ -115,9 +116,14 @@ def cap_reason(pool: CapacityPool, used: int) -> str | None:
 
 
 def choose_pool(
-    session: Session, pools: list[CapacityPool], failed_over: list[dict[str, str]]
+    session: Session,
+    pools: list[CapacityPool],
+    failed_over: list[dict[str, str]],
+    blocks: admission.Blocks | None = None,
 ) -> Decision:
-    """Pure decision over ``pools`` (already in priority order)."""
+    """Pure decision over ``pools`` (already in priority order). A pool whose budget blocks
+    new sessions (``blocks``) is waited for, like one at its cap."""
+    blocked = blocks.pools if blocks is not None else {}
     tried = {entry["pool"]: entry["reason"] for entry in failed_over}
     in_use = slots_in_use([p.pk for p in pools], exclude_session=session.pk)
     decision = Decision(pool=None)
@@ -133,6 +139,10 @@ def choose_pool(
             ok, missing = covers(pool, session.runtime_kinds, session.requirement_kinds)
             if not ok:
                 reason = "missing " + ", ".join(missing)
+            elif pool.pk in blocked:
+                reason = "its budget is reached"
+                decision.waiting_for.append(pool.name)
+                decision.budget = decision.budget or blocked[pool.pk].reason
             elif full := cap_reason(pool, in_use.get(pool.pk, 0)):
                 reason = full
                 decision.waiting_for.append(pool.name)
@@ -168,7 +178,17 @@ def dispatch(
         failed_over = list(routing.get("failed_over", []))
         if failure:
             failed_over.append({"pool": failure[0], "reason": failure[1][:300]})
-        decision = choose_pool(session, pools, failed_over)
+        # Budgets that block new sessions (one query): the org's or the issue's keeps a
+        # queued session waiting; a pool's is waited for like a full one.
+        blocks = admission.blocks(session.org_id, session.issue_id) if not failure else None
+        if blocks is not None and blocks.scope is not None:
+            routing = {"skipped": [], "waiting_for": [], "budget": blocks.scope.reason}
+            if routing != session.routing:
+                Session.objects.filter(pk=session.pk, state=S.QUEUED).update(routing=routing)
+                session.routing = routing
+                record_waiting(session, blocks.scope.reason)  # session.queued, with the reason
+            return WAITING
+        decision = choose_pool(session, pools, failed_over, blocks)
         new_routing: dict[str, Any] = {"skipped": decision.skipped}
         if session.requested_pool:
             new_routing["requested"] = session.requested_pool
@@ -199,12 +219,15 @@ def dispatch(
 
         if decision.waiting_for:
             new_routing["waiting_for"] = decision.waiting_for
+            if decision.budget:
+                new_routing["budget"] = decision.budget
             note = "waiting for a slot in " + ", ".join(decision.waiting_for)
             if failure:
                 return _back_to_queue(session, new_routing, note)
             if new_routing != session.routing:
                 Session.objects.filter(pk=session.pk, state=S.QUEUED).update(routing=new_routing)
                 session.routing = new_routing
+                record_waiting(session, note)  # session.queued, with the reason
             return WAITING
 
         message = decision.failure_message(session)

@@ -103,6 +103,13 @@ def _reason(
     return "; ".join(parts)
 
 
+def _budget_reason(session: Session) -> str:
+    """A queued session a budget holds back says so first (``sessions.admission``)."""
+    routing = session.routing if isinstance(session.routing, dict) else {}
+    budget = routing.get("budget") if session.state == S.QUEUED else None
+    return str(budget) if budget else ""
+
+
 def _ahead(session: Session, since: datetime, names: list[str]) -> Q:
     """The waiting requests a freed slot is offered to before ``session``."""
 
@@ -139,7 +146,7 @@ def queue_statuses(sessions: Iterable[Session]) -> dict[int, QueueStatus]:
     return {
         pk: QueueStatus(
             kind,
-            _reason(wanted, pools, s.org_id, in_use),
+            _budget_reason(s) or _reason(wanted, pools, s.org_id, in_use),
             int(ahead[f"s{pk}"] or 0) + 1,
             wanted,
             since,

@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from pools.kinds import kind_json_schema, kinds_rule
 from rensei import inputs as inp
+from sessions.admission import UsdAmount
 from sessions.models import CommandRunState, SessionState
 
 if TYPE_CHECKING:
@@ -93,6 +94,11 @@ class IssueInput(Input):
     key: inp.IssueKey
     title: inp.IssueTitle = ""
     url: inp.IssueUrl = ""
+    budget_usd: UsdAmount | None = Field(
+        None,
+        description='The issue\'s own budget in USD (a string like `"25.00"` or a number): '
+        "sets or changes it; without it the org's default per-issue budget applies.",
+    )
 
 
 class SessionCreate(Input):
@@ -193,10 +199,32 @@ class Session(Schema):
     queue: QueueStatus | None
     request_id: UUID = Field(description="Also written into the sandbox's metadata.")
     allowed_actions: list[Action] = Field(description="What the session's state allows now.")
+    cost_so_far: str | None = Field(
+        description="USD, exact (a decimal string): its ledger rows plus the open running "
+        "interval priced as if it closed now. Null when cost is not priced here."
+    )
     created_at: datetime
     state_changed_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
+
+
+class BudgetState(Schema):
+    id: int
+    scope: Literal["org", "pool", "issue"]
+    pool: str | None
+    issue: str | None
+    period: str = Field(description="`2026-12` (UTC month) or `issue-<id>` (an issue's life).")
+    amount_usd: str
+    consumed_usd: str = Field(description="When the block started.")
+    enforcement: Literal["notify", "block", "pause"]
+    state: str
+
+
+class BudgetRefusal(Schema):
+    error: str = Field(description="Which budget refuses new sessions, and how to lift it.")
+    fields: dict[str, str] = Field(description="`budget` → the same message.")
+    budget: BudgetState
 
 
 class SessionList(Schema):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -30,7 +31,7 @@ from rensei import inputs
 from rensei.audit import record
 from rensei.crypto import encrypt
 from rensei.models import Channel, Organization
-from sessions import enqueue
+from sessions import admission, enqueue
 from sessions.actions import allowed_actions as allowed_actions
 from sessions.actions import request_pause as request_pause
 from sessions.actions import request_resume as request_resume
@@ -61,6 +62,15 @@ class SessionRequestError(ValueError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class BudgetBlocked(SessionRequestError):
+    """A budget refuses new sessions in this scope (``sessions.admission``); the block says
+    which budget and its state."""
+
+    def __init__(self, block: admission.Block) -> None:
+        super().__init__(block.reason, "budget")
+        self.block = block
 
 
 class IdempotencyConflict(Exception):
@@ -143,8 +153,13 @@ def create_session(
     channel: str = Channel.WEB,
     idempotency_key: str = "",
     body_hash: str = "",
+    issue_budget_usd: Decimal | None = None,
 ) -> Session:
     """Create a session ``queued`` and dispatch it (a provision job runs after commit).
+
+    ``issue_budget_usd`` sets the issue's own budget (the dispatcher's ``issue.budget_usd``).
+    A budget that blocks the org, the issue or the requested pool refuses the session
+    (``BudgetBlocked``, nothing saved).
 
     A session no pool can run comes back ``failed`` with the reasons in ``last_error``; one
     whose pools are all at their cap comes back ``queued`` (it starts when a slot frees).
@@ -168,6 +183,10 @@ def create_session(
         raise SessionRequestError(f"There is no pool named “{pool_name[:100]}”.", "pool")
     if channel not in Channel.values:
         raise SessionRequestError(f"Unknown channel {channel!r}.", "channel")
+    if issue_budget_usd is not None:
+        if not key:
+            raise SessionRequestError("An issue budget needs an issue key.", "issue_budget_usd")
+        issue_budget_usd = _checked(admission.UsdAmount, issue_budget_usd, "issue_budget_usd")
 
     try:
         with transaction.atomic():
@@ -183,6 +202,15 @@ def create_session(
                 }
                 if not made and changed:
                     Issue.objects.filter(pk=issue.pk).update(**changed)
+                if issue_budget_usd is not None:
+                    admission.set_issue_budget(issue, issue_budget_usd, actor, channel)
+            blocks = admission.blocks(org.pk, issue.pk if issue is not None else None)
+            pinned = [
+                b for b in blocks.pools.values() if pool_name and b.budget["pool"] == pool_name
+            ]
+            refusal = blocks.scope or (pinned[0] if pinned else None)
+            if refusal is not None:
+                raise BudgetBlocked(refusal)
             session = Session.objects.create(
                 org=org,
                 issue=issue,

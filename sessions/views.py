@@ -30,6 +30,7 @@ from rensei.inputs import MAX_ID
 from rensei.models import Channel, Credential
 from sessions import services
 from sessions.costs import cost_so_far, cost_summary
+from sessions.dashboard_panels import render_panels
 from sessions.forms import SINCE_HOURS, SORTS, STATE_RANK, NewSessionForm, SessionFilterForm
 from sessions.models import TERMINAL_STATES, Session
 from sessions.view_helpers import HtmxHttpRequest, can_manage, sessions_of
@@ -80,6 +81,8 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
         }
     if membership.can("billing.view"):
         context["cost"] = cost_summary(org)
+    # Panels higher apps hand down (budgets' spend panel), in the polled region too.
+    context["panels"] = render_panels(request)
     # The page polls itself for its live region (counts, cost, recent sessions).
     template = "sessions/dashboard.html#live" if request.htmx else "sessions/dashboard.html"
     return render(request, template, context)
