@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -72,7 +73,7 @@ def test_session_over_its_issue_budget_is_paused(emu: RunningEmulator, org_a: Or
         issue_key="ENG-500",
         runtime_kinds=["npm"],
         requirement_kinds=["git"],
-        issue_budget_usd="0.05",  # what a 1-hour timeout at its rate would pass
+        issue_budget_usd=Decimal("0.05"),  # what a 1-hour timeout at its rate would pass
     )
     other = services.create_session(
         org_a, issue_key="ENG-501", runtime_kinds=["npm"], requirement_kinds=["git"]
