@@ -15,13 +15,15 @@ Each intent therefore carries a claim, a ``rensei.models.Lease`` row named after
   still leaves the claim); ``expires_at`` is when.
 - a worker's boot id: that worker received it (``task_received``, in the worker's main
   process, also for a retry waiting out its countdown there); with ``+run`` once a pool
-  child runs it. When the worker's broker connection drops (Redis restarted, a network
-  cut) Celery forgets what it had reserved but not started: the ``ForgetReserved`` consumer
-  step hands those claims back (``sent``, long ago), so the sweep sends them again.
+  child runs it. A retry waiting out its countdown in the worker is claimed from when it
+  is due. Each tick the worker hands back (``sent``, long ago) the claims in its name that
+  it no longer holds: Celery forgets what it had reserved when its broker connection drops
+  (Redis restarted, a network cut), and a job that failed while the database was down
+  could not settle its claim. The sweep then sends those again.
 - ``done``: a worker ran it to the end; ``expires_at`` is when. A job that ended without
   moving the session on (a permanent terminate failure) is left to the reconciler. A job
   that failed because the database or the broker did not answer (its retry could not be
-  published) is handed back like a dropped one.
+  published) is handed back like a forgotten one.
 
 Every worker keeps a heartbeat lease (``worker:<boot id>``, renewed every ``SWEEP_EVERY``
 seconds, expiring after ``HEARTBEAT_TTL``) and sweeps every ``SWEEP_EVERY`` seconds, from
@@ -48,7 +50,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from celery import bootsteps, signals
+from celery import signals
+from celery.utils.time import maybe_iso8601
+from celery.worker import state as worker_state
 from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
@@ -68,6 +72,7 @@ HEARTBEAT_TTL = timedelta(seconds=10)  # a worker silent this long is dead
 GRACE = timedelta(seconds=5)  # an intent younger than this is left to its first job
 SENT_GRACE = timedelta(seconds=10)  # a published job not received by then may be lost
 DONE_KEEP = timedelta(hours=1)  # settled claims older than this are deleted
+HAND_BACK_AFTER = timedelta(seconds=3)  # a claim this fresh may not be in the worker's set yet
 
 SENT = "sent"
 DONE = "done"
@@ -110,6 +115,7 @@ def _put(name: str, holder: str, at: datetime) -> None:
             Lease.objects.filter(name=name).update(holder=holder, expires_at=at)
     except Exception:
         log.warning("could not record the claim %s", name, exc_info=True)
+        close_old_connections()  # a connection the database dropped: a new one next time
 
 
 # --- signals: publish (any process), receive (worker main process), end (pool child) ----
@@ -126,7 +132,19 @@ def on_publish(sender: str | None = None, body: Any = None, headers: Any = None,
 def on_received(request: Any = None, **_: Any) -> None:
     name = claim_name(getattr(request, "name", "") or "", getattr(request, "args", ()) or ())
     if name:
-        _put(name, BOOT, timezone.now())
+        now = timezone.now()
+        due = _due(getattr(request, "eta", None))
+        _put(name, BOOT, max(now, due) if due else now)
+
+
+def _due(eta: Any) -> datetime | None:
+    try:
+        when = maybe_iso8601(eta) if eta else None
+    except (TypeError, ValueError):
+        return None
+    if when is not None and timezone.is_naive(when):
+        when = timezone.make_aware(when, UTC)
+    return when
 
 
 def _in_worker(task: Any) -> str | None:
@@ -142,6 +160,7 @@ def _settle(name: str, holder: str, at: datetime) -> None:
         )
     except Exception:
         log.warning("could not settle the claim %s", name, exc_info=True)
+        close_old_connections()
 
 
 def on_prerun(task: Any = None, **_: Any) -> None:
@@ -166,25 +185,6 @@ def on_failure(sender: Any = None, exception: BaseException | None = None, **_: 
         _settle(name, SENT if lost else DONE, LONG_AGO if lost else timezone.now())
 
 
-class ForgetReserved(bootsteps.StartStopStep):
-    """When the worker's broker connection stops: what it had reserved is gone."""
-
-    requires = ("celery.worker.consumer.connection:Connection",)
-
-    def stop(self, parent: Any) -> None:
-        # The consumer stops on a lost connection (then starts again) and at shutdown: what
-        # is claimed but not running is dropped (or handed back to the broker) right now.
-        try:
-            handed = Lease.objects.filter(name__startswith="intent:", holder=BOOT).update(
-                holder=SENT, expires_at=LONG_AGO
-            )
-        except Exception:
-            log.warning("could not hand back the reserved jobs' claims", exc_info=True)
-            return
-        if handed:
-            log.info("consumer stopped: %s reserved jobs handed back to the sweep", handed)
-
-
 def on_worker_ready(**_: Any) -> None:
     threading.Thread(target=_keep_sweeping, name="intents-sweep", daemon=True).start()
 
@@ -197,8 +197,6 @@ def connect() -> None:
     signals.task_postrun.connect(on_postrun, weak=False)
     signals.task_failure.connect(on_failure, weak=False)
     signals.worker_ready.connect(on_worker_ready, weak=False)
-    if ForgetReserved not in app.steps["consumer"]:
-        app.steps["consumer"].add(ForgetReserved)
 
 
 # --- the sweep ---------------------------------------------------------------------------
@@ -208,12 +206,39 @@ def heartbeat() -> None:
     _put(f"worker:{BOOT}", BOOT, timezone.now() + HEARTBEAT_TTL)
 
 
+def held_here() -> set[str]:
+    """Claim names of the jobs this worker holds: reserved (received, running) ones."""
+    for _ in range(3):
+        try:
+            requests = list(worker_state.reserved_requests) + list(worker_state.active_requests)
+            break
+        except RuntimeError:  # the set changed while copied: copy again
+            continue
+    else:
+        return set()
+    names = (claim_name(r.name or "", r.args or ()) for r in requests)
+    return {name for name in names if name}
+
+
+def hand_back_unheld(held: set[str], now: datetime | None = None) -> int:
+    """Claims in this worker's name for jobs it no longer holds go back to the sweep."""
+    cutoff = (now or timezone.now()) - HAND_BACK_AFTER
+    mine = Lease.objects.filter(
+        name__startswith="intent:", holder__in=[BOOT, BOOT + RUNNING_MARK], expires_at__lt=cutoff
+    ).exclude(name__in=held)
+    handed = mine.update(holder=SENT, expires_at=LONG_AGO)
+    if handed:
+        log.info("%s claims handed back: this worker no longer holds their jobs", handed)
+    return handed
+
+
 def _keep_sweeping() -> None:
     stop = threading.Event()
     while True:
         close_old_connections()
         try:
             heartbeat()
+            hand_back_unheld(held_here())
             sweep()
         except Exception:  # a database or broker outage: try again at the next tick
             log.warning("intent sweep failed", exc_info=True)

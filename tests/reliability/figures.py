@@ -43,6 +43,25 @@ SCENARIOS: dict[str, tuple[str, str]] = {
         "every in-flight provision, pause, terminate and command settled within 60 s of a "
         "worker being back, in its intended state; 0 leaks, 0 doubles, 0 ledger problems",
     ),
+    "outage_redis": (
+        "Redis (the broker) restarted mid-storm, without persistence: every queued and "
+        "unacknowledged message lost (real workers with the production defaults, emulator)",
+        "pages and the API answer throughout (503 with Retry-After at most, never a "
+        "traceback); afterwards every session ends, every command finishes; 0 leaks, 0 "
+        "doubles, 0 missing or duplicate cost events",
+    ),
+    "outage_e2b": (
+        "E2B unreachable for 30 s mid-storm (connections refused)",
+        "no session failed or lost (reconcile passes during it mark nothing lost); "
+        "afterwards every session ends, every command finishes; 0 leaks, 0 doubles, 0 "
+        "missing or duplicate cost events",
+    ),
+    "outage_postgres": (
+        "PostgreSQL restarted mid-storm (an immediate stop: every connection dropped)",
+        "pages answer the product's 503 page and the API 503 JSON with Retry-After while "
+        "it is down, never a traceback; afterwards every session ends, every command "
+        "finishes; 0 leaks, 0 doubles, 0 missing or duplicate cost events",
+    ),
     "ambiguous_create": (
         "E2B creates the sandbox, then the connection drops before the answer",
         "the session adopts that sandbox; no second sandbox is ever created",
