@@ -7,15 +7,65 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User as AbstractUser
 
 from rensei.models import Organization, Role
+from tests import db_roles
 from tests.factories import OrganizationFactory, member
 from tests.support import CsrfClient
 
 pytest_plugins = ["tests.services", "tests.worker", "pools.e2b_emulator.pytest_plugin"]
+
+
+@pytest.fixture(scope="session")
+def _owner_makes_the_test_database() -> Iterator[dict[str, Any] | None]:
+    """Before pytest-django's own set-up: the owner connects, so it creates and migrates the
+    test database (and drops it at the end). Yields the application role's credentials, or
+    None when the suite has one role (tests/db_roles.py)."""
+    owner = db_roles.owner()
+    if owner is None:
+        yield None
+        return
+    app = db_roles.connect_as(owner)
+    yield app
+    db_roles.connect_as(app)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(  # type: ignore[no-untyped-def]
+    _owner_makes_the_test_database, django_db_setup, django_db_blocker
+) -> Iterator[None]:
+    """pytest-django's test database, then, with an owner: the owner grants the application's
+    role its rights, the tests connect as that role, and the runner's flush runs as the owner."""
+    app = _owner_makes_the_test_database
+    if app is None:
+        yield
+        return
+    with django_db_blocker.unblock():
+        db_roles.grant_the_app_role(app["USER"])
+    owner = db_roles.connect_as(app)
+    with db_roles.owner_flushes(owner):
+        yield
+    db_roles.connect_as(owner)
+
+
+@pytest.fixture
+def db_owner(django_db_setup: None) -> Iterator[None]:
+    """The test connects as the database's owner, not the application's role, for what only
+    the owner may do. It is set up before every other fixture of the test (below), so before
+    the test's transaction begins. With one role for everything it changes nothing."""
+    owner = db_roles.owner()
+    if owner is None:
+        yield
+        return
+    app = db_roles.connect_as(owner)
+    try:
+        yield
+    finally:
+        db_roles.connect_as(app)
 
 
 @pytest.fixture
@@ -82,3 +132,14 @@ def e2b_settings(e2b_emulator, settings):  # type: ignore[no-untyped-def]
     settings.E2B_SANDBOX_URL = e2b_emulator.url
     settings.E2B_API_KEY = e2b_emulator.sdk_kwargs["api_key"]
     return e2b_emulator
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``db_owner`` first among a test's fixtures, ahead of pytest-django's autouse one for
+    a ``django_db`` mark: the role changes before the test's transaction opens."""
+    for item in items:
+        names = getattr(item, "fixturenames", [])
+        if "db_owner" in names:
+            names.remove("db_owner")
+            names.insert(0, "db_owner")
+

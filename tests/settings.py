@@ -50,8 +50,21 @@ os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", f"test-run-{uuid.uuid4().hex[
 
 from rensei.settings import *  # noqa: E402, F403
 
+# The database owner, when DATABASE_OWNER_URL names one beside DATABASE_URL's role (CI does):
+# the owner creates, migrates, flushes and drops the test database, and the tests connect as
+# DATABASE_URL's role, the application's, which owns nothing (tests/db_roles.py). None: the
+# suite connects as DATABASE_URL's role for everything, as before (SQLite, or a developer
+# whose DATABASE_URL is the owner).
+TEST_DATABASE_OWNER: dict[str, object] | None = None
+
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
     # Transactional tests empty the tables with TRUNCATE, which the billing guards refuse
     # unless the owner says so (billing/triggers.py); the tests that prove the refusal
-    # switch it off again in their own transaction.
+    # switch it off again in their own transaction. The switch does nothing for a role
+    # that does not own the tables.
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c rensei.allow_truncate=on"  # noqa: F405
+    if env.str("DATABASE_OWNER_URL", default=""):  # noqa: F405
+        _owner = env.db_url("DATABASE_OWNER_URL")  # noqa: F405
+        if _owner["USER"] != DATABASES["default"]["USER"]:  # noqa: F405
+            # Only who connects where: the database's name is DATABASE_URL's (test_ + it).
+            TEST_DATABASE_OWNER = {key: _owner[key] for key in ("USER", "PASSWORD", "HOST", "PORT")}

@@ -41,7 +41,9 @@ def refused(sql: str, params: list[Any] | None = None, *, truncate: bool = False
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("table", [triggers.LEDGER, triggers.ROLLUP, triggers.RATE_CARD])
-def test_postgres_refuses_truncate_of_billing_tables(require_postgres, org_a, table):
+def test_postgres_refuses_truncate_of_billing_tables(db_owner, require_postgres, org_a, table):
+    # As the owner: the application's role may not TRUNCATE at all (test_least_privilege);
+    # the trigger stops even the owner.
     row = run(make_session(org_a), at("2025-03-01 10:00"), at("2025-03-01 10:10"))
     # CASCADE: a plain TRUNCATE of a table others refer to fails on the foreign keys first.
     for sql in (f"TRUNCATE {table} CASCADE", f"TRUNCATE {triggers.LEDGER}, {table} CASCADE"):
@@ -73,7 +75,7 @@ def test_postgres_rollup_moves_only_with_the_ledger(require_postgres, org_a):
 
 
 @pytest.mark.postgres
-def test_postgres_rollup_rebuild_is_the_owners_maintenance(require_postgres, org_a):
+def test_postgres_rollup_rebuild_is_the_owners_maintenance(db_owner, require_postgres, org_a):
     run(make_session(org_a), at("2025-03-01 10:00"), at("2025-03-01 10:10"))
     with transaction.atomic():
         triggers.rebuild_rollup(connection)
@@ -146,14 +148,15 @@ def test_check_ledger_passes_when_the_rollup_equals_the_ledger(org_a, alice, cap
 
 
 def _drift_the_rollup() -> None:
-    """A rollup that drifted (what the guards now stop): written past the guards."""
+    """A rollup that drifted (what the guards now stop): written past the guards, which
+    takes the owner (``db_owner``; on PostgreSQL a superuser)."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute("SET LOCAL session_replication_role = replica")
         cursor.execute(f"UPDATE {triggers.ROLLUP} SET amount = amount + 1")
 
 
-def test_check_ledger_fails_loudly_on_a_mismatch(org_a, caplog):
+def test_check_ledger_fails_loudly_on_a_mismatch(db_owner, org_a, caplog):
     run(make_session(org_a), at("2025-03-01 10:00"), at("2025-03-01 10:10"))
     with transaction.atomic():
         _drift_the_rollup()
@@ -171,7 +174,7 @@ def test_check_ledger_fails_loudly_on_a_mismatch(org_a, caplog):
     assert AuditEvent.objects.filter(org=org_a, action="ledger.mismatch").count() == 2
 
 
-def test_check_ledger_sees_a_group_missing_from_the_rollup(org_a):
+def test_check_ledger_sees_a_group_missing_from_the_rollup(db_owner, org_a):
     run(make_session(org_a), at("2025-03-01 10:00"), at("2025-03-01 10:10"))
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
