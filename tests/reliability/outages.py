@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, close_old_connections
 from django.test import override_settings
 from kombu.exceptions import OperationalError as BrokerDown
 
@@ -279,6 +279,7 @@ class Storm:
             self._step()
         except (DatabaseError, BrokerDown) as exc:
             self.refused[type(exc).__name__] += 1
+            close_old_connections()  # a connection the database dropped: a new one next round
 
     def _step(self) -> None:
         live = 0
@@ -329,6 +330,13 @@ class Storm:
         """Stop creating; drive what is running or paused to terminated. True when all ended."""
         self.creating = False
         self.step()
+        try:
+            return self._finish()
+        except DatabaseError:
+            close_old_connections()
+            return False
+
+    def _finish(self) -> bool:
         for session in self.sessions:
             if session.state in (S.RUNNING, S.PAUSED) and not self._command_pending(session):
                 try:

@@ -23,13 +23,15 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from django.core.management import call_command
+from django.db import connections
 from django.test import Client
 
 from rensei.models import Channel, Membership, Organization, Role
 from rensei.tokens import SCOPES, create_token
 from sessions import reconcile
 from sessions.models import CommandRun, CommandRunState, Session, SessionState
-from tests.reliability.outages import OwnRedis, Storm, TcpProxy, use_broker
+from tests.reliability.outages import OwnPostgres, OwnRedis, Storm, TcpProxy, use_broker
 from tests.reliability.stack import (
     leaked_sandboxes,
     ledger_problems,
@@ -37,6 +39,7 @@ from tests.reliability.stack import (
     running_stack,
     sessions_with_two_sandboxes,
 )
+from tests.services import IN_CI
 from tests.sessions_engine.conftest import ensure_rate_cards, make_pool
 
 S = SessionState
@@ -236,3 +239,56 @@ def test_e2b_unreachable_for_30_seconds(org_a, django_db_blocker, figure):  # ty
         check(fig, result, storm, command_error="Could not reach E2B")
         assert passes and all(p["lost"] == 0 and p["errors"] >= 1 for p in passes), passes
         assert not Session.objects.filter(state__in=[S.LOST, S.FAILED]).exists()
+
+
+@contextmanager
+def database_on(pg: OwnPostgres, name: str) -> Iterator[None]:
+    """This process (and the workers it starts) on database ``name`` of ``pg``, migrated."""
+    conn = connections["default"]
+    conn.close()
+    saved = dict(conn.settings_dict)
+    conn.settings_dict.update(
+        HOST="127.0.0.1", PORT=str(pg.port), NAME=name, USER=pg.user, PASSWORD=""
+    )
+    try:
+        call_command("migrate", verbosity=0, interactive=False)
+        yield
+    finally:
+        conn.close()
+        conn.settings_dict.clear()
+        conn.settings_dict.update(saved)
+
+
+def test_postgres_restarted_mid_storm(django_db_blocker, figure):  # type: ignore[no-untyped-def]
+    require_redis_broker()
+    if connections["default"].vendor != "postgresql" or not OwnPostgres.available():
+        message = "needs the suite on PostgreSQL and its server binaries (initdb, pg_ctl)"
+        if IN_CI:
+            pytest.fail(message + " (CI must provide them)", pytrace=False)
+        pytest.skip(message)
+    fig = figure("outage_postgres")
+    fig.unit = "PostgreSQL restart"
+    pg = OwnPostgres()
+    pg.init()
+    pg.start()
+    try:
+        import subprocess
+
+        from tests.reliability.outages import PG_BIN
+
+        subprocess.run(
+            [str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(pg.port), "-U", pg.user,
+             "outage"],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        with django_db_blocker.unblock(), database_on(pg, "outage"):
+            org = Organization.objects.create(slug="org-pg", name="Org PG")
+            with storm_stack(django_db_blocker, org) as (stack, storm, probe):
+                result = run_outage(stack, storm, probe, down=pg.stop, up=pg.start, seconds=10.0)
+                result.update(audit(stack, storm, probe, org))
+                result["PostgreSQL"] = "own cluster, stopped with pg_ctl -m immediate"
+                check(fig, result, storm)
+                assert probe.statuses["page 503"] > 0 and probe.statuses["API 503"] > 0
+    finally:
+        pg.close()
