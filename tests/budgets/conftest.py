@@ -12,6 +12,7 @@ from rensei.models import Organization
 from sessions.intervals import open_interval
 from sessions.models import Session
 from tests.billing.helpers import make_issue, make_pool, make_session, run
+from tests.demo.conftest import demo_org, demo_settings, seeded  # noqa: F401 (the demo's)
 from tests.factories import RateCardFactory
 from tests.sessions_web.conftest import api, token_a  # noqa: F401 (the API client fixtures)
 

@@ -6,8 +6,9 @@ it was asked to reset. Refuses to run with DEBUG off unless --force.
 Beyond the users, ``extend_demo`` (``billing.demo.build``) adds the E2B credential for the
 local emulator, two pools, a dozen issues, 30 days of session and cost history, live
 sessions for the worker to start, and an API token for ``manage.py demo_dispatcher``
-(printed once, on the run that creates it). A billing command because the builder writes
-every app's rows, which only the top layer may import (README, Layout).
+(printed once, on the run that creates it); then ``budgets.demo.build`` adds the budgets.
+A budgets command because the builders write every app's rows, which only the top layer
+may import (README, Layout).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
 from billing.demo import Report, build
+from budgets import demo as budgets_demo
 from rensei.demo import DEMO_ORG_SLUG, TOKEN_NAME
 from rensei.models import Membership, Organization, Role
 
@@ -68,8 +70,10 @@ class Command(BaseCommand):
         self._token_lines(org, report)
 
     def extend_demo(self, org: Organization) -> Report:
-        """Pools, issues, sessions, cost history and the dispatcher's token."""
-        return build(org)
+        """Pools, issues, sessions, cost history, the dispatcher's token, then budgets."""
+        report = build(org)
+        report.notes.extend(budgets_demo.build(org))
+        return report
 
     def _token_lines(self, org: Organization, report: Report) -> None:
         # `PORT=9000 make run`: the dispatcher must be told where the server is.
