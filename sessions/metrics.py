@@ -4,24 +4,30 @@ every web process answers the same figures whatever process did the work.
 * ``rensei_sessions{state}``: sessions by state, one GROUP BY.
 * ``rensei_provision_seconds``: from request (``created_at``) to first running
   (``started_at``), a histogram over every session that reached running, one aggregate query.
+* ``rensei_outbox_lag_seconds``: age of the oldest event the publisher has not yet given a
+  feed position (0 when none waits); ``rensei_webhook_lag_seconds``: age of the oldest event
+  with a delivery still pending; ``rensei_outbox_undelivered``: how many of each.
 * queue depth, job retries, provider errors by status: ``rensei.metrics``.
 
-Outbox lag and alert counts are not exported: neither exists in the product yet.
+Alert counts are not exported here: budget alerts live in the top layer, which this one
+cannot read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, Sum
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from events.models import Delivery, DeliveryState, Event
 from rensei import metrics
 from sessions.models import Session, SessionState
 
@@ -68,10 +74,44 @@ def _provision_latency() -> HistogramMetricFamily:
     )
 
 
+def _outbox() -> Iterator[GaugeMetricFamily]:
+    """Two aggregates over partial indexes (unpublished events, pending deliveries)."""
+    now = timezone.now()
+    unpublished = Event.objects.filter(position__isnull=True).aggregate(
+        n=Count("id"), oldest=Min("occurred_at")
+    )
+    pending = Delivery.objects.filter(state=DeliveryState.PENDING).aggregate(
+        n=Count("id"), oldest=Min("event__occurred_at")
+    )
+    lag = GaugeMetricFamily(
+        "rensei_outbox_lag_seconds",
+        "Age of the oldest event not yet published to the feed (0: none waits).",
+    )
+    lag.add_metric([], _age(now, unpublished["oldest"]))
+    webhook = GaugeMetricFamily(
+        "rensei_webhook_lag_seconds",
+        "Age of the oldest event with a webhook delivery still pending (0: none).",
+    )
+    webhook.add_metric([], _age(now, pending["oldest"]))
+    waiting = GaugeMetricFamily(
+        "rensei_outbox_undelivered",
+        "Events not yet published, and webhook deliveries still pending.",
+        labels=["stage"],
+    )
+    waiting.add_metric(["unpublished"], unpublished["n"])
+    waiting.add_metric(["delivery_pending"], pending["n"])
+    yield from (lag, webhook, waiting)
+
+
+def _age(now: datetime, oldest: datetime | None) -> float:
+    return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+
+
 class _Scrape(Collector):
     def collect(self) -> Iterator[Metric]:
         yield _sessions_by_state()
         yield _provision_latency()
+        yield from _outbox()
         yield from metrics.core_families()
 
 
