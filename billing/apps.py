@@ -32,7 +32,10 @@ class BillingConfig(AppConfig):
     def ready(self) -> None:
         # Imported here, not at the top: the ledger imports models, which the app registry
         # loads only after every AppConfig exists.
-        from billing import integrity  # noqa: F401  (registers the daily ledger check task)
+        from billing import (
+            integrity,  # noqa: F401  (registers the daily ledger check task)
+            recon_runs,  # noqa: F401  (registers the daily reconciliation)
+        )
         from billing.dashboard import cost_summary, session_cost
         from billing.ledger import bill_closed_interval
         from billing.live_cost import cost_so_far

@@ -279,6 +279,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "billing.integrity.check_ledger",
         "schedule": crontab(minute=30, hour=0),
     },
+    # Reconciliation: each org's day that just ended, ledger vs intervals vs E2B's view.
+    "reconcile-billing": {
+        "task": "billing.recon_runs.reconcile_yesterday",
+        "schedule": crontab(minute=45, hour=0),
+    },
     # Events out: publish the outbox and send due webhook deliveries (events/tasks.py).
     "events-drain": {
         "task": "events.tasks.drain",
