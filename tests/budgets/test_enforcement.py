@@ -6,6 +6,7 @@ projection breaches, and an admin's raise or lift is audited and takes effect at
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from django.core import mail
@@ -165,3 +166,19 @@ def test_release_lifts_enforcement_resumes_and_is_audited(
     assert AuditEvent.objects.filter(action="budget.released", actor=alice).exists()
     assert sweep.evaluate_org(org_a.pk)["paused"] == 0  # lifted for the month: left alone
     assert BudgetState.objects.get(budget=b).released_at is not None
+
+
+def test_the_new_session_page_says_why_it_is_blocked(
+    org_a: Organization,
+    pool: CapacityPool,
+    spent: Session,
+    alice: Any,
+    client_as: Any,
+) -> None:
+    budget(org_a, "0.05", enforcement=Enforcement.BLOCK)
+    sweep.evaluate_org(org_a.pk)
+    before = Session.objects.count()
+    resp = client_as(alice).post("/sessions/new/", {"issue_key": "ENG-8", "issue_title": ""})
+    assert resp.status_code == 400
+    assert "monthly budget is reached" in resp.content.decode()
+    assert Session.objects.count() == before
