@@ -12,12 +12,23 @@ The delivery then connects to the address that was checked, not a second lookup.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from urllib.parse import urlsplit
 
 from django.conf import settings
 
 MAX_URL_LENGTH = 500
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+# What a webhook URL looks like (the API document publishes the same pattern). A host is a
+# name or an IPv4 address; IPv6 addresses are reached through a name (and checked after DNS).
+URL_PATTERN = (
+    r"^https?://[^\x00-\x20\x7f/?#@:\[\]\\]+(:"
+    + _PORT
+    + r")?([/?][^\x00-\x20\x7f#\\]*)?$"
+)
+URL_RE = re.compile(URL_PATTERN)
+CONTROL_RE = re.compile(r"[\x00-\x20\x7f\\]")
 SHARED = ipaddress.ip_network("100.64.0.0/10")
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -53,6 +64,15 @@ def parse(url: str) -> tuple[str, str, int]:
     """(scheme, host, port) of an acceptable-looking URL; UnsafeUrl otherwise."""
     if len(url) > MAX_URL_LENGTH:
         raise UnsafeUrl(f"The URL is too long (at most {MAX_URL_LENGTH} characters).")
+    if not url.startswith(("http://", "https://")):
+        raise UnsafeUrl("Only http:// and https:// URLs can receive webhooks.")
+    if CONTROL_RE.search(url):
+        raise UnsafeUrl("The URL cannot contain spaces, control characters or backslashes.")
+    if not URL_RE.fullmatch(url):
+        raise UnsafeUrl(
+            "Not a valid URL: http(s)://host[:port][/path], with no user name, password, "
+            "#fragment or [IPv6] literal (use a host name)."
+        )
     try:
         parts = urlsplit(url)
         port = parts.port

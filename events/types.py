@@ -39,7 +39,7 @@ class UnknownEventType(ValueError):
 
 def validate_types(raw: list[str]) -> list[str]:
     """Known subscribable types, deduplicated, in the list's order above."""
-    chosen = {str(t).strip() for t in raw}
+    chosen = {str(t) for t in raw}
     unknown = sorted(chosen - set(EVENT_TYPES))
     if unknown:
         raise UnknownEventType(

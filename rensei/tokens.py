@@ -40,11 +40,17 @@ _PREFIX_ALPHABET = string.ascii_lowercase + string.digits
 READ = "sessions:read"
 WRITE = "sessions:write"
 EXEC = "sessions:exec"
+EVENTS_READ = "events:read"
+WEBHOOKS_READ = "webhooks:read"
+WEBHOOKS_WRITE = "webhooks:write"
 # Every scope, in display order, with what it lets a token do.
 SCOPES: dict[str, str] = {
     READ: "read sessions and command runs",
     WRITE: "create, pause, resume and terminate sessions",
     EXEC: "run commands in sessions' sandboxes",
+    EVENTS_READ: "read the event feed",
+    WEBHOOKS_READ: "read webhook endpoints and their deliveries",
+    WEBHOOKS_WRITE: "create, change and delete webhook endpoints, rotate their secrets",
 }
 # Running commands in a sandbox is opt-in: a new token can read and act on sessions only.
 DEFAULT_SCOPES = (READ, WRITE)

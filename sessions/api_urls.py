@@ -18,6 +18,7 @@ from ninja.responses import NinjaJSONEncoder
 from sessions import api_errors
 from sessions.api import router
 from sessions.api_base import ApiRouter, PublicPathView
+from sessions.api_events import router as events_router
 
 PREFIX = "/api/v1/"
 
@@ -44,6 +45,8 @@ api = SessionsApi(
         "tags": [
             {"name": "sessions", "description": "Sessions and their lifecycle."},
             {"name": "exec", "description": "One-shot commands in a session's sandbox."},
+            {"name": "events", "description": "The event feed (docs/events.md)."},
+            {"name": "webhooks", "description": "Signed webhook endpoints and deliveries."},
             {"name": "meta", "description": "About the API."},
         ]
     },
@@ -86,6 +89,8 @@ def openapi_document() -> dict[str, Any]:
 
 
 api.add_router("", meta)
+# The events routes first: the sessions router ends with the JSON 404 for any other path.
+api.add_router("", events_router)
 api.add_router("", router)
 
 # Without ninja's namespace: the routes keep their names (``api_session``…).

@@ -16,19 +16,22 @@ from events.egress import UnsafeUrl, check
     [
         ("ftp://example.com/x", "Only http:// and https://"),
         ("javascript:alert(1)", "Only http:// and https://"),
-        ("http:///nohost", "needs a host"),
-        ("http://user:pw@example.com/", "no user name or password"),
+        ("http:///nohost", "Not a valid URL"),
+        ("http://user:pw@example.com/", "no user name, password"),
         ("http://10.0.0.5/hook", "private address"),
         ("http://192.168.1.10/hook", "private address"),
         ("http://172.16.0.1/hook", "private address"),
         ("http://169.254.169.254/latest/meta-data", "link-local"),
-        ("http://[fe80::1]/x", "link-local"),
-        ("http://[fd00:ec2::254]/x", "private address"),
+        ("http://[fe80::1]/x", "IPv6"),
+        ("http://[fd00:ec2::254]/x", "IPv6"),
         ("http://100.100.100.200/x", "shared"),
         ("http://0.0.0.0/x", "reserved"),
-        ("http://[::ffff:10.0.0.1]/x", "private address"),
+        ("http://[::ffff:10.0.0.1]/x", "IPv6"),
         ("http://example.com:99999/", "Not a valid URL"),
         ("https://example.com/" + "a" * 500, "too long"),
+        ("http://exa mple.com/", "cannot contain spaces"),
+        ("http://example.com/#top", "#fragment"),
+        ("HTTP://example.com/", "Only http:// and https://"),
     ],
 )
 def test_refused(url: str, why: str) -> None:
@@ -37,7 +40,7 @@ def test_refused(url: str, why: str) -> None:
 
 
 @override_settings(RENSEI_WEBHOOKS_ALLOW_LOOPBACK=False)
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/", "http://[::1]/", "http://localhost/x"])
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/", "http://127.1.2.3/", "http://localhost/x"])
 def test_loopback_refused_in_production(url: str) -> None:
     with pytest.raises(UnsafeUrl, match=r"loopback|this machine"):
         check(url)
@@ -56,6 +59,20 @@ def test_a_name_resolving_to_a_private_address_is_refused() -> None:
         pytest.raises(UnsafeUrl, match="private address"),
     ):
         check("https://hooks.example.com/x")
+
+
+@override_settings(RENSEI_WEBHOOKS_ALLOW_LOOPBACK=False)
+@pytest.mark.parametrize(
+    ("resolved", "why"),
+    [("fd00:ec2::254", "private"), ("fe80::1", "link-local"), ("::1", "loopback")],
+)
+def test_ipv6_addresses_from_dns_are_checked(resolved: str, why: str) -> None:
+    infos = [(10, 1, 6, "", (resolved, 443, 0, 0))]
+    with (
+        mock.patch.object(egress.socket, "getaddrinfo", return_value=infos),
+        pytest.raises(UnsafeUrl, match=why),
+    ):
+        check("https://v6.example.com/x")
 
 
 def test_a_public_address_passes_and_unknown_names_wait_for_delivery() -> None:

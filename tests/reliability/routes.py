@@ -19,6 +19,11 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from billing.models import CostEvent
+from events import endpoints as webhook_endpoints
+from events.models import Delivery, WebhookEndpoint
+from events.outbox import emit
+from events.publish import publish
+from events.types import POOL_HEALTH_CHANGED
 from pools.config import validate_e2b_config
 from pools.models import CapacityPool, HealthStatus, PoolHealthCheck
 from rensei import credentials, tokens
@@ -92,6 +97,8 @@ class World:
     run: CommandRun
     cost_event: CostEvent
     check: PoolHealthCheck
+    webhook: WebhookEndpoint
+    delivery: Delivery  # the webhook's, of an event of this org
     # Strings that identify this org's rows on a page or in an export.
     markers: list[str] = field(default_factory=list)
 
@@ -148,7 +155,14 @@ def build_world(org: Organization, admin: Any, tag: str) -> World:
         finished_at=timezone.now(),
         requested_by=admin,
     )
+    webhook, _secret = webhook_endpoints.create_endpoint(
+        org, url=f"http://127.0.0.1:9/hook-{tag}", actor=admin, channel=Channel.WEB
+    )
+    emit(org.pk, POOL_HEALTH_CHANGED, {"pool": {"name": f"pool-{tag}"}})
+    publish()
+    delivery = Delivery.objects.get(endpoint=webhook)
     markers = [
+        f"hook-{tag}",
         f"token-{tag}",
         token.prefix,
         f"pool-{tag}",
@@ -174,6 +188,8 @@ def build_world(org: Organization, admin: Any, tag: str) -> World:
         run=run,
         cost_event=cost_event,
         check=check,
+        webhook=webhook,
+        delivery=delivery,
         markers=markers,
     )
 
@@ -208,6 +224,22 @@ ROUTE_ARGS: dict[str, Callable[[World], dict[str, Any]]] = {
     "api_session_terminate": lambda w: {"session_id": w.session.pk},
     "api_session_exec": lambda w: {"session_id": w.session.pk},
     "api_session_exec_run": lambda w: {"session_id": w.session.pk, "run_id": w.run.pk},
+    "webhook_detail": lambda w: {"pk": w.webhook.pk},
+    "webhook_log": lambda w: {"pk": w.webhook.pk},
+    "webhook_rotate": lambda w: {"pk": w.webhook.pk},
+    "webhook_test": lambda w: {"pk": w.webhook.pk},
+    "webhook_enable": lambda w: {"pk": w.webhook.pk},
+    "webhook_disable": lambda w: {"pk": w.webhook.pk},
+    "webhook_delete": lambda w: {"pk": w.webhook.pk},
+    "webhook_redeliver": lambda w: {"pk": w.webhook.pk, "delivery_id": w.delivery.pk},
+    "api_webhook": lambda w: {"webhook_id": w.webhook.pk},
+    "api_webhook_rotate": lambda w: {"webhook_id": w.webhook.pk},
+    "api_webhook_test": lambda w: {"webhook_id": w.webhook.pk},
+    "api_webhook_deliveries": lambda w: {"webhook_id": w.webhook.pk},
+    "api_webhook_redeliver": lambda w: {
+        "webhook_id": w.webhook.pk,
+        "delivery_id": w.delivery.pk,
+    },
 }
 OWN_ORG_ROUTES: dict[str, dict[str, Any]] = {
     "integration_key": {"provider": "e2b"},
@@ -234,6 +266,14 @@ def snapshot(world: World) -> dict[str, Any]:
         "runs": CommandRun.objects.filter(session__org=world.org).count(),
         "cost_events": CostEvent.objects.filter(org=world.org).count(),
         "audit": AuditEvent.objects.filter(org=world.org).count(),
+        "webhooks": sorted(
+            WebhookEndpoint.objects.filter(org=world.org).values_list(
+                "pk", "url", "enabled", "secret_encrypted"
+            )
+        ),
+        "deliveries": sorted(
+            Delivery.objects.filter(endpoint__org=world.org).values_list("pk", "state")
+        ),
     }
 
 

@@ -8,8 +8,9 @@ the schema must be refused with a 4xx.
 Two readings of the checks are the API's documented policy rather than faults, and are
 counted instead of failing the run: an empty query parameter is read as absent (an unknown
 one is a 400 naming it, as the document says), and a schema-valid body that names a pool the
-org does not have is a 400 (the schema cannot know an org's pool names). Anything else
-fails.
+org does not have is a 400 (the schema cannot know an org's pool names), as is a webhook URL
+whose address is private or reserved (the document says so; a pattern cannot). Anything
+else fails.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def _policy(report: str) -> str | None:
             return "lenient query string (an empty parameter is read as absent)"
     if "ST202" in report and "There is no pool named" in report:
         return "schema-valid body naming a pool the org does not have: 400"
+    if "ST202" in report and "webhooks go to public addresses" in report:
+        return "schema-valid webhook URL on a private or reserved address: 400"
     return None
 
 
@@ -84,7 +87,12 @@ def test_api_conforms_to_its_openapi_document(org_a, alice, figure, settings):  
         tally = Tally()
         auth = {"Authorization": f"Bearer {world.token_plaintext}"}
         # Random ids mostly miss; a third pass points every path at real rows of the org.
-        real = {"session_id": world.session.pk, "run_id": world.run.pk}
+        real = {
+            "session_id": world.session.pk,
+            "run_id": world.run.pk,
+            "webhook_id": world.webhook.pk,
+            "delivery_id": world.delivery.pk,
+        }
         for operation in operations:
             names = {p.name for p in operation.path_parameters}
             passes: list[tuple[GenerationMode, dict[str, int]]] = [

@@ -48,6 +48,8 @@ def concrete(path: str, session_id: int = 1, run_id: int = 1) -> str:
     return (
         path.replace("{session_id}", str(session_id))
         .replace("{run_id}", str(run_id))
+        .replace("{webhook_id}", str(session_id))
+        .replace("{delivery_id}", str(run_id))
         .replace("{unknown}", "nope")
     )
 

@@ -90,6 +90,16 @@ def test_openapi_names_each_operations_scope(api):  # type: ignore[no-untyped-de
         "execInSession": EXEC,
         "getCommandRun": EXEC,
         "getOpenApi": None,  # public: it holds no data
+        "listEvents": "events:read",
+        "listWebhooks": "webhooks:read",
+        "getWebhook": "webhooks:read",
+        "listWebhookDeliveries": "webhooks:read",
+        "createWebhook": "webhooks:write",
+        "updateWebhook": "webhooks:write",
+        "deleteWebhook": "webhooks:write",
+        "rotateWebhookSecret": "webhooks:write",
+        "sendWebhookTest": "webhooks:write",
+        "redeliverWebhook": "webhooks:write",
     }
     create = doc["paths"]["/api/v1/sessions"]["post"]["responses"]["403"]
     assert WRITE in create["description"]
