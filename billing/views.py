@@ -16,6 +16,7 @@ from billing.analytics import DEFAULT_SORT, SORTS, ledger_rows, rollup_totals
 from billing.analytics import cost_per_issue as build_report
 from billing.closing import statuses
 from billing.exports import COLUMNS, cost_per_issue_csv
+from billing.focus import focus_csv
 from billing.forms import CostPerIssueForm, LedgerFilterForm, read_filters
 from billing.models import CostEvent
 from billing.money import format_money
@@ -53,8 +54,17 @@ def cost_per_issue(request: HttpRequest) -> HttpResponse:
             )
         report = build_report(filters.cost_filter(org), sort=sort, descending=direction == "desc")
         return cost_per_issue_csv(report)
+    if wanted == "focus":
+        if filters.problems:
+            return HttpResponseBadRequest(
+                "\n".join(filters.problems) + "\n", content_type="text/plain; charset=utf-8"
+            )
+        cost_filter = filters.cost_filter(org)
+        return focus_csv(ledger_rows(cost_filter), org, cost_filter.period)
     if wanted:
-        filters.problems.append("Format: only format=csv is available. Showing the page.")
+        filters.problems.append(
+            "Format: only format=csv or format=focus is available. Showing the page."
+        )
     # The page shows 50 rows and the top ten: only those need their issue key and title.
     report = build_report(
         filters.cost_filter(org), sort=sort, descending=direction == "desc", labels=False
