@@ -27,14 +27,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Q, Sum
 
-from billing.ledger import billing_provider, exact_seconds, price, price_per_second
+from billing.ledger import exact_seconds, price, price_per_second
 from billing.models import AMOUNT_QUANTUM, DailyCost, RateCard
 from billing.periods import midnight
 from pools.config import DEFAULT_TIMEOUT
-from sessions.models import RunningInterval, Session
+from pools.models import CapacityPool
+from sessions.models import RunningInterval
 
 ZERO = Decimal(0).quantize(AMOUNT_QUANTUM)
 CENT = Decimal("0.01")
@@ -76,18 +78,31 @@ class OrgSpend:
     week_billed: dict[int | None, Decimal] = field(default_factory=dict)  # last 7 whole days
     issue_billed: dict[int, Decimal] = field(default_factory=dict)  # issue id → all time
     runs: list[OpenRun] = field(default_factory=list)
+    _index: tuple[dict[int | None, list[OpenRun]], dict[int | None, list[OpenRun]]] | None = field(
+        default=None, repr=False
+    )
+    _indexed: int = field(default=-1, repr=False)
 
     @property
     def month_end(self) -> datetime:
         return month_bounds(self.now)[2]
 
     def _runs(self, pool_id: int | None = None, issue_id: int | None = None) -> list[OpenRun]:
-        return [
-            r
-            for r in self.runs
-            if (pool_id is None or r.pool_id == pool_id)
-            and (issue_id is None or r.issue_id == issue_id)
-        ]
+        """The open runs of one pool or one issue (all of them with neither), from an index
+        built once, so a pass over thousands of issues stays linear."""
+        if pool_id is None and issue_id is None:
+            return self.runs
+        if self._index is None or self._indexed != len(self.runs):
+            by_pool: dict[int | None, list[OpenRun]] = defaultdict(list)
+            by_issue: dict[int | None, list[OpenRun]] = defaultdict(list)
+            for run in self.runs:
+                by_pool[run.pool_id].append(run)
+                by_issue[run.issue_id].append(run)
+            self._index, self._indexed = (by_pool, by_issue), len(self.runs)
+        if issue_id is None:
+            return self._index[0].get(pool_id, [])
+        runs = self._index[1].get(issue_id, [])
+        return runs if pool_id is None else [r for r in runs if r.pool_id == pool_id]
 
     def month(self, pool_id: int | None = None) -> Decimal:
         """The org's (or one pool's) spend this month: ledger + open intervals."""
@@ -157,23 +172,20 @@ def org_spend(org_id: int, now: datetime, issue_ids: Iterable[int] = ()) -> OrgS
         spend.month_billed[row["pool_id"]] = (row["month"] or ZERO).quantize(AMOUNT_QUANTUM)
         spend.week_billed[row["pool_id"]] = (row["week"] or ZERO).quantize(AMOUNT_QUANTUM)
 
+    # Plain rows, not model instances: a pass reads every open interval of the org.
     intervals = list(
-        RunningInterval.objects.filter(session__org_id=org_id, ended_at__isnull=True)
-        .select_related("session__pool")
-        .only(
+        RunningInterval.objects.filter(session__org_id=org_id, ended_at__isnull=True).values_list(
             "started_at",
-            "session__id",
+            "session_id",
             "session__state",
             "session__pool_id",
             "session__issue_id",
             "session__provider",
             "session__vcpu",
             "session__memory_mb",
-            "session__pool__provider",
-            "session__pool__config",
         )
     )
-    wanted = set(issue_ids) | {i.session.issue_id for i in intervals if i.session.issue_id}
+    wanted = set(issue_ids) | {row[4] for row in intervals if row[4]}
     if wanted:
         issue_rows = (
             DailyCost.objects.filter(org_id=org_id, issue_id__in=wanted)
@@ -186,46 +198,55 @@ def org_spend(org_id: int, now: datetime, issue_ids: Iterable[int] = ()) -> OrgS
             pk: (total or ZERO).quantize(AMOUNT_QUANTUM) for pk, total in issue_rows
         }
     if intervals:
-        spend.runs = _price_open(intervals, now)
+        spend.runs = _price_open(org_id, intervals, now)
     return spend
 
 
-def _price_open(intervals: list[RunningInterval], now: datetime) -> list[OpenRun]:
-    providers = {billing_provider(i.session) for i in intervals}
-    latest = max(i.started_at for i in intervals)
+def _price_open(org_id: int, intervals: list[tuple[Any, ...]], now: datetime) -> list[OpenRun]:
+    """Price each open interval as the ledger would if it closed now (two queries: the org's
+    pools, for their provider and timeout, and the rate cards)."""
+    pools = {
+        pk: (provider, config if isinstance(config, dict) else {})
+        for pk, provider, config in CapacityPool.objects.filter(org_id=org_id).values_list(
+            "pk", "provider", "config"
+        )
+    }
+
+    def provider_of(row: tuple[Any, ...]) -> str:
+        # billing.ledger.billing_provider on plain values: its own, else its pool's, else E2B.
+        pool = pools.get(row[3])
+        return str(row[5] or (pool[0] if pool else "") or "e2b")
+
+    providers = {provider_of(row) for row in intervals}
+    latest = max(row[0] for row in intervals)
     cards: dict[str, list[RateCard]] = defaultdict(list)
     for rate_card in RateCard.objects.filter(
         provider__in=providers, effective_from__lte=latest
     ).order_by("-effective_from"):
         cards[rate_card.provider].append(rate_card)
+    rates: dict[tuple[int, int, int], Decimal] = {}
     runs = []
-    for interval in intervals:
-        session: Session = interval.session
-        card = next(
-            (
-                c
-                for c in cards[billing_provider(session)]
-                if c.effective_from <= interval.started_at
-            ),
-            None,
-        )
+    for row in intervals:
+        started_at, session_id, state, pool_id, issue_id, _, vcpu, memory = row
+        card = next((c for c in cards[provider_of(row)] if c.effective_from <= started_at), None)
         if card is None:  # no card yet: the ledger could not bill it either
             continue
-        vcpu, memory = session.vcpu or 0, session.memory_mb or 0
-        elapsed = exact_seconds(max(now - interval.started_at, timedelta(0)))
-        config = (
-            session.pool.config if session.pool and isinstance(session.pool.config, dict) else {}
-        )
+        vcpu, memory = vcpu or 0, memory or 0
+        key = (vcpu, memory, card.pk)
+        if key not in rates:
+            rates[key] = price_per_second(vcpu, memory, card)
+        elapsed = exact_seconds(max(now - started_at, timedelta(0)))
+        config = pools.get(pool_id, ("", {}))[1]
         timeout = Decimal(int(config.get("timeoutSeconds") or DEFAULT_TIMEOUT))
         runs.append(
             OpenRun(
-                session_id=session.pk,
-                pool_id=session.pool_id,
-                issue_id=session.issue_id,
+                session_id=session_id,
+                pool_id=pool_id,
+                issue_id=issue_id,
                 cost=price(elapsed, vcpu, memory, card),
-                rate=price_per_second(vcpu, memory, card),
+                rate=rates[key],
                 seconds_left=max(timeout - elapsed, Decimal(0)),
-                running=session.state == "running",
+                running=state == "running",
             )
         )
     return runs
