@@ -290,6 +290,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": env.float("RENSEI_WEBHOOK_DRAIN_EVERY", default=2.0),
         "options": {"expires": 10.0},
     },
+    # Budgets: consumption, threshold alerts, blocks and pauses (budgets/sweep.py).
+    "budgets": {
+        "task": "budgets.tasks.evaluate_budgets",
+        "schedule": env.float("RENSEI_BUDGETS_EVERY", default=60.0),
+    },
     # Events older than RENSEI_EVENTS_RETENTION_DAYS go, with their deliveries.
     "events-prune": {"task": "events.tasks.prune", "schedule": crontab(minute=15)},
 }
@@ -302,6 +307,23 @@ RENSEI_WEBHOOK_RETRY_HOURS = env.float("RENSEI_WEBHOOK_RETRY_HOURS", default=24.
 RENSEI_WEBHOOK_DISABLE_AFTER = env.int("RENSEI_WEBHOOK_DISABLE_AFTER", default=100)
 RENSEI_WEBHOOK_CLAIM_SECONDS = env.float("RENSEI_WEBHOOK_CLAIM_SECONDS", default=60.0)
 RENSEI_EVENTS_RETENTION_DAYS = env.int("RENSEI_EVENTS_RETENTION_DAYS", default=30)
+
+# --- Email (budget alerts) -----------------------------------------------------------------
+# The demo prints mail on the console; production sets EMAIL_BACKEND to SMTP and the host.
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="") or (
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend"
+)
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default="") or str(VAR_DIR / "mail")
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="rensei@localhost")
 
 # --- E2B ----------------------------------------------------------------------------------
 E2B_API_KEY = env.str("E2B_API_KEY", default="")
