@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.b6_policies import report_lines as b6
+from bench.b8_budgets import report_lines as b8
 from bench.report_format import ok, source, table
 from bench.report_sections import b1, b2, b3, b4
 
@@ -59,6 +60,7 @@ def render(r: dict[str, Any]) -> str:
         *b3(r),
         *b4(r),
         *b6(),
+        *b8(),
         *HOW,
     ]
     return "\n".join(lines).rstrip() + "\n"
