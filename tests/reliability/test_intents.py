@@ -1,0 +1,144 @@
+"""The intent sweep's decisions, one claim at a time (sessions.intents).
+
+Each case sets a session (or command run) in flight, its claim and the workers' heartbeats,
+then sweeps "later": what must be sent again is sent once (a second sweep, or a second
+sweeper, sends nothing), what a live worker holds or a finished job settled is left alone,
+and a command a dead worker was running is ended, never run again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, cast
+from unittest import mock
+
+import pytest
+from django.utils import timezone
+
+from rensei.models import Lease, Organization
+from sessions import intents
+from sessions.models import CommandRun, CommandRunState, Session, SessionState
+from tests.factories import SessionFactory
+
+pytestmark = pytest.mark.django_db
+S = SessionState
+LIVE = "host:1:live"
+DEAD = "host:2:dead"
+
+
+def _worker(boot: str, alive: bool, now: datetime) -> None:
+    ttl = intents.HEARTBEAT_TTL if alive else -intents.HEARTBEAT_TTL
+    Lease.objects.create(name=f"worker:{boot}", holder=boot, expires_at=now + ttl)
+
+
+def _sweep(now: datetime, depth: float = 0.0) -> tuple[dict[str, int], list[tuple[str, Any]]]:
+    sent: list[tuple[str, Any]] = []
+
+    def record(name: str, args: tuple[Any, ...]) -> Any:
+        sent.append((name, args))
+        return mock.Mock()
+
+    with (
+        mock.patch("sessions.intents.queue_depth", return_value=depth),
+        mock.patch("sessions.intents.app.signature", side_effect=record),
+    ):
+        return intents.sweep(now=now), sent
+
+
+def _session(org: Organization, state: str, ago: timedelta) -> Session:
+    session = cast(Session, SessionFactory(org=org, state=state, sandbox_id="sbx-1"))
+    Session.objects.filter(pk=session.pk).update(state_changed_at=timezone.now() - ago)
+    session.refresh_from_db()
+    return session
+
+
+def _claim(name: str, holder: str, at: datetime) -> None:
+    Lease.objects.create(name=name, holder=holder, expires_at=at)
+
+
+CASES = {
+    # claim holder, claim age (s; None: no claim), queue depth → sent again?
+    "held by a dead worker": (DEAD, 20, 3.0, True),
+    "running in a dead worker": (DEAD + intents.RUNNING_MARK, 20, 3.0, True),
+    "held by a live worker": (LIVE, 20, 0.0, False),
+    "running in a live worker": (LIVE + intents.RUNNING_MARK, 20, 0.0, False),
+    "never claimed, queue empty": (None, None, 0.0, True),
+    "never claimed, queue busy (may be waiting there)": (None, None, 2.0, False),
+    "never claimed, broker down": (None, None, float("nan"), False),
+    "sent a moment ago": (intents.SENT, 2, 0.0, False),
+    "sent long ago, never received, queue empty": (intents.SENT, 20, 0.0, True),
+    "sent long ago, queue busy": (intents.SENT, 20, 5.0, False),
+    "done since the state began (left to the reconciler)": (intents.DONE, 10, 0.0, False),
+    "done before the state began (a previous action's)": (intents.DONE, 60, 0.0, True),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_session_job_is_sent_again_only_when_nobody_has_it(
+    case: str, org_a: Organization
+) -> None:
+    holder, age, depth, resend = CASES[case]
+    now = timezone.now()
+    _worker(LIVE, True, now)
+    _worker(DEAD, False, now)
+    session = _session(org_a, S.PAUSING, timedelta(seconds=30))
+    if holder is not None:
+        assert age is not None
+        _claim(f"intent:session:{session.pk}", holder, now - timedelta(seconds=age))
+    summary, sent = _sweep(now, depth)
+    expected = [("sessions.tasks.pause_session", (session.pk,))] if resend else []
+    assert sent == expected
+    assert summary["resent"] == len(expected)
+    assert _sweep(now, depth)[1] == []  # once: the claim is taken
+
+
+def test_a_young_intent_is_left_to_its_first_job(org_a: Organization) -> None:
+    now = timezone.now()
+    _session(org_a, S.PROVISIONING, intents.GRACE / 2)
+    assert _sweep(now)[1] == []
+
+
+def test_a_command_running_on_a_dead_worker_is_ended_not_run_again(
+    org_a: Organization,
+) -> None:
+    now = timezone.now()
+    _worker(DEAD, False, now)
+    session = _session(org_a, S.RUNNING, timedelta(minutes=1))
+    run = CommandRun.objects.create(
+        session=session, command="make deploy", state=CommandRunState.RUNNING, timeout_seconds=60
+    )
+    CommandRun.objects.filter(pk=run.pk).update(created_at=now - timedelta(seconds=30))
+    _claim(f"intent:run:{run.pk}", DEAD + intents.RUNNING_MARK, now - timedelta(seconds=20))
+    summary, sent = _sweep(now)
+    assert sent == []
+    assert summary["commands_lost"] == 1
+    run.refresh_from_db()
+    assert run.state == CommandRunState.ERROR
+    assert "outcome is unknown" in run.error
+
+
+def test_a_queued_command_a_dead_worker_held_is_sent_again(org_a: Organization) -> None:
+    now = timezone.now()
+    _worker(DEAD, False, now)
+    session = _session(org_a, S.RUNNING, timedelta(minutes=1))
+    run = CommandRun.objects.create(
+        session=session, command="echo hi", state=CommandRunState.QUEUED, timeout_seconds=60
+    )
+    CommandRun.objects.filter(pk=run.pk).update(created_at=now - timedelta(seconds=30))
+    _claim(f"intent:run:{run.pk}", DEAD, now - timedelta(seconds=20))
+    assert _sweep(now)[1] == [("sessions.tasks.exec_command", (run.pk,))]
+
+
+def test_claims_a_worker_no_longer_holds_are_handed_back(org_a: Organization) -> None:
+    now = timezone.now()
+    old = now - timedelta(seconds=10)
+    _claim("intent:session:1", intents.BOOT, old)  # forgotten when the connection dropped
+    _claim("intent:session:2", intents.BOOT + intents.RUNNING_MARK, old)  # settle failed
+    _claim("intent:session:3", intents.BOOT, old)  # still reserved
+    _claim("intent:session:4", intents.BOOT, now)  # just received
+    _claim("intent:session:5", LIVE, old)  # another worker's
+    assert intents.hand_back_unheld({"intent:session:3"}, now=now) == 2
+    holders = dict(Lease.objects.values_list("name", "holder"))
+    assert holders["intent:session:1"] == holders["intent:session:2"] == intents.SENT
+    assert holders["intent:session:3"] == holders["intent:session:4"] == intents.BOOT
+    assert holders["intent:session:5"] == LIVE
