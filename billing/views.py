@@ -20,6 +20,7 @@ from billing.focus import focus_csv
 from billing.forms import CostPerIssueForm, LedgerFilterForm, read_filters
 from billing.models import CostEvent
 from billing.money import format_money
+from billing.outcome_costs import outcome_report
 from rensei.access import get_for_org, org_of, org_view
 from sessions.models import Issue, Session
 
@@ -101,6 +102,7 @@ def cost_per_issue(request: HttpRequest) -> HttpResponse:
         "top_chart": top_chart if top else "",
         "daily_chart": daily_chart,
         "columns": COLUMNS,
+        "outcomes": outcome_report(report.filter),
         "months": statuses(org.pk, report.filter.period.first_day, report.filter.period.last_day),
     }
     return render(request, _template(request, "billing/cost_per_issue.html", "report"), context)
