@@ -1,7 +1,9 @@
-"""Two canaries, a key entered in Settings → Integrations and an API token created on its
-page, followed across the whole product: every page every role (and staff, in the Django
-admin) can open, every log record at DEBUG, every message sent to the broker, every audit
-row, a full ``dumpdata``, and the error pages with DEBUG on and off.
+"""Canaries, a key entered in Settings → Integrations, an API token created on its page, a
+pool env value and a webhook's signing secrets (made and rotated on its pages, then used to
+sign real deliveries to a loopback receiver), followed across the whole product: every page
+every role (and staff, in the Django admin) can open, every log record at DEBUG, every
+message sent to the broker, every audit row, a full ``dumpdata``, and the error pages with
+DEBUG on and off.
 
 The session the token creates runs its jobs in this process against the emulator with the
 canary key, so the provider's and the SDK's logging is inside the net too.
@@ -24,16 +26,20 @@ from django.test import Client
 from django.urls import NoReverseMatch, reverse
 from kombu.messaging import Producer
 
+from events.models import WebhookEndpoint
+from events.tasks import drain_once
 from pools.config import validate_e2b_config
 from pools.models import CapacityPool
 from rensei.models import AuditEvent, Role
 from sessions import jobs
 from sessions.models import CommandRun, Session
+from tests.events.receiver import Received, receiver
 from tests.factories import CapacityPoolFactory, MembershipFactory
 from tests.reliability.routes import build_world, product_routes, url_of
 from tests.support import CsrfClient
 
 TOKEN_RE = re.compile(r'id="new-token"[^>]*value="(rsn_[^"]+)"')
+SECRET_RE = re.compile(r'id="new-secret"[^>]*value="(whsec_[^"]+)"')
 
 
 @pytest.fixture
@@ -150,8 +156,27 @@ def test_canaries_appear_nowhere(  # type: ignore[no-untyped-def]
         ),
     )
     api = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
-    with django_capture_on_commit_callbacks(execute=True):
-        driven = _drive_session(api, pool)
+    with receiver() as rx:
+        # A webhook endpoint to the receiver: its secret, then a rotated one (both sign).
+        made = web.post(reverse("webhook_new"), {"url": rx.url, "enabled": "on"})
+        hook_match = SECRET_RE.search(made.content.decode())
+        assert hook_match, "the signing secret is shown once, on creation"
+        endpoint = WebhookEndpoint.objects.get(org=org_a, url=rx.url)
+        rotated = web.post(reverse("webhook_rotate", args=[endpoint.pk]), {"overlap_hours": "2"})
+        rotated_match = SECRET_RE.search(rotated.content.decode())
+        assert rotated_match, "the rotated secret is shown once"
+        canaries["webhook signing secret"] = hook_match.group(1)
+        canaries["rotated webhook signing secret"] = rotated_match.group(1)
+        with django_capture_on_commit_callbacks(execute=True):
+            driven = _drive_session(api, pool)
+        drain_once(budget_seconds=30)
+        deliveries: list[Received] = list(rx.received)
+    # The deliveries were really signed with both secrets, so signing had a chance to leak.
+    assert deliveries and all(
+        r.signed_by(canaries["webhook signing secret"])
+        and r.signed_by(canaries["rotated webhook signing secret"])
+        for r in deliveries
+    )
     # The key really went to E2B (the emulator), so the logs had a chance to see it.
     sent_keys = {c.request_headers.get("x-api-key") for c in e2b_settings.emulator.calls}
     assert key in sent_keys
@@ -186,6 +211,19 @@ def test_canaries_appear_nowhere(  # type: ignore[no-untyped-def]
         scan(f"admin pages: GET {url}", resp.content.decode(errors="replace"))
     for url in (reverse("api_sessions"), reverse("api_session", args=[driven.pk])):
         scan(f"API responses: GET {url}", api.get(url).content.decode())
+    reader = Client(HTTP_AUTHORIZATION=f"Bearer {world.token_plaintext}")
+    for url in (
+        reverse("api_events") + "?limit=500",
+        reverse("api_webhooks"),
+        reverse("api_webhook", args=[endpoint.pk]),
+        reverse("api_webhook_deliveries", args=[endpoint.pk]),
+        reverse("webhook_detail", args=[endpoint.pk]),
+    ):
+        resp = reader.get(url) if url.startswith("/api/") else client_as(alice).get(url)
+        assert resp.status_code == 200, (url, resp.status_code)
+        scan(f"webhooks and events: GET {url}", resp.content.decode())
+    for delivered in deliveries:
+        scan("webhook deliveries: a POSTed body", delivered.body.decode())
 
     # Error pages: a failure while saving a key, and while answering the token's request.
     for debug in (True, False):
