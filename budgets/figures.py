@@ -37,6 +37,10 @@ class Figure:
     state: BudgetState | None = None
 
     @property
+    def period_label(self) -> str:
+        return "whole life" if self.period.startswith("issue-") else f"{self.period} (UTC)"
+
+    @property
     def amount(self) -> Decimal:
         return self.budget.amount_usd
 

@@ -54,7 +54,7 @@ def test_readme_screenshots(stack, page):  # type: ignore[no-untyped-def]
     nav = page.get_by_role("navigation", name="Main")
 
     # Dashboard: live counts, cost, recent sessions.
-    expect(page.locator(".stat-card", has_text="Running").locator(".value")).not_to_have_text("0")
+    expect(page.get_by_role("link", name="Running").locator(".value")).not_to_have_text("0")
     expect(page.get_by_role("heading", name="Recent sessions")).to_be_visible()
     publish(page, "dashboard")
 
@@ -90,3 +90,9 @@ def test_readme_screenshots(stack, page):  # type: ignore[no-untyped-def]
     expect(page.locator("#report svg.chart")).to_have_count(2)
     expect(page.locator("#report tbody tr").first).to_contain_text("$")
     publish(page, "cost-per-issue")
+
+    # Settings → Budgets: the demo's budgets, the org's near its 80 % threshold.
+    nav.get_by_role("link", name="Budgets").click()
+    expect(page.locator("#budget-table tbody tr").first).to_contain_text("$")
+    expect(page.get_by_role("heading", name="New budget")).to_be_visible()
+    publish(page, "budgets", full_page=True)
