@@ -10,6 +10,7 @@ from typing import Any
 
 from bench.b6_policies import report_lines as b6
 from bench.b8_budgets import report_lines as b8
+from bench.b9_reconcile import report_lines as b9
 from bench.report_format import ok, source, table
 from bench.report_sections import b1, b2, b3, b4
 
@@ -61,6 +62,7 @@ def render(r: dict[str, Any]) -> str:
         *b4(r),
         *b6(),
         *b8(),
+        *b9(),
         *HOW,
     ]
     return "\n".join(lines).rstrip() + "\n"
