@@ -27,6 +27,7 @@ from django.core.management.base import CommandError
 from django.db import transaction
 
 from billing.demo_history import build_history
+from events.demo import ensure_demo_endpoint
 from pools.config import masked
 from pools.forms import E2BPoolForm
 from pools.models import CapacityPool
@@ -72,6 +73,7 @@ def build(org: Organization) -> Report:
         report.notes.append("Demo history: already seeded (left as it is).")
         return report
     counts = build_history(org, pools[MAIN_POOL], ISSUES)
+    ensure_demo_endpoint(org)  # after the history: the demo receiver gets what happens next
     live = _live_sessions(org) if local else 0
     audit.record(
         org=org,
