@@ -109,6 +109,15 @@ def reconcile_day(
             )
             for f in figures.findings
         )
+        if user is not None:
+            record(
+                org=org,
+                action="reconciliation.run",
+                target=f"{day:%Y-%m-%d}",
+                actor=actor,
+                channel=channel,
+                detail={"run": run.pk, "findings": len(figures.findings)},
+            )
         if alerted:
             record(
                 org=org,

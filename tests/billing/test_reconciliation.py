@@ -388,3 +388,48 @@ def test_reconcile_now_runs_a_day(client_as, org_a, fiona, cloud, scene):
     assert response.status_code == 302
     made = ReconciliationRun.objects.get(org=org_a)
     assert made.actor == fiona and made.channel == "web"
+    assert AuditEvent.objects.get(action="reconciliation.run").actor == fiona
+
+
+# --- the real SDK against the emulator ---------------------------------------------------
+
+
+def test_e2bs_own_list_through_the_sdk(e2b_settings, org_a):
+    """The provider's view comes from E2B's list API (state and started_at), through the
+    real ``e2b`` SDK against the emulator: a sandbox we no longer meter is phantom, an open
+    interval whose sandbox E2B killed is ghost."""
+    import uuid
+
+    from django.utils import timezone
+
+    from pools.config import validate_e2b_config
+    from pools.providers import for_pool
+    from pools.providers.base import SandboxSpec
+    from tests.factories import CapacityPoolFactory
+
+    config = validate_e2b_config({"templateId": "base"})
+    pool = CapacityPoolFactory.create(org=org_a, provider="e2b", config=config)
+    provider = for_pool(pool, timeout=10)
+    leaked = make_session(org_a, pool=pool)
+    killed = make_session(org_a, pool=pool)
+    handles = {}
+    for s in (leaked, killed):
+        spec = SandboxSpec(session_id=str(s.pk), request_id=str(uuid.uuid4()), org_slug="org-a")
+        handles[s.pk] = provider.provision(config, spec)
+        Session.objects.filter(pk=s.pk).update(sandbox_id=handles[s.pk].sandbox_id)
+    try:
+        began = timezone.now()
+        open_interval(leaked, at=began)
+        close_open_interval(leaked, at=began + timedelta(milliseconds=1), reason="terminate")
+        open_interval(killed, at=began)
+        provider.terminate(handles[killed.pk])  # behind our back
+        result = reconcile_day(org_a, began.date(), now=began + timedelta(seconds=30))
+        assert result.provider_seen, result.provider_error
+        found = {(d.kind, d.session_id) for d in result.found.all()}
+        assert found == {(K.PHANTOM, leaked.pk), (K.GHOST, killed.pk)}
+        phantom = result.found.get(kind=K.PHANTOM)
+        assert phantom.sandbox_id == handles[leaked.pk].sandbox_id
+        assert Decimal(0) < phantom.seconds <= Decimal(30)  # (cut at midnight, near one)
+    finally:
+        close_open_interval(killed, at=timezone.now(), reason="test-end")
+        provider.terminate(handles[leaked.pk])
