@@ -142,4 +142,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "db_owner" in names:
             names.remove("db_owner")
             names.insert(0, "db_owner")
-
