@@ -13,12 +13,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from billing.models import CostEvent
+from budgets.models import Budget, BudgetState
 from events import endpoints as webhook_endpoints
 from events.models import Delivery, WebhookEndpoint
 from events.outbox import emit
@@ -99,6 +101,7 @@ class World:
     check: PoolHealthCheck
     webhook: WebhookEndpoint
     delivery: Delivery  # the webhook's, of an event of this org
+    budget: Budget  # the org's monthly budget, blocking
     # Strings that identify this org's rows on a page or in an export.
     markers: list[str] = field(default_factory=list)
 
@@ -161,6 +164,9 @@ def build_world(org: Organization, admin: Any, tag: str) -> World:
     emit(org.pk, POOL_HEALTH_CHANGED, {"pool": {"name": f"pool-{tag}"}})
     publish()
     delivery = Delivery.objects.get(endpoint=webhook)
+    budget = Budget.objects.create(
+        org=org, scope="org", amount_usd=Decimal("1234.56"), enforcement="block"
+    )
     markers = [
         f"hook-{tag}",
         f"token-{tag}",
@@ -190,6 +196,7 @@ def build_world(org: Organization, admin: Any, tag: str) -> World:
         check=check,
         webhook=webhook,
         delivery=delivery,
+        budget=budget,
         markers=markers,
     )
 
@@ -236,6 +243,9 @@ ROUTE_ARGS: dict[str, Callable[[World], dict[str, Any]]] = {
     "api_webhook_rotate": lambda w: {"webhook_id": w.webhook.pk},
     "api_webhook_test": lambda w: {"webhook_id": w.webhook.pk},
     "api_webhook_deliveries": lambda w: {"webhook_id": w.webhook.pk},
+    "budget_detail": lambda w: {"pk": w.budget.pk},
+    "budget_release": lambda w: {"pk": w.budget.pk},
+    "budget_delete": lambda w: {"pk": w.budget.pk},
     "api_webhook_redeliver": lambda w: {
         "webhook_id": w.webhook.pk,
         "delivery_id": w.delivery.pk,
@@ -273,6 +283,16 @@ def snapshot(world: World) -> dict[str, Any]:
         ),
         "deliveries": sorted(
             Delivery.objects.filter(endpoint__org=world.org).values_list("pk", "state")
+        ),
+        "budgets": sorted(
+            Budget.objects.filter(org=world.org).values_list(
+                "pk", "amount_usd", "enforcement", "thresholds"
+            )
+        ),
+        "budget_states": sorted(
+            BudgetState.objects.filter(budget__org=world.org).values_list(
+                "pk", "enforced_at", "released_at"
+            )
         ),
     }
 
