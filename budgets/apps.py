@@ -24,7 +24,9 @@ class BudgetsConfig(AppConfig):
         # the queue reason ask budgets through the hooks handed down here.
         admission.connect(
             admission.AdmissionHooks(
-                blocks=services.blocks, set_issue_budget=services.set_issue_budget
+                blocks=services.blocks,
+                set_issue_budget=services.set_issue_budget,
+                refused=services.record_refusal,
             )
         )
         dashboard_panels.register(dashboard_panel)

@@ -212,6 +212,20 @@ def blocks(org_id: int, issue_id: int | None) -> admission.Blocks:
     return admission.Blocks(scope=scope, pools=pools)
 
 
+def record_refusal(block: admission.Block, issue_key: str, channel: str) -> None:
+    """A new session the block refused, on the budget's page (actions taken)."""
+    budget_id = int(block.budget.get("id") or 0)
+    if not Budget.objects.filter(pk=budget_id).exists():
+        return
+    BudgetAction.objects.create(
+        budget_id=budget_id,
+        period=str(block.budget.get("period", "")),
+        kind=ActionKind.REFUSED,
+        note=f"A new session{f' for {issue_key}' if issue_key else ''} via {channel}"[:300],
+        at=timezone.now(),
+    )
+
+
 def _block_label(state: BudgetState) -> str:
     budget = state.budget
     if budget.scope == Scope.ORG:

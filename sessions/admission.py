@@ -7,6 +7,7 @@ Without budgets (never in this project, but the seam stays honest) nothing is bl
 
     blocks(org_id, issue_id) -> Blocks      # one query: the org's budgets that block now
     set_issue_budget(issue, amount, actor, channel)   # the dispatcher's ``issue.budget_usd``
+    refused(block, issue_key, channel)                # a create a block refused
 
 The USD amount rule lives here too, so the API schema (sessions/schemas.py) and the budget
 forms (budgets/forms.py) refuse the same input with the same words.
@@ -94,6 +95,7 @@ class BudgetBlocked(Exception):
 class AdmissionHooks:
     blocks: Callable[[int, int | None], Blocks]
     set_issue_budget: Callable[[Issue, Decimal, Any, str], None]
+    refused: Callable[[Block, str, str], None]  # block, issue key, channel: after rollback
 
 
 _hooks: AdmissionHooks | None = None
@@ -106,6 +108,12 @@ def connect(hooks: AdmissionHooks) -> None:
 
 def blocks(org_id: int, issue_id: int | None = None) -> Blocks:
     return _hooks.blocks(org_id, issue_id) if _hooks else Blocks()
+
+
+def refused(block: Block, issue_key: str, channel: str) -> None:
+    """A create the block refused (its transaction rolled back): the budget's page lists it."""
+    if _hooks:
+        _hooks.refused(block, issue_key, channel)
 
 
 def set_issue_budget(issue: Issue, amount: Decimal, actor: Any, channel: str) -> None:

@@ -86,6 +86,8 @@ def test_block_refuses_new_sessions_and_holds_queued_ones(
     assert "monthly budget is reached" in refused.value.message
     assert refused.value.block.budget["id"] == b.pk
     assert not Session.objects.filter(issue__key="ENG-9").exists()  # nothing half-saved
+    refusal = BudgetAction.objects.get(budget=b, kind=ActionKind.REFUSED)
+    assert "ENG-9" in refusal.note  # the budget's page lists what it refused
     # A session already queued waits with the reason (dispatch keeps it queued).
     dispatch(queued)
     queued.refresh_from_db()
