@@ -3,8 +3,12 @@ visible form field has an accessible name (its label, as the browser computes it
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
+from budgets import sweep
+from budgets.models import Budget
 from sessions.models import SessionState
 from tests.browser.conftest import assert_fields_named, axe_violations, describe, login
 from tests.browser.data import cost_history
@@ -26,6 +30,9 @@ def test_main_pages_are_accessible(live_server, page, alice, org_a):  # type: ig
         vcpu=2,
         memory_mb=1024,
     )
+    monthly = Budget.objects.create(org=org_a, scope="org", amount_usd=Decimal("0.50"))
+    Budget.objects.create(org=org_a, scope="issue", amount_usd=Decimal("5.00"), enforcement="pause")
+    sweep.evaluate_org(org_a.pk)  # figures for the dashboard panel, an alert for the banner
     base = live_server.url
     pages = {
         "login": "/accounts/login/",
@@ -43,6 +50,8 @@ def test_main_pages_are_accessible(live_server, page, alice, org_a):  # type: ig
         "cost per issue": "/analytics/cost-per-issue/",
         "issue cost": "/analytics/issues/ENG-1/",
         "ledger": "/billing/ledger/",
+        "budgets": "/settings/budgets/",
+        "budget detail": f"/settings/budgets/{monthly.pk}/",
     }
     problems: dict[str, list[str]] = {}
     checked_fields = 0

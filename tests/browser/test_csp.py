@@ -77,6 +77,7 @@ def test_every_page_and_the_admin_run_under_the_csp(live_server, page, org_a):  
         ("/settings/api-tokens/", "API tokens"),
         ("/analytics/cost-per-issue/", "Cost per Issue"),
         ("/billing/ledger/", re.compile("Ledger")),
+        ("/settings/budgets/", "Budgets"),
     ):
         visit(page, base + path, heading)
 
