@@ -19,6 +19,7 @@ The audit functions read the emulator's call log and state and the database:
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 import time
 import uuid
@@ -79,6 +80,28 @@ class SharedQueueWorker(WorkerProcess):
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def children(self) -> list[int]:
+        """The pool children of this worker's main process (Linux /proc)."""
+        if not self.alive() or self.proc is None:
+            return []
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        try:
+            return [int(pid) for pid in path.read_text().split()]
+        except (OSError, ValueError):
+            return []
+
+    def kill_child(self, pick: Any) -> bool:
+        """SIGKILL one pool child (``pick`` chooses from the pids); the main process lives
+        on and forks a new one. False when there was none to kill."""
+        pids = self.children()
+        if not pids:
+            return False
+        try:
+            os.kill(pick(pids), signal.SIGKILL)
+        except ProcessLookupError:
+            return False
+        return True
 
     def up_for(self) -> float:
         """Seconds since this run of the worker said it was ready (0 while booting)."""
