@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
@@ -39,21 +40,29 @@ log = logging.getLogger(__name__)
 TIMEOUT_SECONDS = 10.0
 EXCERPT_CHARS = 500
 USER_AGENT = "Rensei-Webhooks/1"
+THREADS = "RENSEI_WEBHOOK_DELIVERY_THREADS"
 _client: httpx.Client | None = None
+_client_lock = threading.Lock()
 
 
 def _setting(name: str, default: float) -> float:
     return float(getattr(settings, name, default))
 
 
+def timeout_seconds() -> float:
+    """10 s; the fault tests shorten it (``RENSEI_WEBHOOK_TIMEOUT_SECONDS``)."""
+    return _setting("RENSEI_WEBHOOK_TIMEOUT_SECONDS", TIMEOUT_SECONDS)
+
+
 def client() -> httpx.Client:
     """One keep-alive client per process (connections reused between deliveries)."""
     global _client
-    if _client is None:
-        _client = httpx.Client(
-            timeout=TIMEOUT_SECONDS, follow_redirects=False, trust_env=False, verify=True
-        )
-    return _client
+    with _client_lock:
+        if _client is None:
+            _client = httpx.Client(
+                timeout=timeout_seconds(), follow_redirects=False, trust_env=False, verify=True
+            )
+        return _client
 
 
 def envelope(event: Event) -> dict[str, Any]:
@@ -140,7 +149,7 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int | None, st
             extensions=extensions,
         )
     except httpx.TimeoutException:
-        return None, "", f"No answer within {TIMEOUT_SECONDS:g} s."
+        return None, "", f"No answer within {timeout_seconds():g} s."
     except httpx.HTTPError as exc:
         return None, "", f"Could not connect: {type(exc).__name__}"[:300]
     excerpt = response.text[:EXCERPT_CHARS]
@@ -237,22 +246,58 @@ def _count_failure(endpoint: WebhookEndpoint) -> None:
 
 
 def deliver_due(budget_seconds: float = 20.0, batch: int = 50) -> int:
-    """Claim and send due deliveries until none is due or the time budget is spent."""
+    """Claim and send due deliveries until none is due or the time budget is spent.
+
+    The due ones are heads of distinct (endpoint, session) lines, so they go out side by
+    side on ``RENSEI_WEBHOOK_DELIVERY_THREADS`` threads (4) without breaking any session's
+    order; inside a caller's transaction (tests) they go one by one on its connection.
+    """
     deadline = time.monotonic() + budget_seconds
+    threads = 1 if connection.in_atomic_block else int(_setting(THREADS, 4))
     made = 0
     while time.monotonic() < deadline:
-        now = timezone.now()
-        ids = due(now, batch)
+        ids = due(timezone.now(), batch)
         if not ids:
             break
-        for delivery_id in ids:
-            if time.monotonic() >= deadline:
-                break
-            if not claim(delivery_id, timezone.now()):
-                continue  # another worker has it
-            delivery = Delivery.objects.select_related("endpoint", "event", "event__org").get(
-                pk=delivery_id
-            )
-            attempt(delivery)
-            made += 1
+        made += _send_all(ids, threads, deadline)
     return made
+
+
+def _send_one(delivery_id: int) -> bool:
+    if not claim(delivery_id, timezone.now()):
+        return False  # another worker has it
+    delivery = Delivery.objects.select_related("endpoint", "event", "event__org").get(
+        pk=delivery_id
+    )
+    attempt(delivery)
+    return True
+
+
+def _send_all(ids: list[int], threads: int, deadline: float) -> int:
+    if threads <= 1 or len(ids) == 1:
+        return sum(_send_one(i) for i in ids if time.monotonic() < deadline)
+    todo = list(reversed(ids))
+    lock = threading.Lock()
+    sent = [0]
+
+    def work() -> None:
+        try:
+            while time.monotonic() < deadline:
+                with lock:
+                    if not todo:
+                        return
+                    delivery_id = todo.pop()
+                if _send_one(delivery_id):
+                    with lock:
+                        sent[0] += 1
+        except Exception:
+            log.exception("webhook delivery thread failed")
+        finally:
+            connection.close()  # this thread's own connection
+
+    workers = [threading.Thread(target=work) for _ in range(min(threads, len(ids)))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return sent[0]

@@ -306,6 +306,10 @@ RENSEI_WEBHOOK_RETRY_BASE_SECONDS = env.float("RENSEI_WEBHOOK_RETRY_BASE_SECONDS
 RENSEI_WEBHOOK_RETRY_HOURS = env.float("RENSEI_WEBHOOK_RETRY_HOURS", default=24.0)
 RENSEI_WEBHOOK_DISABLE_AFTER = env.int("RENSEI_WEBHOOK_DISABLE_AFTER", default=100)
 RENSEI_WEBHOOK_CLAIM_SECONDS = env.float("RENSEI_WEBHOOK_CLAIM_SECONDS", default=60.0)
+# Seconds a receiver has to answer one POST (10; the fault tests shorten it).
+RENSEI_WEBHOOK_TIMEOUT_SECONDS = env.float("RENSEI_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+# Deliveries of different sessions a drain sends side by side.
+RENSEI_WEBHOOK_DELIVERY_THREADS = env.int("RENSEI_WEBHOOK_DELIVERY_THREADS", default=4)
 RENSEI_EVENTS_RETENTION_DAYS = env.int("RENSEI_EVENTS_RETENTION_DAYS", default=30)
 
 # --- Email (budget alerts) -----------------------------------------------------------------

@@ -22,6 +22,7 @@ from events.signing import HEADER, verify
 class Received:
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.time)  # when it arrived
 
     @property
     def json(self) -> dict[str, Any]:
@@ -29,7 +30,8 @@ class Received:
         return data
 
     def signed_by(self, secret: str) -> bool:
-        return verify(self.headers.get(HEADER, ""), self.body, secret, int(time.time()))
+        """Verified as the receiver would have on arrival (the timestamp's tolerance)."""
+        return verify(self.headers.get(HEADER, ""), self.body, secret, int(self.at))
 
 
 @dataclass

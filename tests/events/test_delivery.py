@@ -113,7 +113,9 @@ def test_after_the_retry_window_the_delivery_is_failed(org_a: Organization) -> N
     assert Delivery.objects.get().state == DeliveryState.FAILED
 
 
-@override_settings(RENSEI_WEBHOOK_DISABLE_AFTER=3)
+# One delivery thread, so "in a row" is exact (side by side, up to threads - 1 more tries
+# can be in flight when the limit is reached).
+@override_settings(RENSEI_WEBHOOK_DISABLE_AFTER=3, RENSEI_WEBHOOK_DELIVERY_THREADS=1)
 def test_an_endpoint_failing_in_a_row_is_disabled_with_an_alert(
     org_a: Organization, alice: object
 ) -> None:
