@@ -81,6 +81,12 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
         }
     if membership.can("billing.view"):
         context["cost"] = cost_summary(org)
+    # Each recent session's cost so far (ledger + its open interval priced now), in three
+    # queries for the whole table, for people who see cost; the region's poll keeps it live.
+    show_cost = membership.can("billing.view")
+    so_far = cost_so_far(recent, timezone.now()) if show_cost and recent else {}
+    context["show_cost"] = show_cost
+    context["recent_rows"] = [(s, so_far.get(s.pk)) for s in recent]
     # Panels higher apps hand down (budgets' spend panel), in the polled region too.
     context["panels"] = render_panels(request)
     # The page polls itself for its live region (counts, cost, recent sessions).
