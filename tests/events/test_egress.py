@@ -40,7 +40,9 @@ def test_refused(url: str, why: str) -> None:
 
 
 @override_settings(RENSEI_WEBHOOKS_ALLOW_LOOPBACK=False)
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/", "http://127.1.2.3/", "http://localhost/x"])
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8000/", "http://127.1.2.3/", "http://localhost/x"]
+)
 def test_loopback_refused_in_production(url: str) -> None:
     with pytest.raises(UnsafeUrl, match=r"loopback|this machine"):
         check(url)
