@@ -31,6 +31,13 @@ SCENARIOS: dict[str, tuple[str, str]] = {
         "4,000 messages",
         "every message delivered exactly once; 0 bad reads",
     ),
+    "webhook_faults": (
+        "Webhook delivery: the delivery worker (a real Celery worker draining the outbox) "
+        "SIGKILLed 50 times at random moments; the loopback receiver answers 500 (25 %) or "
+        "hangs past the 1 s timeout (7 %) at random",
+        "every event delivered at least once, 0 lost; after dedupe by id each processed "
+        "once, and each session's events arrive in sequence order; every body signed",
+    ),
     "kill_points": (
         "Worker SIGKILLed at random moments while sessions provision, pause, resume and "
         "terminate (real worker, broker, database, emulator)",
