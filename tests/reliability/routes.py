@@ -12,14 +12,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
-from billing.models import CostEvent
+from billing.closing import close_month
+from billing.models import CostEvent, Discrepancy, MonthClose, ReconciliationRun
 from budgets.models import Budget, BudgetState
 from events import endpoints as webhook_endpoints
 from events.models import Delivery, WebhookEndpoint
@@ -36,6 +37,7 @@ from sessions.state import record_created
 from tests.factories import CapacityPoolFactory, CommandRunFactory, IssueFactory, SessionFactory
 from tests.sessions_engine.conftest import ensure_rate_cards
 
+CLOSED_MONTH = date(2024, 1, 1)  # every world's org has closed January 2024
 PARAM_RE = re.compile(r"<(?:(?P<converter>[^>:]+):)?(?P<name>[^>]+)>")
 
 
@@ -102,6 +104,8 @@ class World:
     webhook: WebhookEndpoint
     delivery: Delivery  # the webhook's, of an event of this org
     budget: Budget  # the org's monthly budget, blocking
+    recon_run: ReconciliationRun  # a reconciliation of today, with one unsettled finding
+    finding: Discrepancy
     # Strings that identify this org's rows on a page or in an export.
     markers: list[str] = field(default_factory=list)
 
@@ -167,7 +171,23 @@ def build_world(org: Organization, admin: Any, tag: str) -> World:
     budget = Budget.objects.create(
         org=org, scope="org", amount_usd=Decimal("1234.56"), enforcement="block"
     )
+    recon_run = ReconciliationRun.objects.create(
+        org=org, day=timezone.now().date(), ran_at=timezone.now()
+    )
+    finding = Discrepancy.objects.create(
+        run=recon_run,
+        org=org,
+        day=recon_run.day,
+        kind="ghost",
+        session=session,
+        sandbox_id=f"sbx-{tag.lower()}-running",
+        seconds=Decimal("-60"),
+        amount=Decimal("-0.01"),
+        note=f"finding-{tag}",
+    )
+    close_month(org, CLOSED_MONTH, actor=admin)
     markers = [
+        f"finding-{tag}",
         f"hook-{tag}",
         f"token-{tag}",
         token.prefix,
@@ -197,6 +217,8 @@ def build_world(org: Organization, admin: Any, tag: str) -> World:
         webhook=webhook,
         delivery=delivery,
         budget=budget,
+        recon_run=recon_run,
+        finding=finding,
         markers=markers,
     )
 
@@ -246,6 +268,8 @@ ROUTE_ARGS: dict[str, Callable[[World], dict[str, Any]]] = {
     "budget_detail": lambda w: {"pk": w.budget.pk},
     "budget_release": lambda w: {"pk": w.budget.pk},
     "budget_delete": lambda w: {"pk": w.budget.pk},
+    "reconciliation_run": lambda w: {"pk": w.recon_run.pk},
+    "reconciliation_settle": lambda w: {"pk": w.finding.pk},
     "api_webhook_redeliver": lambda w: {
         "webhook_id": w.webhook.pk,
         "delivery_id": w.delivery.pk,
@@ -257,6 +281,9 @@ OWN_ORG_ROUTES: dict[str, dict[str, Any]] = {
     "integration_test": {"provider": "e2b"},
     "pool_new_kind": {"kind": "e2b"},
     "api_not_found": {"unknown": "no/such/route"},
+    # Months are the caller's own org's: a close or reopen acts on that org only.
+    "billing_month_close": {"month": "2024-02"},
+    "billing_month_reopen": {"month": "2024-01"},
 }
 
 
@@ -288,6 +315,12 @@ def snapshot(world: World) -> dict[str, Any]:
             Budget.objects.filter(org=world.org).values_list(
                 "pk", "amount_usd", "enforcement", "thresholds"
             )
+        ),
+        "month_closes": sorted(
+            MonthClose.objects.filter(org=world.org).values_list("pk", "month", "reopened_at")
+        ),
+        "findings": sorted(
+            Discrepancy.objects.filter(org=world.org).values_list("pk", "settled_at")
         ),
         "budget_states": sorted(
             BudgetState.objects.filter(budget__org=world.org).values_list(
