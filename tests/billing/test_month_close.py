@@ -212,3 +212,11 @@ def test_cost_per_issue_shows_a_closed_month_with_its_frozen_total(client_as, fi
     assert page.status_code == 200
     assert b'data-closed-month="2025-03"' in page.content
     assert b'data-closed-month="2025-04"' not in page.content
+
+
+def test_the_ledger_page_labels_a_late_row(client_as, fiona, closed_march):
+    run(closed_march["session"], at("2025-03-20 10:00"), at("2025-03-20 10:30"))
+    page = client_as(fiona).get(
+        "/billing/ledger/", {"range": "custom", "start": "2025-04-01", "end": "2025-04-30"}
+    )
+    assert b"Adjustment for 2025-03 (closed)" in page.content
