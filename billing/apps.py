@@ -38,7 +38,7 @@ class BillingConfig(AppConfig):
         )
         from billing.dashboard import cost_summary, session_cost
         from billing.ledger import bill_closed_interval
-        from billing.live_cost import cost_so_far
+        from billing.live_cost import ZERO, cost_so_far
         from sessions import costs
         from sessions.intervals import interval_closed
 
@@ -49,5 +49,7 @@ class BillingConfig(AppConfig):
         # The session pages show cost through functions billing hands down (sessions sits
         # below billing and never imports it).
         costs.connect(
-            costs.CostViews(summary=cost_summary, session=session_cost, so_far=cost_so_far)
+            costs.CostViews(
+                summary=cost_summary, session=session_cost, so_far=cost_so_far, nothing=ZERO
+            )
         )

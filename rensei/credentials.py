@@ -16,11 +16,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -29,6 +30,7 @@ from rensei.crypto import decrypt, encrypt
 from rensei.models import Credential, Organization
 
 ENV_FALLBACK = {"e2b": "E2B_API_KEY"}
+M = TypeVar("M", bound=models.Model)
 
 MIN_SECRET_LENGTH = 8
 MAX_SECRET_LENGTH = 256
@@ -76,9 +78,27 @@ def environment_secret(provider: str = "e2b") -> str:
 def resolve_credential(org: Organization, provider: str = "e2b") -> ResolvedCredential:
     row = Credential.objects.filter(org=org, provider=provider).first()
     if row is not None:
-        return ResolvedCredential(
-            secret=decrypt(row.secret_encrypted), source="org", last_four=row.last_four
-        )
+        return resolved(row.secret_encrypted, row.last_four, provider)
+    return resolved(None, "", provider)
+
+
+def with_credential(rows: QuerySet[M], org_ref: str, provider_ref: str) -> QuerySet[M]:
+    """``rows`` annotated with their org's credential for their provider (still encrypted):
+    ``credential_encrypted`` and ``credential_last_four``, None without one. A job reads
+    its row and the key in one query; ``resolved`` turns the two into the credential."""
+    cred = Credential.objects.filter(org_id=OuterRef(org_ref), provider=OuterRef(provider_ref))
+    return rows.annotate(  # type: ignore[return-value]
+        credential_encrypted=Subquery(cred.values("secret_encrypted")[:1]),
+        credential_last_four=Subquery(cred.values("last_four")[:1]),
+    )
+
+
+@sensitive_variables()
+def resolved(encrypted: str | None, last_four: str, provider: str = "e2b") -> ResolvedCredential:
+    """The org's credential as stored (``encrypted``; None when it has none), else the
+    environment's, else ``MissingCredential``: the resolution order of the module doc."""
+    if encrypted is not None:
+        return ResolvedCredential(secret=decrypt(encrypted), source="org", last_four=last_four)
     secret = environment_secret(provider)
     if secret:
         return ResolvedCredential(secret=secret, source="environment", last_four=secret[-4:])

@@ -262,11 +262,14 @@ def create_session(
             "This Idempotency-Key was already used with a different body.",
             {"Idempotency-Key": "Already used with a different body."},
         )
-    session = find_session(org, session.pk) or session
     response["Location"] = reverse("api_session", args=[session.pk])
     if replay:
         response["Idempotent-Replayed"] = "true"
-    return Status(200 if replay else 202, session_json(session))
+        return Status(200, session_json(find_session(org, session.pk) or session))
+    # Just made, in memory as written (issue and pool included): nothing to read back, and
+    # a session that never ran has no cost to look up.
+    costs = cost_so_far([session], timezone.now(), never_ran={session.pk})
+    return Status(202, session_json(session, costs=costs))
 
 
 def canonical_hash(data: Any) -> str:

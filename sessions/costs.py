@@ -8,7 +8,7 @@ stays honest) the pages show no cost.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -26,6 +26,8 @@ class CostViews:
     session: Callable[[Session, datetime], dict[str, Any]]
     # Session id → cost so far for a page of sessions, in a fixed number of queries.
     so_far: Callable[[Iterable[Session], datetime], dict[int, Decimal]]
+    # What so_far says of a session with nothing billed and nothing open (None: ask so_far).
+    nothing: Decimal | None = None
 
 
 _views: CostViews | None = None
@@ -44,5 +46,18 @@ def session_cost(session: Session, now: datetime) -> dict[str, Any] | None:
     return _views.session(session, now) if _views else None
 
 
-def cost_so_far(sessions: Iterable[Session], now: datetime) -> dict[int, Decimal]:
-    return _views.so_far(sessions, now) if _views else {}
+def cost_so_far(
+    sessions: Iterable[Session], now: datetime, *, never_ran: Collection[int] = ()
+) -> dict[int, Decimal]:
+    """``never_ran``: ids the caller knows never ran (just created, queued, or moving from
+    provisioning to running before their first interval opens): nothing is billed or open
+    for them, so they cost no query."""
+    if _views is None:
+        return {}
+    if not never_ran or _views.nothing is None:
+        return _views.so_far(sessions, now)
+    rows = list(sessions)
+    ran = [s for s in rows if s.pk not in never_ran]
+    out = _views.so_far(ran, now) if ran else {}
+    out.update({s.pk: _views.nothing for s in rows if s.pk in never_ran})
+    return out

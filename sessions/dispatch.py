@@ -36,7 +36,13 @@ from pools.kinds import covers
 from pools.models import CapacityPool
 from sessions import admission, enqueue
 from sessions.models import Session, SessionState, SessionTransition
-from sessions.state import SLOT_STATES, record_waiting, transition
+from sessions.state import (
+    SLOT_STATES,
+    record_created,
+    record_created_moved,
+    record_waiting,
+    transition,
+)
 
 S = SessionState
 
@@ -159,6 +165,8 @@ def dispatch(
     *,
     failure: tuple[str, str] | None = None,
     send: bool = True,
+    blocks: admission.Blocks | None = None,
+    pools: list[CapacityPool] | None = None,
 ) -> str:
     """Route a ``queued`` session (or fail over a ``provisioning`` one) to a pool.
 
@@ -167,10 +175,14 @@ def dispatch(
     made no sandbox, and E2B's idempotency key must not replay the failed create).
     Returns PROVISIONING (a provision job is enqueued unless ``send`` is False),
     WAITING, FAILED or NOOP (the session was no longer in a state dispatch may touch).
+
+    ``blocks`` and ``pools`` (locked): what ``dispatch_new`` already read for a session
+    saved in this transaction, which is then not read again.
     """
-    with transaction.atomic():
-        pools = lock_pools(session.org_id)
-        session.refresh_from_db()
+    with transaction.atomic(savepoint=pools is None):
+        if pools is None:
+            pools = lock_pools(session.org_id)
+            session.refresh_from_db()
         expected = [S.PROVISIONING] if failure else [S.QUEUED]
         if session.state not in expected:
             return NOOP
@@ -180,7 +192,10 @@ def dispatch(
             failed_over.append({"pool": failure[0], "reason": failure[1][:300]})
         # Budgets that block new sessions (one query): the org's or the issue's keeps a
         # queued session waiting; a pool's is waited for like a full one.
-        blocks = admission.blocks(session.org_id, session.issue_id) if not failure else None
+        if failure:
+            blocks = None
+        elif blocks is None:
+            blocks = admission.blocks(session.org_id, session.issue_id)
         if blocks is not None and blocks.scope is not None:
             routing = {"skipped": [], "waiting_for": [], "budget": blocks.scope.reason}
             if routing != session.routing:
@@ -242,6 +257,34 @@ def dispatch(
             last_error=message,
         )
         return FAILED if ok else NOOP
+
+
+def dispatch_new(session: Session, blocks: admission.Blocks, *, created_note: str) -> str:
+    """Save a new (unsaved, ``queued``) session and route it, in the caller's transaction.
+
+    ``blocks``: what the caller already read from the budgets. When a pool takes the session
+    at once, the row is inserted already ``provisioning`` and both timeline rows go in one
+    INSERT (``record_created_moved``); otherwise it is inserted ``queued`` and ``dispatch``
+    decides as for any queued session (wait, or fail with the reasons). Same outcomes as
+    save + ``record_created`` + ``dispatch``, in fewer round trips.
+    """
+    pools = lock_pools(session.org_id)
+    decision = choose_pool(session, pools, [], blocks) if blocks.scope is None else None
+    if decision is None or decision.pool is None:
+        session.save()
+        record_created(session, note=created_note)
+        return dispatch(session, blocks=blocks, pools=pools)
+    pool = decision.pool
+    routing: dict[str, Any] = {"skipped": decision.skipped}
+    if session.requested_pool:
+        routing["requested"] = session.requested_pool
+    routing["chosen"] = pool.name
+    session.state = S.PROVISIONING
+    session.pool, session.provider, session.routing = pool, pool.provider, routing
+    session.save()
+    record_created_moved(session, created_note=created_note, note=f"dispatched to {pool.name}")
+    enqueue.send(enqueue.PROVISION, session.pk)
+    return PROVISIONING
 
 
 def _back_to_queue(session: Session, routing: dict[str, Any], note: str) -> str:

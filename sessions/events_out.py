@@ -24,11 +24,14 @@ from typing import Any
 from events import types as t
 from events.outbox import emit
 from sessions.api import run_json, session_json
+from sessions.costs import cost_so_far
 from sessions.models import TERMINAL_STATES, CommandRun, PolicyAction, Session, SessionState
 from sessions.outcomes import outcome_for
+from sessions.queue import QueueStatus
 from sessions.state import observers
 
 S = SessionState
+NEVER_RAN = frozenset({"", S.QUEUED, S.PROVISIONING})
 
 
 def event_type(from_state: str, to: str) -> str | None:
@@ -52,7 +55,12 @@ def on_change(session: Session, from_state: str, to: str, note: str, at: datetim
     kind = event_type(from_state, to)
     if kind is None:
         return
-    data: dict[str, Any] = {"session": session_json(session)}
+    # A session moving from these never ran: nothing billed, nothing open, no query.
+    costs = cost_so_far([session], at, never_ran={session.pk}) if from_state in NEVER_RAN else None
+    # The creation says what was asked; why a session waits, and its place in line, comes
+    # with session.queued (dispatch decides that in the same transaction).
+    queue: dict[int, QueueStatus] | None = {} if kind == t.SESSION_CREATED else None
+    data: dict[str, Any] = {"session": session_json(session, queue, costs)}
     if kind == t.SESSION_QUEUED:
         data["reason"] = note
     if kind == t.SESSION_ENDED:

@@ -23,9 +23,15 @@ from sessions.models import RunningInterval, Session
 interval_closed = Signal()
 
 
-def open_interval(session: Session, at: datetime) -> RunningInterval:
-    """Open an interval unless one is open already (idempotent: returns the open one)."""
-    with transaction.atomic():
+def open_interval(session: Session, at: datetime, *, first: bool = False) -> RunningInterval:
+    """Open an interval unless one is open already (idempotent: returns the open one).
+
+    ``first``: the caller just moved a session that never ran to running (provision), so
+    none can be open and the look-up is skipped (the partial unique constraint still holds).
+    """
+    if first:
+        return RunningInterval.objects.create(session=session, started_at=at)
+    with transaction.atomic(savepoint=False):
         current = (
             RunningInterval.objects.select_for_update()
             .filter(session=session, ended_at__isnull=True)

@@ -12,6 +12,8 @@ back to the state before, or stay for the reconciler. The exec job is ``sessions
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from django.db.models import F
 from django.utils import timezone
@@ -24,6 +26,7 @@ from pools.providers.base import (
     SandboxInfo,
     SandboxSpec,
 )
+from rensei.credentials import resolved, with_credential
 from rensei.failpoints import failpoint
 from rensei.jobs import Transient
 from sessions.audit import audit
@@ -60,6 +63,23 @@ def _load(session_id: int) -> Session | None:
     return Session.objects.select_related("org", "pool", "issue").filter(pk=session_id).first()
 
 
+def _load_with_credential(session_id: int) -> tuple[Session | None, Callable[[], Any]]:
+    """The session with its org, pool and issue, and its org's key for the pool's provider:
+    one query (the provision job's only read)."""
+    rows = with_credential(
+        Session.objects.select_related("org", "pool", "issue"), "org_id", "pool__provider"
+    )
+    session = rows.filter(pk=session_id).first()
+    if session is None:
+        return None, lambda: None
+    if session.pool is not None and session.pool.org_id == session.org_id:
+        session.pool.org = session.org  # the same org: no second read through the pool
+    encrypted = getattr(session, "credential_encrypted", None)
+    last_four = getattr(session, "credential_last_four", None) or ""
+    provider = session.pool.provider if session.pool is not None else ""
+    return session, lambda: resolved(encrypted, last_four, provider)
+
+
 def _is_gone(exc: ProviderError) -> bool:
     return exc.status_code == 404
 
@@ -82,7 +102,7 @@ def provision(session_id: int) -> None:
         attempts=F("attempts") + 1
     ):
         return
-    session = _load(session_id)
+    session, credential = _load_with_credential(session_id)
     if session is None or session.pool is None:
         return
     if session.attempts > MAX_PROVISION_ATTEMPTS:
@@ -98,7 +118,7 @@ def provision(session_id: int) -> None:
     pool = session.pool
     adopted = False
     try:
-        provider = for_pool(pool)
+        provider = for_pool(pool, credential=credential)
         handle = _find_existing(provider, session) if session.attempts > 1 else None
         if handle is not None:
             adopted = True

@@ -52,7 +52,9 @@ def record_handle(session: Session, handle: SandboxHandle, note: str) -> bool:
             note=f"sandbox {handle.sandbox_id} {note}",
         )
         if won:
-            open_interval(session, started)
+            # A provisioning session never ran (provisioning comes only from queued), so
+            # this is its first interval.
+            open_interval(session, started, first=True)
     return won
 
 

@@ -37,12 +37,11 @@ from sessions.actions import request_pause as request_pause
 from sessions.actions import request_resume as request_resume
 from sessions.actions import request_terminate as request_terminate
 from sessions.audit import describe
-from sessions.dispatch import dispatch
+from sessions.dispatch import dispatch_new
 from sessions.env import command_env as command_env
 from sessions.env import encrypt_env
 from sessions.env import session_env as session_env
 from sessions.models import CommandRun, Issue, Session, SessionState
-from sessions.state import record_created
 
 S = SessionState
 
@@ -211,7 +210,7 @@ def create_session(
             refusal = blocks.scope or (pinned[0] if pinned else None)
             if refusal is not None:
                 raise BudgetBlocked(refusal)
-            session = Session.objects.create(
+            session = Session(
                 org=org,
                 issue=issue,
                 runtime_kinds=runtime,
@@ -222,7 +221,8 @@ def create_session(
                 api_body_hash=body_hash if idempotency_key else "",
                 created_by=actor if getattr(actor, "is_authenticated", False) else None,
             )
-            record_created(session, note=f"created via {channel}")
+            # Saved and routed at once: inserted already provisioning when a pool takes it.
+            dispatch_new(session, blocks, created_note=f"created via {channel}")
             record(
                 org=org,
                 action="session.created",
@@ -237,7 +237,6 @@ def create_session(
                     "env_names": sorted(clean_env),
                 },
             )
-            dispatch(session)
     except BudgetBlocked as exc:
         admission.refused(exc.block, key, channel)  # outside the rolled-back transaction
         raise
@@ -248,8 +247,7 @@ def create_session(
             if existing is not None:
                 return existing
         raise
-    session.refresh_from_db()
-    return session
+    return session  # carries what was written (the state machine's updates included)
 
 
 # --- actions -----------------------------------------------------------------------------

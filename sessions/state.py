@@ -105,20 +105,12 @@ def transition_where(
         updates.setdefault("started_at", now)
     if to in TERMINAL_STATES:
         updates.setdefault("ended_at", now)
-    with transaction.atomic():
-        # Read the current state under the same conditions so the timeline can say where
-        # it came from; the UPDATE below is what decides the race.
-        current = (
-            Session.objects.filter(pk=session.pk, state__in=expected, **(where or {}))
-            .values_list("state", flat=True)
-            .first()
-        )
+    # savepoint=False: inside a caller's transaction (create, dispatch, a lifecycle step)
+    # a failure here fails the caller's whole transaction anyway, so a savepoint would only
+    # cost two more round trips.
+    with transaction.atomic(savepoint=False):
+        current = _conditional_update(session, expected, where or {}, updates)
         if current is None:
-            return False
-        won = Session.objects.filter(pk=session.pk, state=current, **(where or {})).update(
-            **updates
-        )
-        if not won:
             return False
         SessionTransition.objects.create(
             session_id=session.pk, from_state=current, to_state=to, note=note[:2000]
@@ -129,13 +121,69 @@ def transition_where(
     return True
 
 
+def _conditional_update(
+    session: Session, expected: frozenset[str], where: dict[str, Any], updates: dict[str, Any]
+) -> str | None:
+    """The UPDATE that decides the race; returns the state it moved from (None: lost).
+
+    The timeline needs the state the row left, so the UPDATE names one: first the state the
+    caller holds in memory (nearly always still the row's), with no read before it; only
+    when that misses does it read the row's state under the same conditions and try that.
+    """
+    held = session.state
+    if held in expected and Session.objects.filter(pk=session.pk, state=held, **where).update(
+        **updates
+    ):
+        return str(held)
+    current = (
+        Session.objects.filter(pk=session.pk, state__in=expected, **where)
+        .values_list("state", flat=True)
+        .first()
+    )
+    if current is None:
+        return None
+    won = Session.objects.filter(pk=session.pk, state=current, **where).update(**updates)
+    return current if won else None
+
+
 def record_created(session: Session, note: str = "") -> None:
     """The first timeline row: the session exists, ``queued``."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         row = SessionTransition.objects.create(
             session=session, from_state="", to_state=session.state, note=note
         )
         _notify(session, "", session.state, note, row.at)
+
+
+def record_created_moved(session: Session, *, created_note: str, note: str) -> None:
+    """A new session saved straight in the state dispatch gave it before the INSERT (a pool
+    took it at once): both timeline rows, "" → queued and queued → its state, in one INSERT,
+    and the observers told of both moves, the first with the session as it was created
+    (queued, no pool yet), so the outside sees what ``record_created`` + ``transition``
+    would have shown."""
+    now = session.state_changed_at
+    with transaction.atomic(savepoint=False):
+        SessionTransition.objects.bulk_create(
+            [
+                SessionTransition(
+                    session_id=session.pk, from_state="", to_state=S.QUEUED, note=created_note
+                ),
+                SessionTransition(
+                    session_id=session.pk,
+                    from_state=S.QUEUED,
+                    to_state=session.state,
+                    note=note[:2000],
+                ),
+            ]
+        )
+        moved = {name: getattr(session, name) for name in ("state", "pool", "provider", "routing")}
+        session.state, session.pool, session.provider, session.routing = S.QUEUED, None, "", {}
+        try:
+            _notify(session, "", S.QUEUED, created_note, now)
+        finally:
+            for name, value in moved.items():
+                setattr(session, name, value)
+        _notify(session, S.QUEUED, session.state, note, now)
 
 
 def record_waiting(session: Session, note: str) -> None:

@@ -15,7 +15,7 @@ so a stalled provider cannot hang them), else the provider SDK's own default app
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
@@ -31,7 +31,7 @@ from pools.providers.registry import (
     provider_class,
     provider_labels,
 )
-from rensei.credentials import MissingCredential, resolve_credential
+from rensei.credentials import MissingCredential, ResolvedCredential, resolve_credential
 
 if TYPE_CHECKING:
     from pools.models import CapacityPool
@@ -81,21 +81,34 @@ def build(kind: str, secret: str, *, timeout: float | None = None) -> Provider:
 
 
 @sensitive_variables("secret")
-def for_org(org: Organization, kind: str = "e2b", *, timeout: float | None = None) -> Provider:
+def for_org(
+    org: Organization,
+    kind: str = "e2b",
+    *,
+    timeout: float | None = None,
+    credential: Callable[[], ResolvedCredential] | None = None,
+) -> Provider:
     """A provider bound to the org's credential (or the server's fallback key).
 
-    Raises ``ProviderError(permanent=True)`` when there is no credential at all, with the
-    message that says where to add one; ``LookupError`` for an unknown kind.
+    ``credential`` resolves it from what the caller already read (``with_credential``)
+    instead of a query of its own. Raises ``ProviderError(permanent=True)`` when there is
+    no credential at all, with the message that says where to add one; ``LookupError`` for
+    an unknown kind.
     """
     secret = ""
     if provider_class(kind).requires_credential:
         try:
-            secret = resolve_credential(org, kind).secret
+            secret = (credential() if credential else resolve_credential(org, kind)).secret
         except MissingCredential as exc:
             raise ProviderError(str(exc), permanent=True) from None
     return build(kind, secret, timeout=timeout)
 
 
-def for_pool(pool: CapacityPool, *, timeout: float | None = None) -> Provider:
+def for_pool(
+    pool: CapacityPool,
+    *,
+    timeout: float | None = None,
+    credential: Callable[[], ResolvedCredential] | None = None,
+) -> Provider:
     """The provider of ``pool``, bound to its org's credential (see ``for_org``)."""
-    return for_org(pool.org, pool.provider, timeout=timeout)
+    return for_org(pool.org, pool.provider, timeout=timeout, credential=credential)
