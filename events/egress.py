@@ -23,9 +23,7 @@ _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|
 # What a webhook URL looks like (the API document publishes the same pattern). A host is a
 # name or an IPv4 address; IPv6 addresses are reached through a name (and checked after DNS).
 URL_PATTERN = (
-    r"^https?://[^\x00-\x20\x7f/?#@:\[\]\\]+(:"
-    + _PORT
-    + r")?([/?][^\x00-\x20\x7f#\\]*)?$"
+    r"^https?://[^\x00-\x20\x7f/?#@:\[\]\\]+(:" + _PORT + r")?([/?][^\x00-\x20\x7f#\\]*)?$"
 )
 URL_RE = re.compile(URL_PATTERN)
 CONTROL_RE = re.compile(r"[\x00-\x20\x7f\\]")
