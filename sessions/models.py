@@ -107,6 +107,11 @@ class Session(models.Model):
             models.Index(fields=["pool", "state"], name="session_pool_state_idx"),
             # Sessions list and dashboard "recent sessions" unfiltered: newest first.
             models.Index(fields=["org", "-created_at", "-id"], name="session_org_recent_idx"),
+            # Dashboard counts: the live states, and failed or lost since a moment, read from
+            # the index alone instead of every session the org ever had.
+            models.Index(
+                fields=["org", "state", "state_changed_at"], name="session_org_state_changed_idx"
+            ),
         ]
 
     def __str__(self) -> str:
