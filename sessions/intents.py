@@ -326,8 +326,9 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
         claim = claims.get(name)
         verdict = _verdict(claim, since, now, live, queue_empty)
         if state == CommandRunState.RUNNING:
-            # Never run twice (side effects): ended only when the worker running it died.
-            if verdict == "dead" and _end_lost_command(pk, claim, now):
+            # Never run twice (side effects): ended once no live worker holds its job (the
+            # worker running it died, or its job was handed back and is not running).
+            if _run_orphaned(claim, now, live) and _end_lost_command(pk, claim, now):
                 out["commands_lost"] += 1
         elif verdict != "leave" and _take(claim, name, now):
             _resend(enqueue.EXEC, pk, org_id, state, claim)
@@ -358,6 +359,16 @@ def _describe(claim: Claim | None) -> str:
     if claim.holder in (SENT, DONE):
         return f"{claim.holder} at {claim.at:%H:%M:%S}, never received since"
     return "held by a worker that stopped"
+
+
+def _run_orphaned(claim: Claim | None, now: datetime, live: set[str]) -> bool:
+    if claim is None:
+        return False  # no claim at all: left to the reconciler's command deadline
+    if claim.holder.removesuffix(RUNNING_MARK) in live:
+        return False
+    if claim.holder in (SENT, DONE):
+        return claim.at < now - SENT_GRACE  # handed back and not received again since
+    return True  # held by a dead worker
 
 
 def _end_lost_command(pk: int, claim: Claim | None, now: datetime) -> bool:

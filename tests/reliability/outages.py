@@ -225,10 +225,9 @@ def _reset_app(broker: str, backend: str) -> None:
     # Celery reads these two from the environment first.
     os.environ["CELERY_BROKER_URL"], os.environ["CELERY_RESULT_BACKEND"] = broker, backend
     app.conf.update(broker_url=broker, result_backend=backend)
-    pool = app._pool  # type: ignore[attr-defined]
-    if pool is not None:
-        pool.force_close_all()
-        app._pool = None  # type: ignore[attr-defined]
+    # Dropped, not closed: kombu keeps one pool per broker URL for the whole process, and the
+    # app takes the same one back when it returns to the shared broker.
+    app._pool = None  # type: ignore[attr-defined]
     app.amqp._producer_pool = None  # type: ignore[attr-defined]
     app._backend_cache = None  # type: ignore[attr-defined]
     with suppress(AttributeError):

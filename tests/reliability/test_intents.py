@@ -142,3 +142,29 @@ def test_claims_a_worker_no_longer_holds_are_handed_back(org_a: Organization) ->
     assert holders["intent:session:1"] == holders["intent:session:2"] == intents.SENT
     assert holders["intent:session:3"] == holders["intent:session:4"] == intents.BOOT
     assert holders["intent:session:5"] == LIVE
+
+
+@pytest.mark.parametrize(
+    ("holder", "age", "ended"),
+    [
+        (intents.SENT, 20, True),  # handed back (its pool child died), never received again
+        (intents.SENT, 2, False),  # handed back a moment ago: its redelivery may be coming
+        (LIVE + intents.RUNNING_MARK, 20, False),  # running in a live worker
+    ],
+)
+def test_a_running_command_nobody_holds_is_ended(
+    holder: str, age: int, ended: bool, org_a: Organization
+) -> None:
+    now = timezone.now()
+    _worker(LIVE, True, now)
+    session = _session(org_a, S.RUNNING, timedelta(minutes=1))
+    run = CommandRun.objects.create(
+        session=session, command="make deploy", state=CommandRunState.RUNNING, timeout_seconds=60
+    )
+    CommandRun.objects.filter(pk=run.pk).update(created_at=now - timedelta(seconds=30))
+    _claim(f"intent:run:{run.pk}", holder, now - timedelta(seconds=age))
+    summary, sent = _sweep(now)
+    assert sent == []
+    run.refresh_from_db()
+    assert (run.state == CommandRunState.ERROR) is ended
+    assert summary["commands_lost"] == int(ended)
