@@ -329,6 +329,12 @@ EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="rensei@localhost")
 
+# --- Finance ------------------------------------------------------------------------------
+# A day's reconciliation alerts when its unsettled findings add up to this many seconds.
+RENSEI_RECONCILE_ALERT_SECONDS = env.float("RENSEI_RECONCILE_ALERT_SECONDS", default=60.0)
+# Cost per Issue flags an issue with more sandboxes started in one UTC hour than this.
+RENSEI_RUNAWAY_SANDBOXES_PER_HOUR = env.int("RENSEI_RUNAWAY_SANDBOXES_PER_HOUR", default=6)
+
 # --- E2B ----------------------------------------------------------------------------------
 E2B_API_KEY = env.str("E2B_API_KEY", default="")
 E2B_API_URL = env.str("E2B_API_URL", default="")
