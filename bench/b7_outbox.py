@@ -188,10 +188,20 @@ def report_lines() -> list[str]:
         f"| {r['drain_events_per_s']:,} events/s | {r['bare_posts_per_s']:,} POSTs/s | "
         f"{r['ratio']}× | {r['emit_statements']} (one INSERT) |",
         "",
-        "One drain process sends one delivery at a time: per delivery it adds a claim "
-        "(a conditional UPDATE), the signature, and one transaction recording the attempt "
-        "and the outcome, beside the POST itself. Several workers drain side by side (claims "
-        "keep them apart), so throughput grows with workers up to the database's write rate.",
+        "The drain's runs took "
+        + ", ".join(f"{t:g} s" for t in r.get("drain_runs_s", []))
+        + f" ({r['events'] / max(r.get('drain_runs_s', [1])):.0f} to "
+        f"{r['events'] / min(r.get('drain_runs_s', [1])):.0f} events/s): the machine's load "
+        "changed a lot while they ran (other work shares these cores; the load average is "
+        "read at the end), so the fastest run is "
+        "nearer what one drain process does on a quiet machine.",
+        "",
+        "One drain process sends up to `RENSEI_WEBHOOK_DELIVERY_THREADS` (4) deliveries of "
+        "different sessions side by side; per delivery it adds a claim (a conditional "
+        "UPDATE), the signature, and one transaction recording the attempt and the outcome, "
+        "beside the POST itself, and a session's next event waits for the previous one's "
+        "answer. Several workers drain side by side (claims keep them apart), so throughput "
+        "grows with workers up to the database's write rate.",
         "",
     ]
 
