@@ -15,6 +15,12 @@ from typing import Any
 import pytest
 
 from tests.reliability.figures import SCENARIOS, Figure
+from tests.sessions_engine.conftest import (  # noqa: F401 (the fake provider's fixtures)
+    cloud,
+    new_session,
+    pool,
+    rate_cards,
+)
 
 HERE = Path(__file__).resolve().parent
 

@@ -22,12 +22,6 @@ from rensei.models import Organization
 from sessions import jobs
 from sessions.models import Session, SessionState
 from sessions.reconcile import reconcile_org
-from tests.sessions_engine.conftest import (  # noqa: F401 (fixtures)
-    cloud,
-    new_session,
-    pool,
-    rate_cards,
-)
 
 S = SessionState
 pytestmark = pytest.mark.django_db
@@ -89,7 +83,7 @@ def test_missing_from_the_list_but_the_look_up_fails_marks_nothing_lost(
     new_session: Callable[..., Session],
     org_a: Organization,
 ) -> None:
-    gone, fine = _two_running(new_session, cloud)
+    gone, _fine = _two_running(new_session, cloud)
     cloud.fail_next("status", FAILURES[failure])
     summary = reconcile_org(org_a.pk)
     assert summary["lost"] == 0
