@@ -34,7 +34,10 @@ def test_events_older_than_30_days_go_with_their_deliveries(org_a: Organization)
 def test_beat_runs_the_drain_and_the_prune() -> None:
     schedule = {entry["task"]: entry for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert DRAIN in schedule and PRUNE in schedule
-    assert schedule[DRAIN]["options"]["expires"] <= 10  # a backlog of drains never piles up
+    options = schedule[DRAIN]["options"]
+    assert (
+        isinstance(options, dict) and options["expires"] <= 10
+    )  # a backlog of drains never piles up
     assert DRAIN in app.tasks and PRUNE in app.tasks
 
 
@@ -60,5 +63,7 @@ def test_two_writers_for_one_session_take_the_next_numbers(org_a: Organization) 
         thread.start()
     for thread in threads:
         thread.join()
-    numbers = sorted(Event.objects.filter(session_id=77).values_list("sequence", flat=True))
+    numbers = sorted(
+        n for n in Event.objects.filter(session_id=77).values_list("sequence", flat=True) if n
+    )
     assert numbers == list(range(1, 41))

@@ -137,7 +137,7 @@ def test_responses_match_the_document(  # type: ignore[no-untyped-def]
     budget = Budget.objects.create(
         org=org_a, scope=Scope.ISSUE, amount_usd=Decimal("1.00"), enforcement=Enforcement.BLOCK
     )
-    blocked_issue = Issue.objects.get(org=org_a, key=BODY["issue"]["key"])
+    blocked_issue = Issue.objects.get(org=org_a, key="ENG-142")  # BODY's issue
     BudgetState.objects.create(
         budget=budget,
         period=f"issue-{blocked_issue.pk}",
