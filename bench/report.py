@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.b6_policies import report_lines as b6
+from bench.b7_outbox import report_lines as b7
 from bench.b8_budgets import report_lines as b8
 from bench.b9_reconcile import report_lines as b9
 from bench.report_format import ok, source, table
@@ -61,6 +62,7 @@ def render(r: dict[str, Any]) -> str:
         *b3(r),
         *b4(r),
         *b6(),
+        *b7(),
         *b8(),
         *b9(),
         *HOW,
