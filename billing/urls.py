@@ -6,6 +6,7 @@ from billing import savings, views, views_close, views_reconcile
 
 urlpatterns = [
     path("analytics/cost-per-issue/", views.cost_per_issue, name="cost_per_issue"),
+    path("analytics/cost-per-issue/outcomes/", views.cost_by_outcome, name="cost_by_outcome"),
     # <path:…>: issue keys come from outside and may contain a slash.
     path("analytics/issues/<path:key>/", views.issue_cost, name="issue_cost"),
     path("billing/ledger/", views.ledger, name="ledger"),

@@ -102,10 +102,22 @@ def cost_per_issue(request: HttpRequest) -> HttpResponse:
         "top_chart": top_chart if top else "",
         "daily_chart": daily_chart,
         "columns": COLUMNS,
-        "outcomes": outcome_report(report.filter),
         "months": statuses(org.pk, report.filter.period.first_day, report.filter.period.last_day),
     }
     return render(request, _template(request, "billing/cost_per_issue.html", "report"), context)
+
+
+@org_view("billing.view")
+def cost_by_outcome(request: HttpRequest) -> HttpResponse:
+    """Cost per Issue's "Cost by outcome" section, for the same filters.
+
+    Loaded by the page after it has rendered (hx-trigger="load"): it groups the range's ledger
+    rows by session, which on a large ledger takes far longer than the rest of the page,
+    whose figures come from the daily rollup.
+    """
+    filters = read_filters(CostPerIssueForm(request.GET, org=org_of(request)))
+    context = {"o": outcome_report(filters.cost_filter(org_of(request)))}
+    return render(request, "billing/_outcomes.html", context)
 
 
 @org_view("billing.view")

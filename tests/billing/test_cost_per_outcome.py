@@ -116,11 +116,16 @@ def test_runaway_loops_are_flagged_past_the_threshold(org_a, settings):
 def test_the_page_shows_it_and_keeps_walls(client_as, fiona, bob, charlie, spend):
     page = client_as(fiona).get("/analytics/cost-per-issue/", QUERY)
     assert page.status_code == 200
-    html = page.content.decode()
+    # The page loads the section after it has rendered, for the same filters.
+    assert 'hx-get="/analytics/cost-per-issue/outcomes/?' in page.content.decode()
+    section = client_as(fiona).get("/analytics/cost-per-issue/outcomes/", QUERY)
+    assert section.status_code == 200
+    html = section.content.decode()
     assert 'data-outcome="failed"' in html and 'data-outcome="lost"' in html
     tax = re.search(r'data-retry-tax="([0-9.]+)"', html)
     assert tax and Decimal(tax.group(1)) == spend["failed"][1] + spend["lost"][1]
     assert "/analytics/issues/ENG-1/" in html
     assert client_as(bob).get("/analytics/cost-per-issue/", QUERY).status_code == 403
-    other = client_as(charlie).get("/analytics/cost-per-issue/", QUERY).content.decode()
+    assert client_as(bob).get("/analytics/cost-per-issue/outcomes/", QUERY).status_code == 403
+    other = client_as(charlie).get("/analytics/cost-per-issue/outcomes/", QUERY).content.decode()
     assert 'data-outcome="failed"' not in other and "/analytics/issues/ENG-1/" not in other
