@@ -9,7 +9,7 @@ SIGKILL of a whole worker used to strand its sessions, holding pool slots, until
 reconciler's deadline minutes later.
 
 Each intent therefore carries a claim, a ``rensei.models.Lease`` row named after it
-(``intent:session:<id>``, ``intent:run:<id>``) whose holder says where the job is:
+(``intent:session:<id>:<task>``, ``intent:run:<id>``) whose holder says where the job is:
 
 - ``sent``: a process published the job (before the broker has it, so a failed publish
   still leaves the claim); ``expires_at`` is when.
@@ -97,7 +97,9 @@ def claim_name(task: str, args: Iterable[Any]) -> str | None:
     if not isinstance(first, int):
         return None
     if task in SESSION_TASKS:
-        return f"intent:session:{first}"
+        # Per task: a stale duplicate of another of the session's jobs (a provision
+        # redelivered while it is pausing) must not overwrite the claim of the one in flight.
+        return f"intent:session:{first}:{task}"
     if task == enqueue.EXEC:
         return f"intent:run:{first}"
     return None
@@ -312,10 +314,11 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
         .order_by("pk")
     )
     claims = _claims(
-        [f"intent:session:{pk}" for pk, *_ in sessions] + [f"intent:run:{pk}" for pk, *_ in runs]
+        [f"intent:session:{pk}:{LIFECYCLE[state]}" for pk, _, state, _ in sessions]
+        + [f"intent:run:{pk}" for pk, *_ in runs]
     )
     for pk, org_id, state, since in sessions:
-        name = f"intent:session:{pk}"
+        name = f"intent:session:{pk}:{LIFECYCLE[state]}"
         claim = claims.get(name)
         verdict = _verdict(claim, since, now, live, queue_empty)
         if verdict != "leave" and _take(claim, name, now):

@@ -84,7 +84,8 @@ def test_a_session_job_is_sent_again_only_when_nobody_has_it(
     session = _session(org_a, S.PAUSING, timedelta(seconds=30))
     if holder is not None:
         assert age is not None
-        _claim(f"intent:session:{session.pk}", holder, now - timedelta(seconds=age))
+        name = f"intent:session:{session.pk}:sessions.tasks.pause_session"
+        _claim(name, holder, now - timedelta(seconds=age))
     summary, sent = _sweep(now, depth)
     expected = [("sessions.tasks.pause_session", (session.pk,))] if resend else []
     assert sent == expected
@@ -168,3 +169,17 @@ def test_a_running_command_nobody_holds_is_ended(
     run.refresh_from_db()
     assert (run.state == CommandRunState.ERROR) is ended
     assert summary["commands_lost"] == int(ended)
+
+
+def test_another_jobs_claim_does_not_hide_a_lost_one(org_a: Organization) -> None:
+    """A stale provision redelivered and run while the session is pausing settles its own
+    claim, not the pause's: the lost pause is still sent again."""
+    now = timezone.now()
+    session = _session(org_a, S.PAUSING, timedelta(seconds=30))
+    _claim(f"intent:session:{session.pk}:sessions.tasks.provision_session", intents.DONE, now)
+    _claim(
+        f"intent:session:{session.pk}:sessions.tasks.pause_session",
+        DEAD,
+        now - timedelta(seconds=20),
+    )
+    assert _sweep(now)[1] == [("sessions.tasks.pause_session", (session.pk,))]
