@@ -24,6 +24,7 @@ of the request and the moment the worker killed while it was pending was back, i
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -46,7 +47,8 @@ from tests.reliability.stack import (
 from tests.sessions_engine.conftest import ensure_rate_cards, make_pool
 
 S = SessionState
-KILLS = 200
+# make reliability kills 200 times; CI runs a shorter storm (RELIABILITY_KILLS in .ci/run).
+KILLS = int(os.environ.get("RELIABILITY_KILLS", "200"))
 WORKERS = 3
 ACTIVE = 6  # sessions in flight at once
 SEED = 20240611
