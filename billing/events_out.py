@@ -18,13 +18,13 @@ from sessions.models import Session
 GIB_MB = Decimal(1024)
 
 
-def cost_event_json(row: CostEvent, session: Session) -> dict[str, Any]:
+def cost_event_json(row: CostEvent, session: Session | None) -> dict[str, Any]:
     seconds = Decimal(row.quantity_seconds)
     card = row.rate_card
-    issue = session.issue if session.issue_id else None
+    issue = session.issue if session is not None and session.issue_id else None
     return {
         "kind": "sandbox-cost",
-        "sessionId": str(session.pk),
+        "sessionId": str(session.pk) if session is not None else None,
         "providerId": row.provider,
         "wallClockMs": int(seconds * 1000),
         "vCpuSeconds": str(seconds * row.vcpu),
@@ -47,8 +47,22 @@ def cost_event_json(row: CostEvent, session: Session) -> dict[str, Any]:
         "idempotencyKey": row.idempotency_key,
         "costEventId": row.pk,
         "ledgerKind": row.kind,
+        # A correction: the row it cancels (a reversal, amounts negated), why, and the closed
+        # month it adjusts when it is dated in the first open one.
+        "reverses": row.reverses_id,
+        "reason": row.reason or None,
+        "adjustsMonth": f"{row.adjusts_month:%Y-%m}" if row.adjusts_month else None,
     }
 
 
-def emit_cost(row: CostEvent, session: Session) -> None:
-    emit(row.org_id, types.SANDBOX_COST, cost_event_json(row, session), session_id=session.pk)
+def emit_cost(row: CostEvent, session: Session | None) -> None:
+    session_id = session.pk if session is not None else None
+    emit(row.org_id, types.SANDBOX_COST, cost_event_json(row, session), session_id=session_id)
+
+
+def emit_correction(row: CostEvent) -> None:
+    """``sandbox.cost`` for a row written by a person (a reversal, a settlement)."""
+    session = (
+        Session.objects.select_related("issue").get(pk=row.session_id) if row.session_id else None
+    )
+    emit_cost(row, session)

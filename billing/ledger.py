@@ -13,7 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, transaction
 
 from billing.closing import ledger_date
-from billing.events_out import emit_cost
+from billing.events_out import emit_correction, emit_cost
 from billing.models import AMOUNT_QUANTUM, SECONDS_QUANTUM, CostEvent, CostKind, RateCard
 from rensei.audit import record
 from rensei.models import Channel
@@ -198,6 +198,7 @@ def reverse_cost_event(
                     reason=reason,
                     actor=user,  # type: ignore[misc]
                 )
+                emit_correction(reversal)  # sandbox.cost, amounts negated
         except IntegrityError:
             raise AlreadyReversed(
                 f"Ledger entry {original.pk} has been reversed already."

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.closing import ledger_date
+from billing.events_out import emit_correction
 from billing.ledger import AlreadyReversed, billing_provider, rate_card_for, reverse_cost_event
 from billing.models import CostEvent, CostKind, Discrepancy
 from billing.reconciliation import day_bounds
@@ -42,7 +43,7 @@ def _adjustment(d: Discrepancy, reason: str, user: Any) -> CostEvent:
     provider = billing_provider(session) if session is not None else "e2b"
     occurred_at, adjusts = ledger_date(d.org_id, end)
     card = rate_card_for(provider, start)
-    return CostEvent.objects.create(
+    row = CostEvent.objects.create(
         org_id=d.org_id,
         session=session,
         issue_id=session.issue_id if session is not None else None,
@@ -63,6 +64,8 @@ def _adjustment(d: Discrepancy, reason: str, user: Any) -> CostEvent:
         reason=f"{d.get_kind_display()} on {d.day:%Y-%m-%d}: {reason}",
         actor=user,
     )
+    emit_correction(row)  # sandbox.cost, in the settlement's transaction
+    return row
 
 
 def _reversal(d: Discrepancy, entry_id: int | None, reason: str, actor: Any) -> CostEvent:

@@ -141,3 +141,28 @@ def test_pool_health_changes_only_when_the_result_does(
     assert events[0].data["pool"]["name"] == "fake-health" and events[0].data["previous"] is None
     assert events[0].data["health"] in (HealthStatus.PASSING, HealthStatus.FAILING)
     assert events[0].session_id is None and events[0].org_id == org_a.pk
+
+
+def test_a_reversal_writes_its_cost_event_too(
+    pool: CapacityPool, new_session: Callable[..., Session]
+) -> None:
+    from billing.ledger import reverse_cost_event
+    from billing.models import CostEvent
+
+    session = new_session()
+    jobs.provision(session.pk)
+    services.request_terminate(session)
+    jobs.terminate(session.pk)
+    row = CostEvent.objects.get(session=session)
+    reversal = reverse_cost_event(row, reason="outage credit", actor=None)
+    costs = [
+        e.data
+        for e in Event.objects.filter(session_id=session.pk, type="sandbox.cost").order_by(
+            "sequence"
+        )
+    ]
+    assert [c["costEventId"] for c in costs] == [row.pk, reversal.pk]  # one per ledger row
+    assert costs[0]["reverses"] is None
+    assert costs[1]["reverses"] == row.pk and costs[1]["reason"] == "outage credit"
+    assert costs[1]["estimatedCents"] == str(-row.amount * 100)
+    assert costs[1]["sessionId"] == str(session.pk) and costs[1]["issueKey"] == "ENG-142"
