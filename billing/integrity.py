@@ -19,6 +19,7 @@ from django.db import connection
 
 from billing import triggers
 from billing.models import AMOUNT_QUANTUM, SECONDS_QUANTUM, DailyCost
+from rensei import ops
 from rensei.audit import record
 from rensei.models import Channel, Organization
 
@@ -100,6 +101,7 @@ def check_and_alert() -> list[Mismatch]:
     if not found:
         return found
     log.error("ledger check: the rollup disagrees with the ledger in %d group(s)", len(found))
+    ops.bump(ops.ALERT, "ledger_mismatch")
     for item in found[:50]:
         log.error("ledger check: %s", item)
     by_org: dict[int, int] = {}

@@ -17,6 +17,7 @@ from billing.reconciliation import ZERO, K, Listings, alert_seconds, compute
 from pools.models import CapacityPool
 from pools.providers import for_org
 from pools.providers.base import ProviderError
+from rensei import ops
 from rensei.audit import record
 from rensei.models import Channel, Organization
 from rensei.ops import lease
@@ -119,6 +120,7 @@ def reconcile_day(
                 detail={"run": run.pk, "findings": len(figures.findings)},
             )
         if alerted:
+            ops.bump(ops.ALERT, "reconciliation_drift")
             record(
                 org=org,
                 action="reconciliation.alert",

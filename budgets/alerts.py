@@ -22,6 +22,7 @@ from billing.money import format_money
 from budgets.figures import Figure
 from budgets.models import BudgetAlert
 from events import outbox, types
+from rensei import ops
 from rensei.models import Membership, Role
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def fire(figure: Figure, threshold: int, now: datetime) -> BudgetAlert | None:
             )
     except IntegrityError:
         return None  # crossed already: someone else's alert
+    ops.bump(ops.ALERT, "budget_threshold")
     to = recipients(budget.org_id)
     if to:
         BudgetAlert.objects.filter(pk=alert.pk).update(emailed_to=len(to))

@@ -13,6 +13,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 
 from events.models import WebhookEndpoint
+from rensei import ops
 from rensei.audit import record
 from rensei.models import Channel, Membership, Role
 
@@ -31,6 +32,7 @@ def admin_emails(org_id: int) -> list[str]:
 
 def endpoint_disabled(endpoint: WebhookEndpoint, reason: str) -> None:
     log.warning("webhook endpoint %s disabled: %s", endpoint.pk, reason)
+    ops.bump(ops.ALERT, "webhook_disabled")
     record(
         org=endpoint.org,
         action="webhook.disabled",

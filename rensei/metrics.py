@@ -18,6 +18,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from rensei import ops
 from rensei.celery import app
 
+# Every kind of alert, exported at 0 until the first one (a rate over a missing series reads
+# as no data, not as none raised).
+ALERT_KINDS = ("budget_threshold", "ledger_mismatch", "reconciliation_drift", "webhook_disabled")
+
 
 def access(request: HttpRequest) -> int:
     """0 when the request may read the metrics, else the status to answer (401 or 404)."""
@@ -61,4 +65,13 @@ def core_families() -> list[GaugeMetricFamily | CounterMetricFamily]:
     )
     for status, n in sorted(ops.counts(ops.PROVIDER_ERROR).items()):
         errors.add_metric([status], n)
-    return [depth, retries, errors]
+    alerts = CounterMetricFamily(
+        "rensei_alerts",
+        "Alerts raised, by kind (budget thresholds crossed, webhook endpoints disabled, "
+        "ledger check mismatches, reconciliation drift past its threshold).",
+        labels=["kind"],
+    )
+    found = ops.counts(ops.ALERT)
+    for kind in sorted(set(ALERT_KINDS) | set(found)):
+        alerts.add_metric([kind], found.get(kind, 0))
+    return [depth, retries, errors, alerts]

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 JOB_RETRY = "job_retry"
 PROVIDER_ERROR = "provider_error"
+# Alerts raised, by kind (budget_threshold, webhook_disabled, ledger_mismatch,
+# reconciliation_drift): /metrics exports them as rensei_alerts.
+ALERT = "alert"
 
 
 def bump(kind: str, key: str, by: int = 1) -> None:

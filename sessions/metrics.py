@@ -7,10 +7,8 @@ every web process answers the same figures whatever process did the work.
 * ``rensei_outbox_lag_seconds``: age of the oldest event the publisher has not yet given a
   feed position (0 when none waits); ``rensei_webhook_lag_seconds``: age of the oldest event
   with a delivery still pending; ``rensei_outbox_undelivered``: how many of each.
-* queue depth, job retries, provider errors by status: ``rensei.metrics``.
-
-Alert counts are not exported here: budget alerts live in the top layer, which this one
-cannot read.
+* queue depth, job retries, provider errors by status, alerts raised by kind:
+  ``rensei.metrics`` (each app counts its alerts in ``rensei.ops`` when it raises one).
 """
 
 from __future__ import annotations

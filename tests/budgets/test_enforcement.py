@@ -184,3 +184,28 @@ def test_the_new_session_page_says_why_it_is_blocked(
     assert resp.status_code == 400
     assert "monthly budget is reached" in resp.content.decode()
     assert Session.objects.count() == before
+
+
+def test_alerts_are_counted_on_the_metrics_page(
+    org_a: Organization,
+    spent: Session,
+    client,
+    settings,  # type: ignore[no-untyped-def]
+) -> None:
+    from events.alerts import endpoint_disabled
+    from events.models import WebhookEndpoint
+
+    settings.RENSEI_METRICS_TOKEN = ""
+    settings.DEBUG = True
+    before = client.get("/metrics").content.decode()
+    assert 'rensei_alerts_total{kind="budget_threshold"} 0.0' in before
+    assert 'rensei_alerts_total{kind="webhook_disabled"} 0.0' in before
+    budget(org_a, "0.20", thresholds=[10, 50, 100, 900])
+    assert sweep.evaluate_org(org_a.pk)["alerts"] == 2
+    assert sweep.evaluate_org(org_a.pk)["alerts"] == 0  # fired once: counted once
+    endpoint = WebhookEndpoint.objects.create(org=org_a, url="https://hooks.example/in")
+    endpoint_disabled(endpoint, "10 failures in a row")
+    text = client.get("/metrics").content.decode()
+    assert 'rensei_alerts_total{kind="budget_threshold"} 2.0' in text
+    assert 'rensei_alerts_total{kind="webhook_disabled"} 1.0' in text
+    assert 'rensei_alerts_total{kind="ledger_mismatch"} 0.0' in text
