@@ -162,6 +162,8 @@ class BudgetAlert(models.Model):
                 fields=["budget", "period", "threshold"], name="budgetalert_once"
             )
         ]
+        # The banner on every page for admins and finance: the org's newest alerts.
+        indexes = [models.Index(fields=["-at", "-id"], name="budgetalert_recent_idx")]
 
     def __str__(self) -> str:
         return f"{self.threshold} % of budget {self.budget_id} ({self.period})"
