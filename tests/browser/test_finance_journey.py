@@ -129,8 +129,9 @@ def test_finance_reads_cost_per_issue(live_server, page, fiona, org_a):  # type:
     assert filtered["Total"][-1] == money(sum((Decimal(r["amount"]) for r in exported), Decimal(0)))
 
     # -- Finance sees no settings, and their URLs say so -----------------------------------------
-    expect(nav.get_by_text("Settings", exact=True)).to_have_count(0)
-    for name in ("Integrations", "API tokens", "Execution → Capacity"):
+    # Their one setting is Budgets, which finance reads (admins edit).
+    expect(nav.get_by_role("link", name="Budgets")).to_have_count(1)
+    for name in ("Integrations", "API tokens", "Webhooks", "Execution → Capacity"):
         expect(nav.get_by_role("link", name=name)).to_have_count(0)
     for path in ("/settings/integrations/", "/settings/execution/capacity/"):
         response = page.goto(base + path)
