@@ -19,7 +19,9 @@ ISO = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def header(page: Any, name: str) -> Any:
-    return page.get_by_role("columnheader", name=re.compile(rf"^{re.escape(name)}"))
+    # The issues table (the Cost by outcome section has a Cost column too).
+    table = page.get_by_role("table", name=re.compile(r"^Cost per issue"))
+    return table.get_by_role("columnheader", name=re.compile(rf"^{re.escape(name)}"))
 
 
 def test_sort_lives_in_the_url_and_dates_are_iso(live_server, page, fiona, org_a):  # type: ignore[no-untyped-def]
