@@ -149,13 +149,7 @@ def list_webhooks(request: HttpRequest, filters: Query[sc.WebhookFilters]) -> An
     found = WebhookEndpoint.objects.filter(org=org_of(request)).order_by("id")
     if filters.cursor:
         found = found.filter(pk__gt=filters.cursor)
-    rows = list(found[: filters.limit + 1])
-    more = len(rows) > filters.limit
-    rows = rows[: filters.limit]
-    return {
-        "results": [webhook_json(e) for e in rows],
-        "next_cursor": rows[-1].pk if more else None,
-    }
+    return _id_page(found, filters.limit, webhook_json)
 
 
 @router.post(
@@ -341,13 +335,7 @@ def list_deliveries(
     rows_q = Delivery.objects.filter(endpoint=endpoint).select_related("event__org").order_by("-id")
     if filters.cursor:
         rows_q = rows_q.filter(pk__lt=filters.cursor)
-    rows = list(rows_q[: filters.limit + 1])
-    more = len(rows) > filters.limit
-    rows = rows[: filters.limit]
-    return {
-        "results": [delivery_json(d) for d in rows],
-        "next_cursor": rows[-1].pk if more else None,
-    }
+    return _id_page(rows_q, filters.limit, delivery_json)
 
 
 @router.post(
@@ -382,3 +370,13 @@ def redeliver(
         return error(409, "This delivery is still pending.")
     delivery.refresh_from_db()
     return Status(202, delivery_json(delivery))
+
+
+def _id_page(rows_q: Any, limit: int, as_json: Any) -> dict[str, Any]:
+    """One page of a list paged by row id: ``limit`` rows and the cursor of the next page
+    (None on the last), read with one query of ``limit + 1`` rows."""
+    rows = list(rows_q[: limit + 1])
+    return {
+        "results": [as_json(row) for row in rows[:limit]],
+        "next_cursor": rows[limit - 1].pk if len(rows) > limit else None,
+    }
