@@ -15,9 +15,10 @@ import time
 from collections import Counter
 
 import pytest
+from django.utils import timezone
 
 from events import endpoints
-from events.models import Delivery, DeliveryState
+from events.models import Delivery, DeliveryState, Event, WebhookEndpoint
 from events.outbox import emit
 from events.tasks import DRAIN
 from events.types import POOL_HEALTH_CHANGED, SESSION_RUNNING
@@ -42,6 +43,24 @@ WORKER_ENV = {
 }
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _stuck_summary(total: int) -> str:
+    """What was left when the deliveries did not settle: the failure message says why."""
+    now = timezone.now()
+    lines = [
+        f"events {Event.objects.count()} (unpublished "
+        f"{Event.objects.filter(position__isnull=True).count()}), deliveries "
+        f"{Delivery.objects.count()} of {total}, endpoint enabled "
+        f"{list(WebhookEndpoint.objects.values_list('enabled', flat=True))}"
+    ]
+    for d in Delivery.objects.exclude(state=DeliveryState.DELIVERED).order_by("id")[:20]:
+        lines.append(
+            f"delivery {d.pk} session {d.session_id} seq {d.sequence} state {d.state} "
+            f"attempts {d.attempts} next in {(d.next_attempt_at - now).total_seconds():.1f}s "
+            f"claimed {d.claimed_until and (d.claimed_until - now).total_seconds()}"
+        )
+    return "\n".join(lines)
 
 
 def test_every_event_arrives_in_order_through_kills_500s_and_hangs(  # type: ignore[no-untyped-def]
@@ -92,7 +111,10 @@ def test_every_event_arrives_in_order_through_kills_500s_and_hangs(  # type: ign
                 pending = Delivery.objects.exclude(state=DeliveryState.DELIVERED).count()
                 return pending == 0 and Delivery.objects.count() == total
 
-            wait_for(all_delivered, timeout=300, interval=1.0)
+            try:
+                wait_for(all_delivered, timeout=300, interval=1.0)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{_stuck_summary(total)}") from None
         finally:
             worker.stop()
         received = list(rx.received)
