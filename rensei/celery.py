@@ -10,7 +10,11 @@ import os
 
 from celery import Celery
 
+from rensei import broker_patch
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rensei.settings")
+
+broker_patch.apply()
 
 app = Celery("rensei", task_cls="celery.contrib.django.task:DjangoTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")

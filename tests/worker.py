@@ -43,6 +43,13 @@ def database_url(settings_dict: dict[str, Any]) -> str:
     raise RuntimeError(f"no URL form for database engine {engine}")
 
 
+def set_default_queue(name: str) -> None:
+    """Where this process publishes jobs sent without a queue. Celery reads the setting by
+    its Django name first (the app is configured from settings with the CELERY namespace),
+    so a change under the short name alone would not take."""
+    app.conf["CELERY_TASK_DEFAULT_QUEUE"] = name
+
+
 class WorkerProcess:
     """One `celery worker` subprocess on its own queue."""
 
@@ -97,7 +104,7 @@ class WorkerProcess:
             start_new_session=True,
         )
         # The test process publishes to the worker's queue.
-        app.conf.task_default_queue = self.queue
+        set_default_queue(self.queue)
         if wait:
             self.wait_ready()
         return self
@@ -127,7 +134,7 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
-        app.conf.task_default_queue = self._previous_queue
+        set_default_queue(self._previous_queue)
 
 
 @pytest.fixture(scope="session")

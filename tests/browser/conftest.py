@@ -21,7 +21,7 @@ from django.conf import settings
 from pools.e2b_emulator.testing import RunningEmulator, running_emulator
 from rensei.celery import app
 from tests.sessions_engine.conftest import ensure_rate_cards
-from tests.worker import WorkerProcess
+from tests.worker import WorkerProcess, set_default_queue
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
 # between page actions are still synchronous and safe.
@@ -66,7 +66,7 @@ def browser_worker(
         worker.start()
     # Only tests using `stack` publish to this worker: other tests of the module that
     # expect no worker never feed it.
-    app.conf.task_default_queue = previous_queue
+    set_default_queue(previous_queue)
     try:
         yield worker
     finally:
@@ -81,9 +81,9 @@ def stack(live_server, browser_worker, browser_emulator, settings, transactional
     # Transactional tests flush the migration's rate card; closing an interval needs one.
     ensure_rate_cards()
     previous_queue = app.conf.task_default_queue
-    app.conf.task_default_queue = browser_worker.queue
+    set_default_queue(browser_worker.queue)
     yield {"url": live_server.url, "worker": browser_worker, "emulator": browser_emulator}
-    app.conf.task_default_queue = previous_queue
+    set_default_queue(previous_queue)
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ from pools.e2b_emulator.testing import RunningEmulator, running_emulator
 from rensei.celery import app
 from sessions.models import LIVE_STATES, RunningInterval, Session
 from tests.services import IN_CI
-from tests.worker import WorkerProcess
+from tests.worker import WorkerProcess, set_default_queue
 
 API_KEY = "e2b_reliability_key"
 REDIS_WORKER_ENV = {
@@ -177,7 +177,7 @@ def running_stack(
             for proc in procs:
                 proc.kill()
             overrides.disable()
-            app.conf.task_default_queue = previous_queue
+            set_default_queue(previous_queue)
             _purge(queue)
     for name, value in saved_env.items():
         if value is None:

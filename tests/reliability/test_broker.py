@@ -18,6 +18,7 @@ from sessions.models import RunningInterval, Session, SessionState, SessionTrans
 from tests.reliability.routes import build_world
 from tests.reliability.stack import require_redis_broker, running_stack, wait_until
 from tests.sessions_engine.conftest import ensure_rate_cards, make_pool
+from tests.worker import set_default_queue
 
 S = SessionState
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,7 +35,7 @@ def idle_queue() -> Iterator[tuple[str, Any]]:
     queue = f"reliability-idle-{uuid.uuid4().hex[:8]}"
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
     previous = app.conf.task_default_queue
-    app.conf.task_default_queue = queue
+    set_default_queue(queue)
 
     def length() -> int:
         return sum(int(client.llen(key)) for key in client.keys(f"{queue}*"))
@@ -42,7 +43,7 @@ def idle_queue() -> Iterator[tuple[str, Any]]:
     try:
         yield queue, length
     finally:
-        app.conf.task_default_queue = previous
+        set_default_queue(previous)
         for key in client.keys(f"{queue}*"):
             client.delete(key)
 
