@@ -300,19 +300,23 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
     depth = queue_depth()
     queue_empty = depth == 0  # NaN (broker down) is not empty: nothing can be sent anyway
     out = {"resent": 0, "commands_lost": 0}
-    sessions = list(
-        Session.objects.filter(state__in=list(LIFECYCLE), state_changed_at__lt=now - GRACE)
+    # Every open intent, however young: their claims are never cleaned up below (a claim
+    # handed back is dated long ago, and another worker's clean-up must not delete it before
+    # this sweep decides on it). Only those older than GRACE are decided on.
+    open_sessions = list(
+        Session.objects.filter(state__in=list(LIFECYCLE))
         .values_list("pk", "org_id", "state", "state_changed_at")
         .order_by("pk")
     )
-    runs = list(
-        CommandRun.objects.filter(
-            state__in=[CommandRunState.QUEUED, CommandRunState.RUNNING],
-            created_at__lt=now - GRACE,
-        )
+    open_runs = list(
+        CommandRun.objects.filter(state__in=[CommandRunState.QUEUED, CommandRunState.RUNNING])
         .values_list("pk", "session__org_id", "state", "created_at")
         .order_by("pk")
     )
+    open_names = {f"intent:session:{pk}:{LIFECYCLE[state]}" for pk, _, state, _ in open_sessions}
+    open_names |= {f"intent:run:{pk}" for pk, *_ in open_runs}
+    sessions = [row for row in open_sessions if row[3] < now - GRACE]
+    runs = [row for row in open_runs if row[3] < now - GRACE]
     claims = _claims(
         [f"intent:session:{pk}:{LIFECYCLE[state]}" for pk, _, state, _ in sessions]
         + [f"intent:run:{pk}" for pk, *_ in runs]
@@ -340,7 +344,7 @@ def sweep(now: datetime | None = None) -> dict[str, int]:
         log.info("intent sweep: %s", out)
     Lease.objects.filter(
         name__startswith="intent:", holder__in=[SENT, DONE], expires_at__lt=now - DONE_KEEP
-    ).delete()
+    ).exclude(name__in=sorted(open_names)).delete()
     Lease.objects.filter(name__startswith="worker:", expires_at__lt=now - DONE_KEEP).delete()
     return out
 

@@ -3,10 +3,11 @@
 Celery 5.7.0 regressed here: on a lost Redis connection the consumer closed the connection a
 second time after collecting it, the channel's close tried to hand its unacknowledged
 messages back through a transport that no longer had a client, and the AttributeError that
-followed ("'NoneType' object has no attribute 'hostname'") stopped the whole worker. It
-depended on a message being unacknowledged at that moment, so the Redis outage test failed
-now and then. A job waiting out its countdown is held unacknowledged by the worker's main
-process for as long as it waits, which makes the case certain.
+followed ("'NoneType' object has no attribute 'hostname'") stopped the whole worker
+(rensei/broker_patch.py is the fix). It depended on a message being unacknowledged at that
+moment, so the Redis outage test failed now and then. A job waiting out its countdown is
+held unacknowledged by the worker's main process for as long as it waits, which makes the
+case certain.
 """
 
 from __future__ import annotations

@@ -183,3 +183,27 @@ def test_another_jobs_claim_does_not_hide_a_lost_one(org_a: Organization) -> Non
         now - timedelta(seconds=20),
     )
     assert _sweep(now)[1] == [("sessions.tasks.pause_session", (session.pk,))]
+
+
+def test_a_handed_back_claim_of_an_open_intent_survives_the_clean_up(
+    org_a: Organization,
+) -> None:
+    """Seen in the 200-kill run: a claim handed back (dated long ago) was deleted by another
+    worker's clean-up before a sweep decided on it, leaving a running command with no claim,
+    which no sweep ends. A young command is not decided on yet, but its claim is kept."""
+    now = timezone.now()
+    session = _session(org_a, S.RUNNING, timedelta(minutes=1))
+    run = CommandRun.objects.create(
+        session=session, command="make deploy", state=CommandRunState.RUNNING, timeout_seconds=60
+    )
+    _claim(f"intent:run:{run.pk}", intents.SENT, intents.LONG_AGO)  # handed back just now
+    _claim("intent:session:999999:sessions.tasks.pause_session", intents.SENT, intents.LONG_AGO)
+    summary, sent = _sweep(now)
+    assert summary["commands_lost"] == 0  # younger than GRACE: left to its job for now
+    names = set(Lease.objects.values_list("name", flat=True))
+    assert f"intent:run:{run.pk}" in names  # the open intent's claim is kept
+    assert "intent:session:999999:sessions.tasks.pause_session" not in names  # a closed one goes
+    summary, sent = _sweep(now + intents.GRACE + timedelta(seconds=1))
+    assert summary["commands_lost"] == 1 and sent == []
+    run.refresh_from_db()
+    assert run.state == CommandRunState.ERROR
