@@ -18,6 +18,8 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 _NOT_IN_RING = (
     "A stored secret cannot be decrypted with RENSEI_ENCRYPTION_KEYS: "
@@ -96,6 +98,14 @@ def key_ring() -> MultiFernet:
 def reset_key_ring() -> None:
     """Forget the cached ring (after settings change, e.g. in tests)."""
     key_ring.cache_clear()
+
+
+@receiver(setting_changed)
+def _forget_ring_on_change(*, setting: str, **_: object) -> None:
+    # Changed and restored settings (override_settings, pytest's settings fixture) take
+    # effect at once: a ring cached under a test's keys never outlives that test.
+    if setting == "RENSEI_ENCRYPTION_KEYS":
+        reset_key_ring()
 
 
 def key_ring_problem() -> str | None:

@@ -13,6 +13,7 @@ from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import override_settings
 
 from rensei.checks import encryption_keys
 from rensei.credentials import resolve_credential, set_credential
@@ -125,3 +126,18 @@ def test_production_refuses_to_start_with_a_malformed_ring(tmp_path):  # type: i
     assert out.returncode != 0
     both = out.stdout + out.stderr
     assert "key #2 is not a valid Fernet key" in both and "oops-not-a-key" not in both
+
+
+def test_a_changed_ring_setting_takes_effect_and_its_restore_too() -> None:
+    """A test that changes the ring leaves no stale ring behind for the tests after it (a
+    worker started later, with the environment's keys, must read what this process writes)."""
+    from rensei import crypto
+
+    before = crypto.encrypt("before")
+    with override_settings(RENSEI_ENCRYPTION_KEYS=[fresh_key()]):
+        inside = crypto.encrypt("inside")
+        with pytest.raises(crypto.DecryptionError):
+            crypto.decrypt(before)
+    assert crypto.decrypt(before) == "before"  # the original ring is back, uncached
+    with pytest.raises(crypto.DecryptionError):
+        crypto.decrypt(inside)
