@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 TIMEOUT_SECONDS = 10.0
 EXCERPT_CHARS = 500
 USER_AGENT = "Rensei-Webhooks/1"
+UNSIGNABLE = (
+    "Not sent: the endpoint's signing secret cannot be decrypted with this server's "
+    "RENSEI_ENCRYPTION_KEYS (a key was removed from the ring before rotating)."
+)
 THREADS = "RENSEI_WEBHOOK_DELIVERY_THREADS"
 _client: httpx.Client | None = None
 _client_lock = threading.Lock()
@@ -165,12 +169,19 @@ def attempt(delivery: Delivery) -> bool:
     now = timezone.now()
     body = body_of(event)
     stamp = int(time.time())
+    try:
+        secrets = signing_secrets(endpoint, now)
+    except crypto.DecryptionError:
+        # Nothing is sent unsigned: a failed attempt the delivery log shows, retried (a key
+        # put back in the ring fixes it) until the endpoint is disabled like any failing one.
+        record(delivery, endpoint, ok=False, status=None, excerpt="", error=UNSIGNABLE, latency=0)
+        return False
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "Rensei-Event-Id": str(event.uid),
         "Rensei-Event-Type": event.type,
-        signing.HEADER: signing.header(stamp, body, signing_secrets(endpoint, now)),
+        signing.HEADER: signing.header(stamp, body, secrets),
     }
     started = time.monotonic()
     status, excerpt, error = post(endpoint.url, body, headers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from cryptography.fernet import Fernet
 from django.core import mail
 from django.test import override_settings
 from django.utils import timezone
@@ -186,3 +187,22 @@ def _sealed() -> str:
     from rensei import crypto
 
     return crypto.encrypt("whsec_test")
+
+
+def test_a_secret_the_ring_cannot_decrypt_is_a_logged_failure_never_an_unsigned_post(
+    org_a: Organization,
+) -> None:
+    with receiver(lambda n: 200) as rx:
+        endpoint, _ = make(org_a, rx.url)
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+            secret_encrypted=Fernet(Fernet.generate_key()).encrypt(b"elsewhere").decode()
+        )
+        emit(org_a.pk, POOL_HEALTH_CHANGED, {})
+        drain()
+        assert rx.received == []
+    delivery = Delivery.objects.get()
+    assert delivery.state == DeliveryState.PENDING and delivery.attempts == 1
+    assert delivery.claimed_until is None and delivery.next_attempt_at > timezone.now()
+    attempt = DeliveryAttempt.objects.get()
+    assert attempt.status_code is None and "cannot be decrypted" in attempt.error
+    assert WebhookEndpoint.objects.get().consecutive_failures == 1
