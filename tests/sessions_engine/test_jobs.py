@@ -143,6 +143,20 @@ def test_attempt_limit_stops_a_poison_task(
 
 
 @pytest.mark.django_db
+def test_a_duplicate_delivery_past_the_limit_gives_the_same_reason(
+    pool: CapacityPool, cloud: FakeCloud, new_session: Callable[..., Session]
+) -> None:
+    """Seen in CI: two copies of the last job (Redis handed it back, the intent sweep sent it
+    again) both moved the counter before either read it; the reason said 6 attempts."""
+    session = new_session()
+    Session.objects.filter(pk=session.pk).update(attempts=jobs.MAX_PROVISION_ATTEMPTS + 1)
+    jobs.provision(session.pk)
+    session.refresh_from_db()
+    assert session.state == S.FAILED
+    assert session.last_error == "Gave up after 5 attempts (the job kept stopping)."
+
+
+@pytest.mark.django_db
 def test_retry_after_a_crash_adopts_the_sandbox_instead_of_creating_one(
     pool: CapacityPool, cloud: FakeCloud, new_session: Callable[..., Session]
 ) -> None:
