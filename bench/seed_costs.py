@@ -108,6 +108,7 @@ def seed_costs(
     seed: int = 1,
     with_triggers: bool = False,
     force: bool = False,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Load the ledger; returns a summary (issues, amount, top 1% share, seconds, bulk).
 
@@ -128,7 +129,9 @@ def seed_costs(
         cards = RateCards()
         if bulk:
             skip_triggers(org_row.pk, issue_ids, pool_ids, [c.pk for c in cards.cards])
-        now_ms = ms_of(timezone.now().replace(microsecond=0)) - 60_000
+        # The window ends at ``now`` (default: the clock); a fixed one repeats a run exactly
+        # (the rate card in effect at each moment depends on where the window falls).
+        now_ms = ms_of((now or timezone.now()).replace(microsecond=0)) - 60_000
         gen = Generator(
             random.Random(seed),
             issue_ids=issue_ids,
