@@ -9,8 +9,6 @@ import pytest
 from cryptography.fernet import Fernet
 from django.contrib.auth import get_user_model
 
-from rensei import crypto
-
 
 def fresh_key() -> str:
     return Fernet.generate_key().decode()
@@ -24,9 +22,7 @@ def _own_key_ring(settings: Any) -> Iterator[None]:
     settings.E2B_API_KEY = ""
     # Never the real E2B: a test that forgets the emulator gets "connection refused".
     settings.E2B_API_URL = settings.E2B_SANDBOX_URL = "http://127.0.0.1:9"
-    crypto.reset_key_ring()
-    yield
-    crypto.reset_key_ring()
+    yield  # the settings fixture's change and restore reset the cached ring (rensei.crypto)
 
 
 @pytest.fixture
@@ -35,7 +31,6 @@ def use_ring(settings: Any):  # type: ignore[no-untyped-def]
 
     def apply(*keys: str) -> None:
         settings.RENSEI_ENCRYPTION_KEYS = list(keys)
-        crypto.reset_key_ring()
 
     return apply
 

@@ -33,7 +33,6 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from rensei import crypto
 from rensei.models import Membership, Role
 from sessions.intervals import close_open_interval, open_interval
 from tests.reliability.routes import _session, build_world
@@ -130,7 +129,6 @@ def test_fifty_users_for_two_minutes(org_a, alice, settings, tmp_path, figure): 
     fig = figure("load")
     keys = [Fernet.generate_key().decode()]
     settings.RENSEI_ENCRYPTION_KEYS = keys
-    crypto.reset_key_ring()
     world = build_world(org_a, alice, "ORGA")
     # Rows enough for the lists to paginate: 60 sessions with billed time.
     start = timezone.now() - timedelta(days=3)
