@@ -17,3 +17,8 @@ class PoolsConfig(AppConfig):
 
         # The core lists providers and tests keys through these (it sits below pools).
         providers.connect(provider_labels, check_connection)
+        # Pool env values re-encrypt on rotate_credentials.
+        from pools.sealed import pool_env_column
+        from rensei import sealed
+
+        sealed.register(pool_env_column())

@@ -16,6 +16,18 @@ class RenseiConfig(AppConfig):
         from rensei.checks import encryption_keys
 
         crypto.remember_deployment_mode(debug=settings.DEBUG)
+        # Every encrypted column, for rotate_credentials; the apps above add theirs.
+        from rensei import sealed
+        from rensei.models import Credential
+
+        sealed.register(
+            sealed.SealedColumn(
+                "provider keys",
+                Credential,
+                "secret_encrypted",
+                describe=lambda c: f"{c.org.slug}/{c.provider}",
+            )
+        )
         checks.register(encryption_keys)
         if not settings.DEBUG:
             # gunicorn and Celery run no system checks: a production process without a usable

@@ -22,3 +22,9 @@ class AgentSessionsConfig(AppConfig):
         intents.connect()
         # Every state change writes its event to the outbox (sessions.events_out).
         events_out.connect()
+        # Session and command env values re-encrypt on rotate_credentials.
+        from rensei import sealed
+        from sessions.models import CommandRun, Session
+
+        sealed.register(sealed.SealedColumn("session env values", Session, "env", sealed.TOKEN_MAP))
+        sealed.register(sealed.SealedColumn("command env values", CommandRun, "env_encrypted"))

@@ -39,7 +39,7 @@ def test_rotation_moves_every_credential_to_the_new_key(  # type: ignore[no-unty
     use_ring(k2, k1)
     out = io.StringIO()
     call_command("rotate_credentials", stdout=out)
-    assert "Re-encrypted 2 credential(s)" in out.getvalue()
+    assert "Re-encrypted with the first key of the ring: 2 provider keys" in out.getvalue()
     assert not any(s in out.getvalue() for s in SECRETS.values())
 
     use_ring(k2)  # the old key is dropped
@@ -48,7 +48,7 @@ def test_rotation_moves_every_credential_to_the_new_key(  # type: ignore[no-unty
     for row in Credential.objects.all():
         Fernet(k2.encode()).decrypt(row.secret_encrypted.encode())  # really under K2
     event = AuditEvent.objects.get(action="credentials.rotated")
-    assert event.channel == "cli" and event.detail == {"count": 2}
+    assert event.channel == "cli" and event.detail["by_kind"]["provider keys"] == 2
 
 
 def test_rotation_keeps_what_the_page_says(two_credentials_under_k1, org_a, use_ring):  # type: ignore[no-untyped-def]
