@@ -53,7 +53,7 @@ from typing import Any
 from celery import signals
 from celery.utils.time import maybe_iso8601
 from celery.worker import state as worker_state
-from django.db import DatabaseError, IntegrityError, close_old_connections, transaction
+from django.db import DatabaseError, IntegrityError, close_old_connections, connection, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -106,15 +106,16 @@ def claim_name(task: str, args: Iterable[Any]) -> str | None:
 
 
 def _put(name: str, holder: str, at: datetime) -> None:
-    """Upsert a claim; never fails the caller (a missing claim only makes a sweep wait)."""
+    """Upsert a claim in one statement (a publish, a receipt and a run each write one on the
+    way to the job); never fails the caller (a missing claim only makes a sweep wait)."""
     try:
-        if Lease.objects.filter(name=name).update(holder=holder, expires_at=at):
-            return
-        try:
-            with transaction.atomic():
-                Lease.objects.create(name=name, holder=holder, expires_at=at)
-        except IntegrityError:
-            Lease.objects.filter(name=name).update(holder=holder, expires_at=at)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {Lease._meta.db_table} (name, holder, expires_at) "
+                "VALUES (%s, %s, %s) ON CONFLICT (name) DO UPDATE "
+                "SET holder = excluded.holder, expires_at = excluded.expires_at",
+                [name, holder, connection.ops.adapt_datetimefield_value(at)],
+            )
     except Exception:
         log.warning("could not record the claim %s", name, exc_info=True)
         close_old_connections()  # a connection the database dropped: a new one next time
