@@ -34,6 +34,7 @@ from sessions.dispatch import FAILED, NOOP, dispatch, dispatch_waiting
 from sessions.env import session_env
 from sessions.jobs_exec import exec_command as exec_command
 from sessions.lifecycle import (
+    confirm_handle,
     free_slot,
     mark_lost,
     mark_paused,
@@ -146,6 +147,7 @@ def provision(session_id: int) -> None:
             sandbox=handle.sandbox_id,
             adopted=adopted,
         )
+        confirm_handle(session, handle)  # the provider's word on this sandbox, once running
         return
     # Lost the race: someone else recorded this sandbox (the reconciler adopted it), or the
     # session moved on (terminated while we were creating) and nobody will use the sandbox.

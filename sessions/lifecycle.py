@@ -8,20 +8,22 @@ holding one.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
-from pools.providers.base import SandboxHandle
+from pools.providers.base import ProviderError, SandboxHandle
 from sessions.audit import audit
 from sessions.dispatch import dispatch_waiting
 from sessions.intervals import close_open_interval, open_interval
-from sessions.models import Session, SessionState
+from sessions.models import RunningInterval, Session, SessionState
 from sessions.state import transition, transition_where
 
 S = SessionState
+log = logging.getLogger(__name__)
 
 
 def free_slot(session: Session) -> None:
@@ -56,6 +58,34 @@ def record_handle(session: Session, handle: SandboxHandle, note: str) -> bool:
             # this is its first interval.
             open_interval(session, started, first=True)
     return won
+
+
+def confirm_handle(session: Session, handle: SandboxHandle) -> None:
+    """After ``record_handle`` of a handle the provider made from what it knew of the
+    template (``handle.confirm``): ask it about this sandbox and correct what differs, the
+    sizes while the session still runs it, the start of the interval opened at the estimate.
+    A failed call keeps the estimate (the template's sizes, the time the create was sent)."""
+    if handle.confirm is None:
+        return
+    try:
+        exact = handle.confirm()
+    except ProviderError as exc:
+        log.warning("session %s: sandbox %s unconfirmed: %s", session.pk, handle.sandbox_id, exc)
+        return
+    sizes = {"template": exact.template[:128], "vcpu": exact.vcpu or None}
+    sizes["memory_mb"] = exact.memory_mb or None
+    fix = {name: value for name, value in sizes.items() if getattr(session, name) != value}
+    if fix and Session.objects.filter(
+        pk=session.pk, sandbox_id=handle.sandbox_id, state=S.RUNNING
+    ).update(**fix):
+        for name, value in fix.items():
+            setattr(session, name, value)
+    opened = max(handle.started_at, session.created_at)  # what record_handle opened it at
+    started = min(timezone.now(), max(exact.started_at, session.created_at))
+    if started != opened:
+        RunningInterval.objects.filter(
+            session_id=session.pk, ended_at__isnull=True, started_at=opened
+        ).update(started_at=started)
 
 
 def mark_lost(session: Session, reason: str, *, at: datetime | None = None) -> bool:

@@ -170,6 +170,10 @@ class SandboxHandle:
     vcpu: int
     memory_mb: int
     started_at: datetime
+    # Set when the figures above are the provider's earlier word on the template, not on
+    # this sandbox: returns the handle as the provider describes the sandbox (one call),
+    # for the caller to make after it recorded this one (ProviderError if the call fails).
+    confirm: Callable[[], SandboxHandle] | None = field(default=None, compare=False, repr=False)
 
 
 # Receives ("stdout" | "stderr", text) for each piece of output as the sandbox prints it.

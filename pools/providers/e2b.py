@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pools.config import validate_e2b_config
+from pools.providers import e2b_sizes
 from pools.providers.base import (
     Capabilities,
     CommandTimeout,
@@ -153,6 +154,11 @@ class E2BProvider(E2BBox, Provider):
             "rensei_request": spec.request_id,
         }
         timeout = spec.timeout_seconds or cfg["timeoutSeconds"]
+        # The create's answer has no sizes: get_info, unless this template's are known (see
+        # e2b_sizes; the job then confirms them once the session is running).
+        sizes_key = e2b_sizes.key(self._endpoint(), self.credential, template)
+        sizes = e2b_sizes.known(sizes_key)
+        sent = datetime.now(UTC)
         try:
             sandbox = Sandbox.create(
                 template=template,
@@ -163,17 +169,20 @@ class E2BProvider(E2BBox, Provider):
                 idempotency_key=idempotency_key(spec.request_id),
                 **self._opts(),
             )
-            info = sandbox.get_info()
+            if sizes is None:
+                handle = e2b_sizes.described(sandbox, sizes_key, template)
         except Exception as exc:
             what = f"Snapshot '{snapshot}'" if snapshot else f"Template '{template}'"
             raise self._provider_error(exc, not_found=f"{what} not found in E2B") from exc
-        handle = SandboxHandle(
-            sandbox_id=sandbox.sandbox_id,
-            template=info.template_id or template,
-            vcpu=int(info.cpu_count),
-            memory_mb=int(info.memory_mb),
-            started_at=_aware(info.started_at),
-        )
+        if sizes is not None:
+            handle = SandboxHandle(
+                sandbox_id=sandbox.sandbox_id,
+                template=sizes.template,
+                vcpu=sizes.vcpu,
+                memory_mb=sizes.memory_mb,
+                started_at=sent,
+                confirm=lambda: self._confirmed(sandbox, sizes_key, template),
+            )
         if cfg["launchRunnerInline"]:
             result = self._run(sandbox, RUNNER_COMMAND, dict(spec.env), LAUNCH_TIMEOUT_S)
             if result.exit_code != 0:
@@ -272,6 +281,12 @@ class E2BProvider(E2BBox, Provider):
         return out
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _confirmed(self, sandbox: Sandbox, sizes_key: str, template: str) -> SandboxHandle:
+        try:
+            return e2b_sizes.described(sandbox, sizes_key, template)
+        except Exception as exc:
+            raise self._provider_error(exc, sandbox_id=sandbox.sandbox_id) from exc
 
     def _connect_running(self, sandbox_id: str, keep_alive: int) -> Sandbox:
         """A handle for commands, without resuming a paused sandbox (see module doc).

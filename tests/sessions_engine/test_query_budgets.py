@@ -19,6 +19,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from events.models import Event
+from pools.providers import e2b_sizes
 from rensei.crypto import encrypt
 from rensei.models import Channel, Credential, Organization
 from rensei.tokens import create_token
@@ -58,7 +59,12 @@ def setup(org_a: Organization, e2b_settings: Any, monkeypatch: pytest.MonkeyPatc
     def create() -> Any:
         return client.post("/api/v1/sessions", json.dumps(BODY), content_type="application/json")
 
-    assert create().status_code == 202  # warm-up: the issue is made, the token stamped
+    warm = create()  # warm-up: the issue is made, the token stamped
+    assert warm.status_code == 202
+    # The template's sizes known, as for every provision but a worker's first: the job
+    # records the sandbox without asking E2B first and confirms it after (the costlier path).
+    e2b_sizes.forget()
+    jobs.provision(warm.json()["id"])
     return create, sent
 
 
