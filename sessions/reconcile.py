@@ -16,6 +16,12 @@ the Capacity page's "Reconcile now" enqueues ``sessions.tasks.reconcile_org``):
 
 Every decision goes through a conditional update, so a pass racing a job (or another pass)
 loses quietly, and a second pass right after the first changes nothing.
+
+Queries do not grow with the org: the live sessions are read once, four columns each, and
+whole rows only for the sessions a decision may touch (a sandbox out of step, an adoption
+candidate or the session an orphan names, a sandbox missing from the list), so a pass in
+step with E2B costs the same few queries at 50 sandboxes as at 5,000 (B5 in
+docs/performance.md; tests/sessions_engine/test_reconcile_queries.py).
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ SUMMARY_KEYS = (
 # One pass per org at a time, however many beat schedulers or workers run (rensei.ops). A
 # pass outliving it (a stalled provider) may overlap the next; its updates are conditional.
 PASS_LEASE = timedelta(minutes=5)
+FETCH_CHUNK = 500  # sessions read whole per query, for the decisions of a pass
 
 
 def orgs_to_reconcile() -> list[int]:
@@ -102,6 +109,8 @@ def _pass(org_id: int, summary: Counter[str]) -> None:
         Session.objects.filter(org=org, state__in=LIVE_STATES)
         .exclude(provider="")
         .values_list("provider", flat=True)
+        .order_by()
+        .distinct()
     )
     for kind in sorted(kinds):
         try:
@@ -129,24 +138,38 @@ def _reconcile_sandboxes(
     sandboxes = provider.list_sandboxes({"rensei_org": org.slug}, states=("running", "paused"))
     summary["sandboxes_seen"] += len(sandboxes)
     by_id = {sb.sandbox_id: sb for sb in sandboxes}
-    claimed = {
-        int(value) for sb in sandboxes if (value := sb.metadata.get("rensei_session", "")).isdigit()
-    }
     # Read after listing: a session that recorded its sandbox in between is seen with it.
-    sessions = list(
-        Session.objects.select_related("org", "pool", "issue").filter(
-            Q(org=org, provider=kind)
-            & (Q(state__in=LIVE_STATES) | Q(sandbox_id__in=list(by_id)) | Q(pk__in=claimed))
-        )
+    # Telling a match from a mismatch takes four columns; whole rows are read only for the
+    # sessions a decision may touch, so a pass in step with E2B reads no row twice.
+    live = list(
+        Session.objects.filter(org=org, provider=kind, state__in=LIVE_STATES)
+        .order_by()
+        .values_list("pk", "state", "sandbox_id", "state_changed_at")
     )
-    live = [s for s in sessions if s.state in LIVE_STATES]
-    owner_of = {s.sandbox_id: s for s in live if s.sandbox_id}
-    by_pk = {s.pk: s for s in sessions}
+    owner_of = {sandbox_id: (pk, state) for pk, state, sandbox_id, _ in live if sandbox_id}
+    missing = [
+        pk
+        for pk, state, sandbox_id, changed_at in live
+        if sandbox_id
+        and sandbox_id not in by_id
+        and state in (S.RUNNING, S.PAUSED)
+        and changed_at < listed_at
+    ]
+    wanted = set(missing)
+    for sb in sandboxes:
+        owner = owner_of.get(sb.sandbox_id)
+        if owner is not None:
+            if _out_of_step(owner[1], sb.state):
+                wanted.add(owner[0])
+        elif (tag := sb.metadata.get("rensei_session", "")).isdigit():
+            wanted.add(int(tag))  # adoption candidate, or the session an orphan names
+    by_pk = _sessions(org, kind, wanted)
 
     for sb in sandboxes:
         owner = owner_of.get(sb.sandbox_id)
         if owner is not None:
-            _sync_state(owner, sb, summary)
+            if (session := by_pk.get(owner[0])) is not None:
+                _sync_state(session, sb, summary)
             continue
         tag = sb.metadata.get("rensei_session", "")
         if tag.startswith(HEALTH_CHECK_PREFIX) and _age(sb, listed_at) < HEALTH_CHECK_GRACE:
@@ -163,14 +186,34 @@ def _reconcile_sandboxes(
             continue
         _kill_orphan(org, provider, sb, candidate, summary)
 
-    for session in live:
+    for pk in missing:
+        session = by_pk.get(pk)
         if (
-            session.sandbox_id
+            session is not None
             and session.sandbox_id not in by_id
             and session.state in (S.RUNNING, S.PAUSED)
             and session.state_changed_at < listed_at
         ):
             _check_missing(session, provider, summary)
+
+
+def _out_of_step(session_state: str, sandbox_state: str) -> bool:
+    """What ``_sync_state`` acts on: a running session's sandbox paused, or the reverse."""
+    return (session_state, sandbox_state) in ((S.RUNNING, "paused"), (S.PAUSED, "running"))
+
+
+def _sessions(org: Organization, kind: str, pks: set[int]) -> dict[int, Session]:
+    """Whole rows of the org's ``kind`` sessions among ``pks``, any state, by pk; one query
+    per ``FETCH_CHUNK`` of them (none when nothing needs a decision)."""
+    ordered = sorted(pks)
+    found: dict[int, Session] = {}
+    for i in range(0, len(ordered), FETCH_CHUNK):
+        chunk = ordered[i : i + FETCH_CHUNK]
+        rows = Session.objects.select_related("org", "pool", "issue").filter(
+            org=org, provider=kind, pk__in=chunk
+        )
+        found.update((s.pk, s) for s in rows)
+    return found
 
 
 def _age(sb: SandboxInfo, now: datetime) -> timedelta:
