@@ -13,6 +13,7 @@ from bench.b7_outbox import report_lines as b7
 from bench.b8_budgets import report_lines as b8
 from bench.b9_reconcile import report_lines as b9
 from bench.report_format import ok, source, table
+from bench.report_growth import b1_growth
 from bench.report_sections import b1, b2, b3, b3_targets, b4
 
 
@@ -58,6 +59,7 @@ def render(r: dict[str, Any]) -> str:
         "",
         *summary(r),
         *b1(r),
+        *b1_growth(r),
         *b2(r),
         *b3(r),
         *b4(r),
