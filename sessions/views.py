@@ -15,7 +15,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -28,6 +27,7 @@ from rensei.access import membership_of, org_of, org_view
 from rensei.credentials import environment_secret
 from rensei.inputs import MAX_ID
 from rensei.models import Channel, Credential
+from rensei.paging import CappedPaginator
 from sessions import services
 from sessions.costs import cost_so_far, cost_summary
 from sessions.dashboard_panels import render_panels
@@ -36,6 +36,8 @@ from sessions.models import TERMINAL_STATES, Session
 from sessions.view_helpers import HtmxHttpRequest, can_manage, sessions_of
 
 PAGE_SIZE = 25
+# The list counts this many sessions past the page's first, not the org's whole history.
+COUNT_CAP = 1000
 RECENT = 8
 # Engine field names → this page's form fields.
 NEW_FIELDS = {"issue_key": "issue_key", "issue_title": "issue_title", "pool": "pool"}
@@ -167,7 +169,10 @@ def session_list(request: HtmxHttpRequest) -> HttpResponse:
     if since := form.valid("since"):
         sessions = sessions.filter(state_changed_at__gte=now - timedelta(hours=SINCE_HOURS[since]))
     sort = form.valid("sort") or "-created"
-    page = Paginator(sessions.order_by(*SORTS[sort]), PAGE_SIZE).get_page(request.GET.get("page"))
+    # Counted up to COUNT_CAP rows past the page, not all of them: the count of an org's
+    # whole history would cost more than the page (rensei/paging.py).
+    paginator = CappedPaginator(sessions.order_by(*SORTS[sort]), PAGE_SIZE, COUNT_CAP)
+    page = paginator.get_page(request.GET.get("page"))
     shown = list(page.object_list)
     show_cost = membership_of(request).can("billing.view")
     # One pass for the whole page (three queries), never a query per row.

@@ -148,6 +148,23 @@ def test_list_paginates_by_25(client_as, alice, session_factory) -> None:  # typ
     assert rows(second) == [s.pk for s in reversed(made[:5])]
 
 
+def test_list_counts_a_long_list_only_past_the_page(  # type: ignore[no-untyped-def]
+    client_as, alice, session_factory, monkeypatch
+) -> None:
+    """Past the count's cap the list says "more than" and still pages on; a later page
+    counts from where it starts."""
+    monkeypatch.setattr("sessions.views.COUNT_CAP", 30)
+    made = [session_factory() for _ in range(50)]
+    c = client_as(alice)
+    first = c.get("/sessions/")
+    assert len(rows(first)) == 25
+    assert "Page 1 of more than 2 (more than 30 sessions)" in text(first)
+    assert "Next" in text(first)
+    second = c.get("/sessions/?page=2")
+    assert rows(second) == [s.pk for s in reversed(made[:25])]
+    assert "Page 2 of 2 (50 sessions)" in text(second)
+
+
 def test_list_empty_state(client_as, alice) -> None:  # type: ignore[no-untyped-def]
     resp = client_as(alice).get("/sessions/")
     assert "No sessions yet" in text(resp)
