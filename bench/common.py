@@ -261,10 +261,14 @@ def wait_worker_ready(queue: str, timeout: float = 90) -> None:
         raise RuntimeError(f"worker answered {answer!r}")
 
 
-def start_emulator(env: dict[str, str], create_latency_ms: float, name: str) -> tuple[Proc, str]:
+def start_emulator(
+    env: dict[str, str], create_latency_ms: float, name: str, module: str = "bench.emulator"
+) -> tuple[Proc, str]:
+    """The emulator in a process of its own: ``module`` is bench/emulator.py or another
+    launcher taking its flags (bench/b5_emulator.py: a fleet of idle sandboxes)."""
     proc = Proc(
         name,
-        [sys.executable, "-m", "bench.emulator", "--create-latency-ms", str(create_latency_ms)],
+        [sys.executable, "-m", module, "--create-latency-ms", str(create_latency_ms)],
         env,
     )
     found: list[str] = []

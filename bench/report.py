@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.b5_reconcile_pass import report_lines as b5
 from bench.b6_policies import report_lines as b6
 from bench.b7_outbox import report_lines as b7
 from bench.b8_budgets import report_lines as b8
@@ -63,6 +64,7 @@ def render(r: dict[str, Any]) -> str:
         *b2(r),
         *b3(r),
         *b4(r),
+        *b5(),
         *b6(),
         *b7(),
         *b8(),
