@@ -20,13 +20,14 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Q, Sum
+from django.db import connections
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from billing.ledger import NoRateCard, billing_provider, exact_seconds, price, rate_card_for
 from billing.models import AMOUNT_QUANTUM, CostEvent, DailyCost
 from rensei.models import Organization
-from sessions.models import RunningInterval, Session
+from sessions.models import Issue, RunningInterval, Session
 
 ZERO = Decimal(0)
 SESSION_ROWS = 50  # the newest rows on the session page; the ledger page has them all
@@ -39,13 +40,7 @@ def cost_summary(org: Organization, now: datetime | None = None) -> dict[str, An
     first = today.replace(day=1)
     month = DailyCost.objects.filter(org=org, day__gte=first, day__lte=today)
     sums = month.aggregate(month=Sum("amount"), today=Sum("amount", filter=Q(day=today)))
-    top = list(
-        month.filter(issue__isnull=False)
-        .values("issue_id", "issue__key", "issue__title")
-        .annotate(amount=Sum("amount"))
-        .filter(amount__gt=0)
-        .order_by("-amount", "issue__key")[:5]
-    )
+    top = _top_issues(month.filter(issue__isnull=False), 5)
     return {
         "currency": "USD",
         "today": (sums["today"] or ZERO).quantize(AMOUNT_QUANTUM),
@@ -61,6 +56,34 @@ def cost_summary(org: Organization, now: datetime | None = None) -> dict[str, An
             for t in top
         ],
     }
+
+
+def _top_issues(rows: QuerySet[DailyCost], n: int) -> list[dict[str, Any]]:
+    """The ``n`` issues with the most cost in ``rows`` (ties by key), with key and title.
+
+    On PostgreSQL the rollup rows are grouped by issue id alone and ranked by cost, and only
+    the top ``n`` (with any tied with the last, for the tie-break by key) are joined to their
+    keys: joining before grouping read every issue the org has, whatever the month holds.
+    Elsewhere, one grouped join.
+    """
+    if connections[rows.db].vendor != "postgresql":
+        labelled = rows.values("issue_id", "issue__key", "issue__title")
+        labelled = labelled.annotate(amount=Sum("amount")).filter(amount__gt=0)
+        return [dict(t) for t in labelled.order_by("-amount", "issue__key")[:n]]
+    grouped = rows.values("issue_id").annotate(amount=Sum("amount")).filter(amount__gt=0)
+    inner, params = grouped.order_by("-amount").query.sql_with_params()
+    sql = (
+        'SELECT t.issue_id, i."key", i.title, t.amount '
+        f"FROM ({inner} FETCH FIRST %s ROWS WITH TIES) t "
+        f"JOIN {Issue._meta.db_table} i ON i.id = t.issue_id "
+        'ORDER BY t.amount DESC, i."key" LIMIT %s'
+    )
+    with connections[rows.db].cursor() as cursor:
+        cursor.execute(sql, (*params, n, n))
+        return [
+            {"issue_id": pk, "issue__key": key, "issue__title": title, "amount": amount}
+            for pk, key, title, amount in cursor.fetchall()
+        ]
 
 
 def session_cost(session: Session, now: datetime | None = None) -> dict[str, Any]:

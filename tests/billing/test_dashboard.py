@@ -58,6 +58,19 @@ def test_cost_summary_today_month_and_top_five(org_a, org_b):
     )
 
 
+def test_top_five_ties_go_by_key(org_a):
+    """Equal costs: the five first keys make the list, whatever order the rows came in."""
+    for key in ["ENG-6", "ENG-3", "ENG-10", "ENG-1", "ENG-2", "ENG-4", "ENG-5"]:
+        run(
+            make_session(org_a, issue=make_issue(org_a, key)),
+            at("2025-03-02 10:00"),
+            at("2025-03-02 11:00"),
+        )
+    top = cost_summary(org_a, now=NOW)["top_issues"]
+    assert [t["key"] for t in top] == ["ENG-1", "ENG-10", "ENG-2", "ENG-3", "ENG-4"]
+    assert len({t["amount"] for t in top}) == 1
+
+
 def test_session_cost_with_live_estimate(org_a):
     session = make_session(org_a, vcpu=2, memory_mb=512)
     first = run(session, at("2025-03-10 08:00"), at("2025-03-10 09:00"))
