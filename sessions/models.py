@@ -112,6 +112,13 @@ class Session(models.Model):
             models.Index(
                 fields=["org", "state", "state_changed_at"], name="session_org_state_changed_idx"
             ),
+            # Cost per Issue: the sessions alive in a range (ended after its start, or not
+            # ended), with what the report groups and sums, from the index alone.
+            models.Index(
+                fields=["org", "ended_at"],
+                include=["started_at", "issue", "pool", "provider"],
+                name="session_org_ended_idx",
+            ),
         ]
 
     def __str__(self) -> str:
