@@ -3,56 +3,79 @@
 For each added ``create`` latency of the E2B emulator (0 ms, and 150 ms: E2B's published
 sandbox start time), with the emulator in a process of its own:
 
-- **through Rensei**: eight dispatcher threads, each in a closed loop: ``POST /api/v1/sessions``
-  (gunicorn, an org API token) → wait until the session is ``running`` → next, until the run
-  has made its sessions. The API answers after the commit that enqueues the provision job on
-  Redis; one Celery worker with four prefork processes takes it, calls ``Sandbox.create`` (and
-  ``get_info`` for the sandbox size), records the sandbox and opens the running interval.
+- **through Rensei, throughput**: eight dispatcher threads, each in a closed loop:
+  ``POST /api/v1/sessions`` (gunicorn, an org API token) → wait until the session is
+  ``running`` → next, until the run has made its sessions. The API answers after the commit
+  that enqueues the provision job on Redis; one Celery worker with four prefork processes
+  takes it, calls ``Sandbox.create``, records the sandbox and opens the running interval.
   Request → running is the time from just before the POST to the ``started_at`` the worker
-  wrote with the ``running`` transition (same clock); the threads poll the database every
-  5 ms only to know when to send the next request.
+  wrote with the ``running`` transition (same clock). One poller thread reads the state of
+  every session the dispatchers wait for, every 5 ms in one query, only to know when each
+  may send its next request.
+- **through Rensei, overhead**: the same with four dispatchers, as many as the worker has
+  slots. With eight closed loops on four slots a session waits for a slot while four others
+  provision: by Little's law its request → running is 8 ÷ throughput, about two creates at
+  the bare loop's pace, however little the control plane adds; that run's latencies are
+  reported as "with the queue". With four no session waits for a slot, so request → running
+  minus the bare create is what the control plane adds to one provision.
 - **bare SDK**: four threads (the worker's parallelism), each calling ``e2b.Sandbox.create``
   in a loop, same total, same emulator, in the same run.
 
-Figures per run: sessions per second (sessions ÷ first request → last ``running``), p50/p95
-of request → running, the same for the bare creates; the ratio of the throughputs (target
-≥ 0.95 at +150 ms, ≥ 0.25 at +0 ms) and the control-plane overhead per provision, p50 and
-p95 of request → running minus the bare create's (targets ≤ 10 ms and ≤ 25 ms). Every
-session is terminated through the API after its run and every bare sandbox killed; the
-emulator must hold no sandbox at the end.
+Figures per run: sessions per second (sessions ÷ first request → last ``running``) of the
+eight-dispatcher run, p50/p95 of request → running of both runs, the same for the bare
+creates; the ratio of the throughputs (target ≥ 0.95 at +150 ms, ≥ 0.25 at +0 ms) and the
+control-plane overhead per provision, p50 and p95 of the four-dispatcher request → running
+minus the bare create's (targets ≤ 10 ms and ≤ 25 ms). Every session is terminated through
+the API after its run and every bare sandbox killed; the emulator must hold no sandbox at
+the end.
+
+Measurement artefacts removed (both sides of every ratio run against the same emulator):
+
+- The emulator is ``bench/b5_emulator.py``: sandboxes as records, with no namespace init
+  process each and no metrics sampling every 5 s. Starting the init is a Python start-up,
+  tens of milliseconds of CPU on the emulator's event loop per ``create``, so every create
+  waited for the ones before it and took CPU from the processes measured (12–18 bare creates
+  per second at +0 ms). E2B starts its VMs on its own machines; no command runs in these
+  sandboxes (the pool does not launch the runner inline).
+- One poller for all dispatchers instead of one query per dispatcher every 5 ms: eight
+  pollers sent 1,600 queries a second to the PostgreSQL the control plane uses, on the same
+  two cores.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
+from bench.b3_load import (
+    BARE_THREADS,
+    DISPATCHERS,
+    E2B_KEY,
+    TEMPLATE,
+    WORKER_SLOTS,
+    ApiRun,
+    bare_run,
+    terminate_all,
+)
 from bench.common import (
     Context,
     figure,
     log,
     ms,
-    percentile,
     start_emulator,
     start_worker,
-    wait_until,
     wait_worker_ready,
 )
 
 LATENCIES_MS = (0, 150)
-DISPATCHERS = 8  # closed-loop dispatcher threads posting to the API
-WORKER_SLOTS = 4  # Celery prefork processes running provision jobs
-BARE_THREADS = WORKER_SLOTS  # the bare loop gets the parallelism the worker has
+LATENCY_DISPATCHERS = WORKER_SLOTS  # the overhead run: never more sessions than slots
 TARGETS = {
     "overhead_p50_ms_max": 10,
     "overhead_p95_ms_max": 25,
     "throughput_ratio_min": {"0": 0.25, "150": 0.95},
 }
-TEMPLATE = "donmai-worker"
-E2B_KEY = "e2b_bench_key_0000000000"
-POLL_S = 0.005
 B4_RESERVE_S = 150.0  # B4 runs after B3: leave it this much of the time budget
+EMULATOR = "bench.b5_emulator"  # sandboxes as records (see the module docstring)
 
 
 def setup_org() -> str:
@@ -73,188 +96,6 @@ def setup_org() -> str:
     )
     _, token = create_token(org, "bench dispatcher", None, Channel.CLI)
     return token
-
-
-class ApiRun:
-    """Closed-loop dispatchers: POST, wait for running, repeat."""
-
-    def __init__(self, ctx: Context, token: str, total: int, tag: str) -> None:
-        self.ctx, self.token, self.total, self.tag = ctx, token, total, tag
-        self.lock = threading.Lock()
-        self.sent = 0
-        self.samples: list[dict[str, Any]] = []
-        self.errors: list[str] = []
-
-    def _next(self) -> int | None:
-        with self.lock:
-            if self.sent >= self.total:
-                return None
-            self.sent += 1
-            return self.sent
-
-    def worker(self) -> None:
-        import httpx
-        import psycopg
-
-        headers = {"Authorization": f"Bearer {self.token}"}
-        with (
-            httpx.Client(
-                base_url=self.ctx.web_url, headers=headers, trust_env=False, timeout=60
-            ) as web,
-            psycopg.connect(self.ctx.dsn, autocommit=True) as db,
-        ):
-            while (n := self._next()) is not None:
-                body = {
-                    "issue": {"key": f"BENCH-{n % 50}"},
-                    "runtime_kinds": ["npm"],
-                    "requirement_kinds": ["git"],
-                }
-                sent = time.time()
-                resp = post_once(web, body)
-                if resp.status_code != 202:
-                    self.errors.append(f"POST answered {resp.status_code}: {resp.text[:200]}")
-                    continue
-                answered = time.time()
-                sid = resp.json()["id"]
-                deadline = time.monotonic() + 60
-                state, started = "", None
-                while time.monotonic() < deadline:
-                    row = db.execute(
-                        "SELECT state, started_at FROM agent_sessions_session WHERE id = %s",
-                        (sid,),
-                    ).fetchone()
-                    state, started = row if row else ("", None)
-                    if state in ("running", "failed"):
-                        break
-                    time.sleep(POLL_S)
-                seen = time.time()
-                if state != "running" or started is None:
-                    self.errors.append(f"session {sid} ended {state or 'missing'}")
-                    continue
-                self.samples.append(
-                    {
-                        "id": sid,
-                        "sent": sent,
-                        "answered": answered,
-                        "running": started.timestamp(),
-                        "seen": seen,
-                    }
-                )
-
-    def go(self) -> dict[str, Any]:
-        threads = [threading.Thread(target=self.worker) for _ in range(DISPATCHERS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        s = self.samples
-        if not s:
-            return {"sessions": 0, "errors": self.errors}
-        wall = max(x["running"] for x in s) - min(x["sent"] for x in s)
-        latency = [x["running"] - x["sent"] for x in s]
-        return {
-            "sessions": len(s),
-            "errors": self.errors,
-            "per_second": len(s) / wall,
-            "p50_ms": ms(percentile(latency, 50)),
-            "p95_ms": ms(percentile(latency, 95)),
-            "api_answer_p50_ms": ms(percentile([x["answered"] - x["sent"] for x in s], 50)),
-            "ids": [x["id"] for x in s],
-        }
-
-
-def post_once(web: Any, body: dict[str, Any]) -> Any:
-    """POST a session, sent again once on a fresh connection if the kept-alive one was
-    closed under it (gunicorn drops connections idle past its keep-alive, 2 s, while a
-    thread waits for running on a loaded machine; it never read that request). No
-    Idempotency-Key: it would add its look-ups to every measured request. A request that
-    did reach the server would leave a session nobody terminates, which the sandboxes-left
-    check at the end reports."""
-    import httpx
-
-    try:
-        return web.post("/api/v1/sessions", json=body)
-    except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
-        return web.post("/api/v1/sessions", json=body)
-
-
-def bare_run(url: str, total: int) -> dict[str, Any]:
-    """``Sandbox.create`` in a loop on BARE_THREADS threads; the sandboxes are killed after."""
-    from e2b import Sandbox
-    from e2b.connection_config import ApiParams
-
-    opts: ApiParams = {"api_key": E2B_KEY, "api_url": url, "sandbox_url": url}
-    lock = threading.Lock()
-    left = [total]
-    latencies: list[float] = []
-    made: list[str] = []
-    errors: list[str] = []
-
-    def loop() -> None:
-        while True:
-            with lock:
-                if left[0] <= 0:
-                    return
-                left[0] -= 1
-            t = time.perf_counter()
-            try:
-                sandbox = Sandbox.create(
-                    template=TEMPLATE, timeout=600, metadata={"bench": "bare"}, **opts
-                )
-            except Exception as exc:
-                errors.append(f"{type(exc).__name__}: {exc}")
-                continue
-            latencies.append(time.perf_counter() - t)
-            made.append(sandbox.sandbox_id)
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=loop) for _ in range(BARE_THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - started
-    for sandbox_id in made:
-        Sandbox.kill(sandbox_id, **opts)
-    return {
-        "creates": len(latencies),
-        "errors": errors,
-        "per_second": len(latencies) / wall,
-        "p50_ms": ms(percentile(latencies, 50)),
-        "p95_ms": ms(percentile(latencies, 95)),
-    }
-
-
-def terminate_all(ctx: Context, token: str, ids: list[int]) -> None:
-    """Terminate through the API, wait until every session is terminated."""
-    import httpx
-    import psycopg
-
-    headers = {"Authorization": f"Bearer {token}"}
-
-    def post(part: list[int]) -> None:
-        with httpx.Client(
-            base_url=ctx.web_url, headers=headers, trust_env=False, timeout=60
-        ) as web:
-            for sid in part:
-                web.post(f"/api/v1/sessions/{sid}/terminate")
-
-    threads = [threading.Thread(target=post, args=(ids[i::4],)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    with psycopg.connect(ctx.dsn, autocommit=True) as db:
-
-        def done() -> bool:
-            row = db.execute(
-                "SELECT count(*) FROM agent_sessions_session WHERE id = ANY(%s) "
-                "AND state <> 'terminated'",
-                (ids,),
-            ).fetchone()
-            return bool(row and row[0] == 0)
-
-        wait_until(done, 120, "the sessions to terminate")
 
 
 def sandboxes_left(url: str) -> int:
@@ -336,10 +177,11 @@ def one_latency(
     """``runs`` runs at one added latency; fewer when the time budget cannot hold them and
     the ``later`` latencies still to measure (at least one run each is kept)."""
     env = dict(ctx.env)
-    emulator, url = start_emulator(env, latency_ms, f"emulator-{latency_ms}ms")
+    emulator, url = start_emulator(env, latency_ms, f"emulator-{latency_ms}ms", EMULATOR)
     env.update(E2B_API_URL=url, E2B_SANDBOX_URL=url, E2B_API_KEY=E2B_KEY)
     worker = start_worker(env, ctx.queue, WORKER_SLOTS, f"worker-b3-{latency_ms}ms")
     api_runs: list[dict[str, Any]] = []
+    lat_runs: list[dict[str, Any]] = []
     bare_runs: list[dict[str, Any]] = []
     last_run_s = 0.0
     try:
@@ -354,12 +196,16 @@ def one_latency(
                 break
             api = ApiRun(ctx, token, total, f"run {i + 1}").go()
             terminate_all(ctx, token, api.pop("ids", []))
+            lat = ApiRun(ctx, token, total, f"latency {i + 1}", LATENCY_DISPATCHERS).go()
+            terminate_all(ctx, token, lat.pop("ids", []))
             bare = bare_run(url, total)
             api_runs.append(api)
+            lat_runs.append(lat)
             bare_runs.append(bare)
             log(
                 f"  +{latency_ms} ms run {i + 1}: Rensei {api.get('per_second', 0):.1f}/s "
-                f"p50 {api.get('p50_ms', 0):.0f} ms p95 {api.get('p95_ms', 0):.0f} ms; "
+                f"(p50 {api.get('p50_ms', 0):.0f} ms with the queue), alone p50 "
+                f"{lat.get('p50_ms', 0):.0f} ms p95 {lat.get('p95_ms', 0):.0f} ms; "
                 f"bare {bare['per_second']:.1f}/s p50 {bare['p50_ms']:.0f} ms "
                 f"p95 {bare['p95_ms']:.0f} ms"
             )
@@ -370,16 +216,19 @@ def one_latency(
     finally:
         worker.stop()
         emulator.stop()
-    errors = [e for r in api_runs + bare_runs for e in r["errors"]]
+    errors = [e for r in api_runs + lat_runs + bare_runs for e in r["errors"]]
     return {
         "added_create_latency_ms": latency_ms,
         "sessions_per_run": total,
         "runs": len(api_runs),
         "runs_planned": runs,
         "rensei_per_second": figure([r["per_second"] for r in api_runs], "sessions/s", 2),
-        "rensei_p50_ms": figure([r["p50_ms"] for r in api_runs], "ms"),
-        "rensei_p95_ms": figure([r["p95_ms"] for r in api_runs], "ms"),
-        "api_answer_p50_ms": figure([r["api_answer_p50_ms"] for r in api_runs], "ms"),
+        "rensei_p50_ms": figure([r["p50_ms"] for r in lat_runs], "ms"),
+        "rensei_p95_ms": figure([r["p95_ms"] for r in lat_runs], "ms"),
+        "api_answer_p50_ms": figure([r["api_answer_p50_ms"] for r in lat_runs], "ms"),
+        "queued_p50_ms": figure([r["p50_ms"] for r in api_runs], "ms"),
+        "queued_p95_ms": figure([r["p95_ms"] for r in api_runs], "ms"),
+        "queued_api_answer_p50_ms": figure([r["api_answer_p50_ms"] for r in api_runs], "ms"),
         "bare_per_second": figure([r["per_second"] for r in bare_runs], "creates/s", 2),
         "bare_p50_ms": figure([r["p50_ms"] for r in bare_runs], "ms"),
         "bare_p95_ms": figure([r["p95_ms"] for r in bare_runs], "ms"),
@@ -389,10 +238,10 @@ def one_latency(
             2,
         ),
         "overhead_ms": figure(
-            [a["p50_ms"] - b["p50_ms"] for a, b in zip(api_runs, bare_runs, strict=True)], "ms"
+            [a["p50_ms"] - b["p50_ms"] for a, b in zip(lat_runs, bare_runs, strict=True)], "ms"
         ),
         "overhead_p95_ms": figure(
-            [a["p95_ms"] - b["p95_ms"] for a, b in zip(api_runs, bare_runs, strict=True)], "ms"
+            [a["p95_ms"] - b["p95_ms"] for a, b in zip(lat_runs, bare_runs, strict=True)], "ms"
         ),
         "errors": errors[:20],
         "error_count": len(errors),
@@ -412,9 +261,11 @@ def run(ctx: Context) -> dict[str, Any]:
     return {
         "concurrency": DISPATCHERS,
         "dispatchers": DISPATCHERS,
+        "latency_dispatchers": LATENCY_DISPATCHERS,
         "bare_threads": BARE_THREADS,
         "worker": f"1 Celery worker, prefork, concurrency {WORKER_SLOTS}, Redis broker",
-        "emulator": "own process, TCP_NODELAY on its connections (see bench/emulator.py)",
+        "emulator": "own process, TCP_NODELAY on its connections, sandboxes as records "
+        "(bench/b5_emulator.py)",
         "targets": TARGETS,
         "by_latency": out,
     }
