@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.common import Context, log
 
-MIN_ROWS_PER_S = 6_000  # the slowest load seen on the shared 2-core machine
+MIN_ROWS_PER_S = 3_500  # the slowest load seen on the shared 2-core machine (3,837 rows/s)
 MEASURE_S = 60.0
 KEPT = ("page_ms", "naive_sql_ms", "ratio_of_medians", "ledger_rows_in_period", "issues_in_period")
 
