@@ -44,6 +44,7 @@ Measurement artefacts removed (both sides of every ratio run against the same em
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -176,6 +177,7 @@ def one_latency(
 ) -> dict[str, Any]:
     """``runs`` runs at one added latency; fewer when the time budget cannot hold them and
     the ``later`` latencies still to measure (at least one run each is kept)."""
+    load_before = os.getloadavg()[0]  # the machine is shared: how busy it was, for the reader
     env = dict(ctx.env)
     emulator, url = start_emulator(env, latency_ms, f"emulator-{latency_ms}ms", EMULATOR)
     env.update(E2B_API_URL=url, E2B_SANDBOX_URL=url, E2B_API_KEY=E2B_KEY)
@@ -243,6 +245,7 @@ def one_latency(
         "overhead_p95_ms": figure(
             [a["p95_ms"] - b["p95_ms"] for a, b in zip(lat_runs, bare_runs, strict=True)], "ms"
         ),
+        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "errors": errors[:20],
         "error_count": len(errors),
         "sandboxes_left": left,

@@ -127,6 +127,10 @@ def b3_missed(b: dict[str, Any], x: dict[str, Any]) -> bool:
     )
 
 
+def _pair(values: list[float]) -> str:
+    return " / ".join(f"{v:g}" for v in values)
+
+
 def b3(r: dict[str, Any]) -> list[str]:
     b = r.get("b3")
     if not b or "by_latency" not in b:
@@ -164,6 +168,11 @@ def b3(r: dict[str, Any]) -> list[str]:
                 f"{x['error_count']} / {x['sandboxes_left']}",
             ],
             [lat, "runs done (planned)", f"{x.get('runs', '?')} ({x.get('runs_planned', '?')})"],
+            *(
+                [[lat, "machine load average, 1 min (start / end)", _pair(x["load_average_1m"])]]
+                if "load_average_1m" in x
+                else []
+            ),
         ]
     first = b["by_latency"][0]
     out = [
