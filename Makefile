@@ -35,11 +35,17 @@ run: $(VENV)/.installed
 ## second pytest process: Playwright's sync API keeps an event loop on the main thread that
 ## would clash with the asyncio-based emulator tests. Both phases run and are reported even
 ## when the first fails; the target fails if either did. The browser phase needs Debian's
-## chromium: tests/ensure-chromium installs it when missing (as root) or says how.
+## chromium: tests/ensure-chromium installs it when missing (as root) or says how. The first
+## phase runs in TEST_PROCESSES pytest-xdist workers (default: one per core), each with a test
+## database, var dir and default queue of its own (tests/settings.py); TEST_PROCESSES=0 runs
+## it in one process. xdist's default distribution keeps pytest-django's order on each worker
+## (tests in a transaction before the transactional ones, whose flush empties the migrations'
+## rate cards too); --dist loadfile would not.
+TEST_PROCESSES ?= auto
 test: $(VENV)/.installed
 	@browser=0; bash tests/ensure-chromium || browser=missing; \
 	echo "== make test: tests without a browser"; \
-	$(BIN)/python -m pytest -m "not browser" $(PYTEST_ARGS); first=$$?; \
+	$(BIN)/python -m pytest -m "not browser" -n $(TEST_PROCESSES) $(PYTEST_ARGS); first=$$?; \
 	if [ "$$browser" = 0 ]; then echo "== make test: browser tests"; \
 	  $(BIN)/python -m pytest -m browser $(PYTEST_ARGS); browser=$$?; fi; \
 	verdict() { case "$$1" in 0) echo passed;; 5) echo "no tests selected";; \

@@ -48,6 +48,19 @@ if not os.environ.get("RENSEI_VAR_DIR"):
     atexit.register(shutil.rmtree, OWN_VAR_DIR, ignore_errors=True)
 os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", f"test-run-{uuid.uuid4().hex[:10]}")
 
+# `pytest -n N` (make test runs the tests without a browser that way): each pytest-xdist
+# worker is a run beside the others, with a var dir inside the run's and a default queue of
+# its own (pytest-django gives it its own test database, test_…_gw0). Done once per worker:
+# the workers, servers and commands a test starts import these settings again and inherit
+# the worker's.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if XDIST_WORKER and os.environ.get("RENSEI_TEST_XDIST_WORKER") != XDIST_WORKER:
+    os.environ["RENSEI_TEST_XDIST_WORKER"] = XDIST_WORKER
+    _worker_var = Path(os.environ["RENSEI_VAR_DIR"], XDIST_WORKER)
+    _worker_var.mkdir(exist_ok=True)
+    os.environ["RENSEI_VAR_DIR"] = str(_worker_var)
+    os.environ["CELERY_TASK_DEFAULT_QUEUE"] += f"-{XDIST_WORKER}"
+
 from rensei.settings import *  # noqa: E402, F403
 
 # The database owner, when DATABASE_OWNER_URL names one beside DATABASE_URL's role (CI does):

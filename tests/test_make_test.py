@@ -43,7 +43,8 @@ def _make_test(
     # By default a chromium is "there" (any executable will do: the fake pytest never runs it).
     env = {"CHROMIUM_PATH": shutil.which("true") or "", **(env or os.environ)}
     env.update({"CALLS": str(calls), "FIRST": str(first), "SECOND": str(second)})
-    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTEST_ARGS"):  # an outer make's, if any
+    # An outer make's, if any.
+    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTEST_ARGS", "TEST_PROCESSES"):
         env.pop(name, None)
     out = subprocess.run(
         [
@@ -79,7 +80,7 @@ def test_both_phases_run_and_either_failing_fails_the_target(  # type: ignore[no
 ):
     code, output, calls = _make_test(tmp_path, first, second)
 
-    assert calls == ["-m pytest -m not browser", "-m pytest -m browser"]
+    assert calls == ["-m pytest -m not browser -n auto", "-m pytest -m browser"]
     assert (code == 0) is ok, output
     assert f"tests without a browser: {first_says}" in output
     assert f"browser tests: {second_says}" in output
