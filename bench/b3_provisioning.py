@@ -31,7 +31,7 @@ the end.
 
 Measurement artefacts removed (both sides of every ratio run against the same emulator):
 
-- The emulator is ``bench/b5_emulator.py``: sandboxes as records, with no namespace init
+- The emulator is ``bench/emulator.py --records``: sandboxes as records, with no namespace init
   process each and no metrics sampling every 5 s. Starting the init is a Python start-up,
   tens of milliseconds of CPU on the emulator's event loop per ``create``, so every create
   waited for the ones before it and took CPU from the processes measured (12–18 bare creates
@@ -76,7 +76,6 @@ TARGETS = {
     "throughput_ratio_min": {"0": 0.25, "150": 0.95},
 }
 B4_RESERVE_S = 150.0  # B4 runs after B3: leave it this much of the time budget
-EMULATOR = "bench.b5_emulator"  # sandboxes as records (see the module docstring)
 
 
 def setup_org() -> str:
@@ -179,7 +178,7 @@ def one_latency(
     the ``later`` latencies still to measure (at least one run each is kept)."""
     load_before = os.getloadavg()[0]  # the machine is shared: how busy it was, for the reader
     env = dict(ctx.env)
-    emulator, url = start_emulator(env, latency_ms, f"emulator-{latency_ms}ms", EMULATOR)
+    emulator, url = start_emulator(env, latency_ms, f"emulator-{latency_ms}ms", records=True)
     env.update(E2B_API_URL=url, E2B_SANDBOX_URL=url, E2B_API_KEY=E2B_KEY)
     worker = start_worker(env, ctx.queue, WORKER_SLOTS, f"worker-b3-{latency_ms}ms")
     api_runs: list[dict[str, Any]] = []
@@ -268,7 +267,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "bare_threads": BARE_THREADS,
         "worker": f"1 Celery worker, prefork, concurrency {WORKER_SLOTS}, Redis broker",
         "emulator": "own process, TCP_NODELAY on its connections, sandboxes as records "
-        "(bench/b5_emulator.py)",
+        "(bench/emulator.py --records)",
         "targets": TARGETS,
         "by_latency": out,
     }

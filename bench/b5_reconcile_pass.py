@@ -4,7 +4,7 @@
     python -m bench.b5_reconcile_pass --db postgres://postgres@127.0.0.1:5432/rensei_bench_b5
     python -m bench.b5_reconcile_pass --sandboxes 500 --runs 3
 
-The E2B emulator runs in a process of its own (``bench/b5_emulator.py``: sandboxes
+The E2B emulator runs in a process of its own (``bench/emulator.py --records``: sandboxes
 without a process each). One org with an E2B pool and a credential; ``--sandboxes``
 running sessions, each with its open running interval and its sandbox in the emulator,
 tagged as the provision job tags it (org, session, request). Both sides list through the
@@ -35,15 +35,14 @@ import json
 import math
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench.b6_policies import _drop_postgres, _recreate_postgres
 from bench.common import figure, start_emulator
+from bench.standalone import standalone_database
 
 LATEST = Path(__file__).resolve().parent / "b5_latest.json"
 E2B_KEY = "e2b_bench_b5_key"
@@ -63,28 +62,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    tmp = tempfile.mkdtemp(prefix="bench-b5-")
-    os.environ["DATABASE_URL"] = args.db or f"sqlite:///{Path(tmp) / 'b5.sqlite3'}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rensei.settings")
-    import django  # here: the database URL above must be set before settings load
+    with standalone_database("b5", args.db) as connection:
+        from django.test.utils import override_settings
 
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection
-    from django.test.utils import override_settings
-
-    if args.db:
-        _recreate_postgres(args.db)
-    call_command("migrate", verbosity=0)
-    emulator, url = start_emulator(dict(os.environ), 0, "emulator-b5", "bench.b5_emulator")
-    try:
-        with override_settings(E2B_API_URL=url, E2B_SANDBOX_URL=url):
-            result = _measure(args, connection, url)
-    finally:
-        emulator.stop()
-        if args.db:
-            connection.close()
-            _drop_postgres(args.db)
+        emulator, url = start_emulator(dict(os.environ), 0, "emulator-b5", records=True)
+        try:
+            with override_settings(E2B_API_URL=url, E2B_SANDBOX_URL=url):
+                result = _measure(args, connection, url)
+        finally:
+            emulator.stop()
     result["measured_at"] = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     LATEST.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
@@ -288,7 +274,7 @@ def report_lines() -> list[str]:
         f"{r['sandboxes']:,} running sandboxes in the E2B emulator and as many running "
         f"sessions, against the bare SDK's `Sandbox.list` of the same sandboxes (every page, "
         f"{r['page_size']} a page: {r['pages']} pages). Both list through the real `e2b` "
-        "SDK over HTTP from the emulator in a process of its own (`bench/b5_emulator.py`: "
+        "SDK over HTTP from the emulator in a process of its own (`bench/emulator.py --records`: "
         "sandboxes as records, no process in them). The steady pass finds every sandbox in "
         f"step with its session; the pass with drift also finds {drift['lost']} sandboxes "
         f"gone (each looked up, its session marked lost and its interval billed) and "

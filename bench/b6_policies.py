@@ -26,10 +26,11 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.standalone import standalone_database
 
 LATEST = Path(__file__).resolve().parent / "b6_latest.json"
 
@@ -44,24 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    tmp = tempfile.mkdtemp(prefix="bench-b6-")
-    os.environ["DATABASE_URL"] = args.db or f"sqlite:///{Path(tmp) / 'b6.sqlite3'}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rensei.settings")
-    import django  # here: the database URL above must be set before settings load
-
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection
-
-    if args.db:
-        _recreate_postgres(args.db)
-    call_command("migrate", verbosity=0)
-    try:
+    with standalone_database("b6", args.db) as connection:
         return _measure(args, connection)
-    finally:
-        if args.db:
-            connection.close()
-            _drop_postgres(args.db)
 
 
 def _measure(args: argparse.Namespace, connection: Any) -> dict[str, Any]:
@@ -139,28 +124,6 @@ def _timed(fn: Any) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-def _admin_dsn(url: str) -> tuple[str, str]:
-    base, _, name = url.rpartition("/")
-    return f"{base}/postgres", name
-
-
-def _recreate_postgres(url: str) -> None:
-    import psycopg  # only for a PostgreSQL run
-
-    admin, name = _admin_dsn(url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def _drop_postgres(url: str) -> None:
-    import psycopg
-
-    admin, name = _admin_dsn(url)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
 def report_lines() -> list[str]:

@@ -27,12 +27,12 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from bench.b6_policies import _drop_postgres, _recreate_postgres, _timed
+from bench.b6_policies import _timed
+from bench.standalone import standalone_database
 
 LATEST = Path(__file__).resolve().parent / "b7_latest.json"
 SESSIONS = 100
@@ -72,34 +72,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.serve >= 0:
         serve(args.serve)
         return {}
-    tmp = tempfile.mkdtemp(prefix="bench-b7-")
-    os.environ["DATABASE_URL"] = args.db or f"sqlite:///{Path(tmp) / 'b7.sqlite3'}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rensei.settings")
     os.environ.setdefault("RENSEI_WEBHOOKS_ALLOW_LOOPBACK", "true")
-    import django  # here: the database URL above must be set before settings load
-
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection
-
-    if args.db:
-        _recreate_postgres(args.db)
-    call_command("migrate", verbosity=0)
-    receiver = subprocess.Popen(
-        [sys.executable, "-m", "bench.b7_outbox", "--serve", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert receiver.stdout is not None
-        port = int(receiver.stdout.readline())
-        return _measure(args, connection, f"http://127.0.0.1:{port}/hooks")
-    finally:
-        receiver.kill()
-        receiver.wait()
-        if args.db:
-            connection.close()
-            _drop_postgres(args.db)
+    with standalone_database("b7", args.db) as connection:
+        receiver = subprocess.Popen(
+            [sys.executable, "-m", "bench.b7_outbox", "--serve", "0"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert receiver.stdout is not None
+            port = int(receiver.stdout.readline())
+            return _measure(args, connection, f"http://127.0.0.1:{port}/hooks")
+        finally:
+            receiver.kill()
+            receiver.wait()
 
 
 def _measure(args: argparse.Namespace, connection: Any, url: str) -> dict[str, Any]:

@@ -26,11 +26,11 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.b6_policies import _drop_postgres, _recreate_postgres, _timed
+from bench.b6_policies import _timed
+from bench.standalone import standalone_database
 
 LATEST = Path(__file__).resolve().parent / "b8_latest.json"
 POOLS = 5
@@ -48,24 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    tmp = tempfile.mkdtemp(prefix="bench-b8-")
-    os.environ["DATABASE_URL"] = args.db or f"sqlite:///{Path(tmp) / 'b8.sqlite3'}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rensei.settings")
-    import django  # here: the database URL above must be set before settings load
-
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection
-
-    if args.db:
-        _recreate_postgres(args.db)
-    call_command("migrate", verbosity=0)
-    try:
+    with standalone_database("b8", args.db) as connection:
         return _measure(args, connection)
-    finally:
-        if args.db:
-            connection.close()
-            _drop_postgres(args.db)
 
 
 def _measure(args: argparse.Namespace, connection: Any) -> dict[str, Any]:

@@ -22,11 +22,11 @@ import argparse
 import json
 import os
 import statistics
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.b6_policies import _drop_postgres, _recreate_postgres, _timed
+from bench.b6_policies import _timed
+from bench.standalone import standalone_database
 
 LATEST = Path(__file__).resolve().parent / "b9_latest.json"
 SEEDED = 50  # phantoms, ghosts and reversed rows each
@@ -42,24 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    tmp = tempfile.mkdtemp(prefix="bench-b9-")
-    os.environ["DATABASE_URL"] = args.db or f"sqlite:///{Path(tmp) / 'b9.sqlite3'}"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rensei.settings")
-    import django  # here: the database URL above must be set before settings load
-
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connection
-
-    if args.db:
-        _recreate_postgres(args.db)
-    call_command("migrate", verbosity=0)
-    try:
+    with standalone_database("b9", args.db) as connection:
         result = _measure(args, connection)
-    finally:
-        if args.db:
-            connection.close()
-            _drop_postgres(args.db)
     LATEST.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return result

@@ -262,15 +262,13 @@ def wait_worker_ready(queue: str, timeout: float = 90) -> None:
 
 
 def start_emulator(
-    env: dict[str, str], create_latency_ms: float, name: str, module: str = "bench.emulator"
+    env: dict[str, str], create_latency_ms: float, name: str, *, records: bool = False
 ) -> tuple[Proc, str]:
-    """The emulator in a process of its own: ``module`` is bench/emulator.py or another
-    launcher taking its flags (bench/b5_emulator.py: a fleet of idle sandboxes)."""
-    proc = Proc(
-        name,
-        [sys.executable, "-m", module, "--create-latency-ms", str(create_latency_ms)],
-        env,
-    )
+    """The emulator in a process of its own (bench/emulator.py); ``records``: sandboxes as
+    records only, for fleets of idle sandboxes (see its ``--records``)."""
+    command = [sys.executable, "-m", "bench.emulator", "--create-latency-ms"]
+    command += [str(create_latency_ms), *(["--records"] if records else [])]
+    proc = Proc(name, command, env)
     found: list[str] = []
 
     def listening() -> bool:
