@@ -5,10 +5,13 @@ On the B1 organisation (the seeded ledger, sessions and issues), logged in as it
 thread with its own keep-alive connection (httpx) sending one request after another: with
 1 user, ``REQUESTS_ONE`` requests per page per run; with 50, ``REQUESTS_EACH`` each. Only
 the HTML is fetched (no static files). Per run: p50 and p95 of the request times, and the
-errors (any status but 200, or no answer within 120 s). The figure is the ratio 50-user p95
-÷ 1-user p95. A run stops sending new requests after ``RUN_BUDGET_S`` so a slow page cannot
-hold the whole benchmark hostage (less when the run's time budget is short: B4 runs last
-and shares what is left); the requests actually made are reported.
+errors (any status but 200, or no answer within 120 s). The figures: the single-user p50
+(target ≤ 25 ms) and the throughput at 50 users as a ratio to the same page served by the
+baseline commit's code in the same run (``bench/b4_baseline.py``; target ≥ 3×); the ratio
+50-user p95 ÷ 1-user p95 is reported. A run stops sending new requests after
+``RUN_BUDGET_S`` so a slow page cannot hold the whole benchmark hostage (less when the
+run's time budget is short: B4 runs last and shares what is left); the requests actually
+made are reported.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ REQUESTS_EACH = 3
 RUN_BUDGET_S = 90.0
 
 
-def load(ctx: Context, url: str, users: int, each: int, budget: float) -> dict[str, Any]:
+def load(
+    ctx: Context, url: str, users: int, each: int, budget: float, base_url: str = ""
+) -> dict[str, Any]:
     import httpx
 
     cookie = ctx.shared["cookies"]["admin"]
@@ -42,7 +47,10 @@ def load(ctx: Context, url: str, users: int, each: int, budget: float) -> dict[s
 
     def user() -> None:
         with httpx.Client(
-            base_url=ctx.web_url, cookies={"sessionid": cookie}, trust_env=False, timeout=120
+            base_url=base_url or ctx.web_url,
+            cookies={"sessionid": cookie},
+            trust_env=False,
+            timeout=120,
         ) as web:
             start.wait()
             for _ in range(each):
@@ -104,10 +112,50 @@ def anatomy(user_id: int, url: str) -> dict[str, Any]:
     }
 
 
+def measure(ctx: Context, url: str, base_url: str, runs: int, budget: Any) -> dict[str, Any]:
+    """1 and 50 users on one page of one server, after a warm-up."""
+    load(ctx, url, 1, 3, 30, base_url)  # warm-up: every gunicorn worker may need a first request
+    load(ctx, url, 8, 2, 30, base_url)
+    by_users: dict[str, Any] = {}
+    for users in USERS:
+        each = REQUESTS_ONE if users == 1 else REQUESTS_EACH
+        results = [load(ctx, url, users, each, budget(), base_url) for _ in range(runs)]
+        by_users[str(users)] = {
+            "requests_per_run": [r["requests"] for r in results],
+            "p50_ms": figure([r["p50_ms"] or 0 for r in results], "ms"),
+            "p95_ms": figure([r["p95_ms"] or 0 for r in results], "ms"),
+            "per_second": figure([r["per_second"] for r in results], "req/s", 1),
+            "errors": sum(r["errors"] for r in results),
+            "error_kinds": sorted({k for r in results for k in r["error_kinds"]}),
+        }
+    return by_users
+
+
+def against(now: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
+    """Today's figures as ratios to the baseline's, measured in the same run."""
+    fast, slow = now["50"]["per_second"]["median"], then["50"]["per_second"]["median"]
+    return {
+        "throughput_50_ratio": round(fast / slow, 2) if slow else None,
+        "p50_1_ms": then["1"]["p50_ms"]["median"],
+        "per_second_50": slow,
+        "errors": then["1"]["errors"] + then["50"]["errors"],
+    }
+
+
 def run(ctx: Context) -> dict[str, Any]:
+    from bench import b4_baseline
+
     runs = 1 if ctx.args.quick else min(ctx.args.runs, 3)
     out: list[dict[str, Any]] = []
-    loads_left = len(PAGES) * len(USERS) * runs
+    old: Any = None
+    baseline: dict[str, Any] = {"commit": b4_baseline.BASELINE_COMMIT}
+    try:
+        old, baseline["url"], _ = b4_baseline.start(ctx.env, ctx.args.workers, ctx.args.threads)
+    except Exception as exc:  # no git history (a shallow clone), or the old tree will not serve
+        baseline["error"] = f"{type(exc).__name__}: {exc}"
+        log(f"  baseline unavailable: {baseline['error']}")
+    servers = 2 if old is not None else 1
+    loads_left = len(PAGES) * len(USERS) * runs * servers
 
     def budget() -> float:
         """This load's share of the time left (B4 runs last), at most RUN_BUDGET_S."""
@@ -116,39 +164,34 @@ def run(ctx: Context) -> dict[str, Any]:
         loads_left -= 1
         return min(RUN_BUDGET_S, share)
 
-    for name, url in PAGES.items():
-        load(ctx, url, 1, 3, 30)  # warm-up: every gunicorn worker may need a first request
-        load(ctx, url, 8, 2, 30)
-        by_users: dict[str, Any] = {}
-        for users in USERS:
-            each = REQUESTS_ONE if users == 1 else REQUESTS_EACH
-            results = [load(ctx, url, users, each, budget()) for _ in range(runs)]
-            by_users[str(users)] = {
-                "requests_per_run": [r["requests"] for r in results],
-                "p50_ms": figure([r["p50_ms"] or 0 for r in results], "ms"),
-                "p95_ms": figure([r["p95_ms"] or 0 for r in results], "ms"),
-                "per_second": figure([r["per_second"] for r in results], "req/s", 1),
-                "errors": sum(r["errors"] for r in results),
-                "error_kinds": sorted({k for r in results for k in r["error_kinds"]}),
-            }
-            log(
-                f"  {name}, {users} user(s): p50 {by_users[str(users)]['p50_ms']['median']} ms, "
-                f"p95 {by_users[str(users)]['p95_ms']['median']} ms, "
-                f"errors {by_users[str(users)]['errors']}"
-            )
-        one, fifty = by_users["1"]["p95_ms"]["median"], by_users["50"]["p95_ms"]["median"]
-        single = anatomy(ctx.shared["admin_id"], url)
-        out.append(
-            {
-                "page": name,
-                "url": url,
-                "users": by_users,
-                "p95_ratio_50_over_1": round(fifty / one, 1) if one else None,
-                "anatomy": single,
-            }
-        )
+    try:
+        for name, url in PAGES.items():
+            by_users = measure(ctx, url, ctx.web_url, runs, budget)
+            for users, m in by_users.items():
+                log(
+                    f"  {name}, {users} user(s): p50 {m['p50_ms']['median']} ms, "
+                    f"p95 {m['p95_ms']['median']} ms, {m['per_second']['median']} req/s, "
+                    f"errors {m['errors']}"
+                )
+            page: dict[str, Any] = {"page": name, "url": url, "users": by_users}
+            if old is not None:
+                then = measure(ctx, url, baseline["url"], runs, budget)
+                page["baseline"] = {"users": then, **against(by_users, then)}
+                log(
+                    f"  {name}, baseline {baseline['commit']}: p50 {then['1']['p50_ms']['median']}"
+                    f" ms, {then['50']['per_second']['median']} req/s; today's throughput "
+                    f"{page['baseline']['throughput_50_ratio']}× the baseline's"
+                )
+            one, fifty = by_users["1"]["p95_ms"]["median"], by_users["50"]["p95_ms"]["median"]
+            page["p95_ratio_50_over_1"] = round(fifty / one, 1) if one else None
+            page["anatomy"] = anatomy(ctx.shared["admin_id"], url)
+            out.append(page)
+    finally:
+        if old is not None:
+            old.stop()
     return {
         "pages": out,
+        "baseline": baseline,
         "errors": sum(p["users"][u]["errors"] for p in out for u in p["users"]),
         "client": "Python threads, one httpx keep-alive connection per user, HTML only",
     }

@@ -152,7 +152,7 @@ def free_port() -> int:
 class Proc:
     """A child process in its own session, logging to bench/results/logs/<name>.log."""
 
-    def __init__(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> None:
         LOGS.mkdir(parents=True, exist_ok=True)
         self.name = name
         self.log_path = LOGS / f"{name}.log"
@@ -161,7 +161,7 @@ class Proc:
         self.proc = subprocess.Popen(
             cmd,
             env=env,
-            cwd=ROOT,
+            cwd=cwd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -210,12 +210,15 @@ def wait_until(check: Any, timeout: float, what: str, proc: Proc | None = None) 
     raise RuntimeError(f"timed out waiting for {what}" + (f":\n{proc.tail()}" if proc else ""))
 
 
-def start_gunicorn(env: dict[str, str], workers: int, threads: int) -> tuple[Proc, str]:
+def start_gunicorn(
+    env: dict[str, str], workers: int, threads: int, cwd: Path = ROOT, name: str = "gunicorn"
+) -> tuple[Proc, str]:
+    """gunicorn serving the code in ``cwd`` (the project itself, or an older commit's tree)."""
     import httpx
 
     port = free_port()
     proc = Proc(
-        "gunicorn",
+        name,
         [
             sys.executable, "-m", "gunicorn", "rensei.wsgi:application",
             "--bind", f"127.0.0.1:{port}",
@@ -224,12 +227,13 @@ def start_gunicorn(env: dict[str, str], workers: int, threads: int) -> tuple[Pro
             "--log-level", "warning",
         ],
         env,
+        cwd,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     wait_until(
         lambda: httpx.get(f"{url}/accounts/login/", trust_env=False).status_code == 200,
         60,
-        "gunicorn",
+        name,
         proc,
     )
     return proc, url

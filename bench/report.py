@@ -125,6 +125,19 @@ def summary(r: dict[str, Any]) -> list[str]:
         errors = r["b4"]["errors"]
         rows.append(["B4 errors under load", errors, "0", ok(errors == 0)])
         for p in r["b4"]["pages"]:
+            p50 = p["users"]["1"]["p50_ms"]["median"]
+            rows.append([f"B4 {p['page']}: 1 user p50", f"{p50:g} ms", "≤ 25 ms", ok(p50 <= 25)])
+            ratio = p.get("baseline", {}).get("throughput_50_ratio")
+            if ratio is not None:
+                rows.append(
+                    [
+                        f"B4 {p['page']}: throughput at 50 users ÷ baseline "
+                        f"`{r['b4']['baseline']['commit']}`",
+                        f"{ratio:g}×",
+                        "≥ 3",
+                        ok(ratio >= 3),
+                    ]
+                )
             rows.append(
                 [
                     f"B4 {p['page']}: p95 at 50 users ÷ at 1 user",
@@ -171,7 +184,8 @@ HOW = [
     "- **B3** (`bench/b3_provisioning.py`): sessions through the API to `running` against the "
     "emulator with 0 and 150 ms added to sandbox creation, against bare `Sandbox.create`.",
     "- **B4** (`bench/b4_pages_load.py`): p50/p95 of the dashboard, the sessions list and "
-    "Cost per Issue with 1 and 50 concurrent users.",
+    "Cost per Issue with 1 and 50 concurrent users, and the same pages served by an earlier "
+    "commit's code in the same run (`bench/b4_baseline.py`).",
     "",
     "Percentiles are nearest-rank over the requests of one run; each figure then gives the "
     "median and the range of the per-run values. Timing is never asserted in tests.",

@@ -317,11 +317,54 @@ def b4(r: dict[str, Any]) -> list[str]:
                 if p.get("anatomy")
             ],
         ),
+        *b4_baseline(b),
         *dominated(b["pages"]),
         "With 50 users on two cores the server is saturated: requests queue, so the 50-user "
         "latency is roughly the single-user time × the users waiting ahead ÷ the cores; the "
         "throughput column is the server's capacity for that page.",
         "",
+    ]
+
+
+def b4_baseline(b: dict[str, Any]) -> list[str]:
+    """The same pages served by the baseline commit's code, measured in the same run."""
+    base = b.get("baseline") or {}
+    commit = base.get("commit", "?")
+    if "error" in base:
+        return [f"**Baseline `{commit}` not measured:** `{base['error']}`", ""]
+    rows = [
+        [
+            p["page"],
+            f"{p['baseline']['p50_1_ms']:g} ms",
+            f"{p['users']['1']['p50_ms']['median']:g} ms",
+            f"{p['baseline']['per_second_50']:g} req/s",
+            f"{p['users']['50']['per_second']['median']:g} req/s",
+            f"{p['baseline']['throughput_50_ratio']:g}×",
+            p["baseline"]["errors"],
+        ]
+        for p in b["pages"]
+        if p.get("baseline")
+    ]
+    if not rows:
+        return []
+    return [
+        f"Against the baseline: the code of commit `{commit}` (the one issue #20 quotes), "
+        "served by a second gunicorn of the same size against the same database and login "
+        "in the same run, loaded the same way right after today's code, page by page "
+        "(`bench/b4_baseline.py`):",
+        "",
+        *table(
+            [
+                "page",
+                f"1 user p50, `{commit}`",
+                "1 user p50, today",
+                f"50 users, `{commit}`",
+                "50 users, today",
+                "today ÷ baseline",
+                "baseline errors",
+            ],
+            rows,
+        ),
     ]
 
 

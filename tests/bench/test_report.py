@@ -94,3 +94,64 @@ def test_a_missed_target_is_flagged_with_its_cause() -> None:
     assert "| B1 Cost per Issue page ÷ naive SQL | 1.7× | ≤ 1.0 | ❌ missed |" in page
     assert "The page misses its target: 1.7× the naive query." in page
     assert "differ: sessions list" in page and "**grows**" in page
+
+
+def b4_page(name: str, p50: float, per_second: float, baseline: dict[str, Any] | None) -> Any:
+    users = {
+        "1": {
+            "p50_ms": figure([p50] * 3, "ms"),
+            "p95_ms": figure([p50 * 2] * 3, "ms"),
+            "per_second": figure([40] * 3, "req/s"),
+            "errors": 0,
+            "requests_per_run": [20] * 3,
+        },
+        "50": {
+            "p50_ms": figure([500] * 3, "ms"),
+            "p95_ms": figure([900] * 3, "ms"),
+            "per_second": figure([per_second] * 3, "req/s"),
+            "errors": 0,
+            "requests_per_run": [150] * 3,
+        },
+    }
+    page = {"page": name, "url": "/", "users": users, "p95_ratio_50_over_1": 9.0}
+    if baseline is not None:
+        from bench.b4_pages_load import against
+
+        page["baseline"] = {"users": baseline, **against(users, baseline)}
+    return page
+
+
+def test_b4_says_each_page_p50_and_its_throughput_against_the_baseline_run() -> None:
+    old = b4_page("old", 30, 20, None)["users"]
+    r = results(b1_ratio=0.8, queries_large=7)
+    r["b4"] = {
+        "pages": [
+            b4_page("dashboard", 20, 70, old),  # 3.5x the baseline's 20 req/s: met
+            b4_page("sessions list", 41, 30, old),  # 1.5x and 41 ms: both missed
+        ],
+        "baseline": {"commit": "373b661"},
+        "errors": 0,
+        "client": "threads",
+    }
+    page = render(r)
+    assert "| B4 dashboard: 1 user p50 | 20 ms | ≤ 25 ms | ✅ met |" in page
+    assert (
+        "| B4 dashboard: throughput at 50 users ÷ baseline `373b661` | 3.5× | ≥ 3 | ✅ met |"
+        in page
+    )
+    assert "| B4 sessions list: 1 user p50 | 41 ms | ≤ 25 ms | ❌ missed |" in page
+    assert "| B4 sessions list: throughput at 50 users ÷ baseline `373b661` | 1.5× |" in page
+    assert "| sessions list | 30 ms | 41 ms | 20 req/s | 30 req/s | 1.5× | 0 |" in page
+
+
+def test_b4_without_a_baseline_says_why_and_claims_no_ratio() -> None:
+    r = results(b1_ratio=0.8, queries_large=7)
+    r["b4"] = {
+        "pages": [b4_page("dashboard", 20, 70, None)],
+        "baseline": {"commit": "373b661", "error": "CalledProcessError: git archive"},
+        "errors": 0,
+        "client": "threads",
+    }
+    page = render(r)
+    assert "**Baseline `373b661` not measured:** `CalledProcessError: git archive`" in page
+    assert "÷ baseline" not in page
