@@ -56,8 +56,9 @@ test: $(VENV)/.installed
 	case "$$first" in 0|5) ;; *) exit 1;; esac; \
 	case "$$browser" in 0|5) ;; *) exit 1;; esac
 
-## make reliability: faults, races, bad input, leaks and load (tests/reliability, needs Redis;
-## CI also gives it PostgreSQL), then docs/reliability.md from the figures it measured.
+## make reliability: faults, races, bad input, leaks and load (tests/reliability, needs Redis,
+## and RabbitMQ for its broker test; CI also gives it PostgreSQL), then docs/reliability.md
+## from the figures it measured.
 reliability: $(VENV)/.installed
 	rm -rf artifacts/reliability
 	$(BIN)/python -m pytest tests/reliability $(PYTEST_ARGS); status=$$?; \
