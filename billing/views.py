@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.db.models import Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
@@ -14,6 +14,7 @@ from django.urls import reverse
 from billing import charts
 from billing.analytics import DEFAULT_SORT, SORTS, ledger_rows, rollup_totals
 from billing.analytics import cost_per_issue as build_report
+from billing.analytics import cost_per_issue_page as build_page
 from billing.closing import statuses
 from billing.exports import COLUMNS, cost_per_issue_csv
 from billing.focus import focus_csv
@@ -66,11 +67,18 @@ def cost_per_issue(request: HttpRequest) -> HttpResponse:
         filters.problems.append(
             "Format: only format=csv or format=focus is available. Showing the page."
         )
-    # The page shows 50 rows and the top ten: only those need their issue key and title.
-    report = build_report(
-        filters.cost_filter(org), sort=sort, descending=direction == "desc", labels=False
+    # The page shows 50 rows and the top ten: only those are ranked out of the database, and
+    # only those need their issue key and title.
+    report = build_page(
+        filters.cost_filter(org),
+        sort=sort,
+        descending=direction == "desc",
+        page=request.GET.get("page"),
+        per_page=PAGE_SIZE,
     )
-    page = Paginator(report.rows, PAGE_SIZE).get_page(request.GET.get("page"))
+    paginator = Paginator(report.rows, PAGE_SIZE)
+    paginator.__dict__["count"] = report.count  # the rows are this page's only
+    page = Page(report.rows, report.page_number, paginator)
 
     def fmt(value: Decimal) -> str:
         return format_money(value, report.currency)
