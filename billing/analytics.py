@@ -26,7 +26,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import Count, DateTimeField, DurationField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
@@ -508,7 +508,12 @@ def cost_per_issue_page(
     if running is not None:
         branches.append((running, ("op",)))
     sql, params = _ranking_sql(branches, connections["default"].vendor, sort, descending)
-    with connections["default"].cursor() as cursor:
+    connection = connections["default"]
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # A parallel plan gathers a few thousand groups from workers: measured slower
+            # than one process (80 against 54 ms at 4,400 issues on two cores).
+            cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
         for _ in range(2):
             cursor.execute(sql, [*params, (number - 1) * per_page, number * per_page])
             found = cursor.fetchall()
