@@ -48,12 +48,25 @@ def b1(r: dict[str, Any]) -> list[str]:
                 ],
                 ["**ratio page ÷ naive SQL** (per run)", fig(b["ratio_per_run"])],
                 [
-                    "report function `billing.analytics.cost_per_issue` alone, in process",
+                    "full report `billing.analytics.cost_per_issue` (every issue: the CSV, the "
+                    "issue sort), in process",
                     fig(b["report_function_ms"]),
                 ],
+                *(
+                    [
+                        [
+                            "what the page runs, `cost_per_issue_page` (one page ranked in the "
+                            "database), in process",
+                            fig(b["page_function_ms"]),
+                        ]
+                    ]
+                    if "page_function_ms" in b
+                    else []
+                ),
             ],
         ),
-        f"The report function's {len(queries)} queries (last run, {db_ms:g} ms in the database):",
+        *page_queries(b),
+        f"The full report's {len(queries)} queries (last run, {db_ms:g} ms in the database):",
         "",
         *table(["ms", "query"], [[q["ms"], f"`{q['sql'][:160]}…`"] for q in queries]),
     ]
@@ -75,6 +88,21 @@ def b1(r: dict[str, Any]) -> list[str]:
             "",
         ]
     return out
+
+
+def page_queries(b: dict[str, Any]) -> list[str]:
+    """The queries of what the page runs, and whether its total is the ledger's."""
+    queries = b.get("page_queries")
+    if queries is None:
+        return []
+    same = "yes" if b.get("page_totals_match_ledger") else "NO"
+    return [
+        f"What the page runs: {len(queries)} queries (last run, "
+        f"{sum(q['ms'] for q in queries):g} ms in the database); its total equals the naive "
+        f"query's sum to the digit: **{same}**.",
+        "",
+        *table(["ms", "query"], [[q["ms"], f"`{q['sql'][:160]}…`"] for q in queries]),
+    ]
 
 
 def b2(r: dict[str, Any]) -> list[str]:

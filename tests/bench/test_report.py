@@ -155,3 +155,14 @@ def test_b4_without_a_baseline_says_why_and_claims_no_ratio() -> None:
     page = render(r)
     assert "**Baseline `373b661` not measured:** `CalledProcessError: git archive`" in page
     assert "÷ baseline" not in page
+
+
+def test_b1_shows_what_the_page_runs_beside_the_full_report() -> None:
+    r = results(b1_ratio=0.8, queries_large=7)
+    r["b1"]["page_function_ms"] = figure([5, 6, 7], "ms")
+    r["b1"]["page_queries"] = [{"ms": 3.0, "sql": "WITH per AS (SELECT …)"}]
+    r["b1"]["page_totals_match_ledger"] = False
+    page = render(r)
+    assert "what the page runs, `cost_per_issue_page`" in page and "6 ms (5 – 7)" in page
+    assert "What the page runs: 1 queries (last run, 3 ms in the database)" in page
+    assert "its total equals the naive query's sum to the digit: **NO**" in page
