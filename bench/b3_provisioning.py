@@ -75,7 +75,7 @@ TARGETS = {
     "overhead_p95_ms_max": 25,
     "throughput_ratio_min": {"0": 0.25, "150": 0.95},
 }
-B4_RESERVE_S = 150.0  # B4 runs after B3: leave it this much of the time budget
+B4_RESERVE_S = 300.0  # B4 runs after B3 (today and the baseline): leave it this much
 
 
 def setup_org() -> str:
