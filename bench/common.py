@@ -70,7 +70,9 @@ def percentile(values: Sequence[float], pct: float) -> float:
 
 
 def compact_sql(sql: str, limit: int = 220) -> str:
-    """A query without its column list (``SELECT … FROM``): what it filters and orders by."""
+    """A query on one line without its column list (``SELECT … FROM``): what it filters and
+    orders by."""
+    sql = " ".join(sql.split())
     head, sep, rest = sql.partition(" FROM ")
     text = f"{head.split(' ', 1)[0]} … FROM {rest}" if sep and head.startswith("SELECT") else sql
     return text[:limit]

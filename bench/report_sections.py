@@ -393,6 +393,21 @@ def b4_baseline(b: dict[str, Any]) -> list[str]:
             ],
             rows,
         ),
+        *[
+            f"- **{p['page']}** is {p['baseline']['throughput_50_ratio']:g}× the baseline's "
+            f"throughput (target ≥ 3×). One request in process takes "
+            f"{p['anatomy']['request_ms']:g} ms: {p['anatomy']['db_ms']:g} ms in its "
+            f"{p['anatomy']['queries']} queries and "
+            f"{max(p['anatomy']['request_ms'] - p['anatomy']['db_ms'], 0):.1f} ms of Python "
+            "(middleware, the ORM building the queries, template rendering); on two cores "
+            "shared with the database and the load generator, that sum bounds the requests "
+            "per second."
+            for p in b["pages"]
+            if p.get("baseline", {}).get("throughput_50_ratio") is not None
+            and p["baseline"]["throughput_50_ratio"] < 3
+            and p.get("anatomy")
+        ],
+        "",
     ]
 
 
