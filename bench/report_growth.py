@@ -17,8 +17,22 @@ def b1_growth(r: dict[str, Any]) -> list[str]:
     before, after = g["before"], g["after"]
     rows_before, rows_after = g["events_before"], g["ledger_rows_after"]
     growth, over = g["page_growth_ratio"], g["page_over_naive_after"]
+    run = g.get("separate_run")
+    where = (
+        [
+            f"Measured in a run of its own (`{run['command']}`, {run['generated_at']}, commit "
+            f"`{run['commit']}`, load average {run['load_start']} at the start and "
+            f"{run['load_end']} at the end); the rest of this page is from the run above.",
+            "",
+        ]
+        if run
+        else []
+    )
+    queries = after.get("page_queries") or after["report_queries"]
+    which = "page's" if after.get("page_queries") else "report's"
     return [
         *head,
+        *where,
         f"Measured at {rows_before:,} ledger rows, then `bench.seed_costs` appended "
         f"{g['events_added']:,} rows on {g['sessions_added']:,} new sessions for the same issues "
         f"over the same 90 days in **{g['load_seconds']} s** ({g['rows_per_second']:,} rows/s), "
@@ -56,9 +70,7 @@ def b1_growth(r: dict[str, Any]) -> list[str]:
                 ],
             ],
         ),
-        "The report's queries at the larger size (last run):",
+        f"The {which} queries at the larger size (last run):",
         "",
-        *table(
-            ["ms", "query"], [[q["ms"], f"`{q['sql'][:160]}…`"] for q in after["report_queries"]]
-        ),
+        *table(["ms", "query"], [[q["ms"], f"`{q['sql'][:160]}…`"] for q in queries]),
     ]

@@ -166,3 +166,33 @@ def test_b1_shows_what_the_page_runs_beside_the_full_report() -> None:
     assert "what the page runs, `cost_per_issue_page`" in page and "6 ms (5 – 7)" in page
     assert "What the page runs: 1 queries (last run, 3 ms in the database)" in page
     assert "its total equals the naive query's sum to the digit: **NO**" in page
+
+
+def test_growth_measured_in_a_run_of_its_own_says_so() -> None:
+    r = results(b1_ratio=0.8, queries_large=7)
+    side = {**r["b1"], "ledger_rows_in_period": 400, "issues_in_period": 9}
+    r["b1_growth"] = {
+        "before": side,
+        "after": {**side, "page_ms": figure([33, 33, 33], "ms")},
+        "events_before": 1000,
+        "ledger_rows_after": 5000,
+        "events_added": 4000,
+        "sessions_added": 400,
+        "load_seconds": 2.0,
+        "rows_per_second": 2000,
+        "page_growth_ratio": 3.0,
+        "target_growth_ratio": 1.2,
+        "page_over_naive_after": 0.48,
+        "target_page_over_naive": 0.3,
+        "separate_run": {
+            "command": "python -m bench --only b1 --grow-events 4000",
+            "generated_at": "2026-01-02T05:00:00+00:00",
+            "commit": "def456",
+            "load_start": [0.4],
+            "load_end": [1.5],
+        },
+    }
+    page = render(r)
+    assert "Measured in a run of its own (`python -m bench --only b1 --grow-events 4000`" in page
+    assert "commit `def456`" in page
+    assert "| page at 5,000 ÷ page at 1,000 rows | 3× | ≤ 1.2 | ❌ missed |" in page
