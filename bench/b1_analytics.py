@@ -105,9 +105,10 @@ def run(ctx: Context) -> dict[str, Any]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from billing.analytics import CostFilter, cost_per_issue, cost_per_issue_page
+    from billing.analytics import CostFilter, cost_per_issue
     from billing.forms import today_utc
     from billing.periods import period_for
+    from billing.ranking import cost_per_issue_page
 
     org_id = ctx.shared["org_id"]
     period = period_for("30d", today_utc())

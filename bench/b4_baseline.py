@@ -39,8 +39,8 @@ def tree(commit: str = BASELINE_COMMIT) -> Path:
     return home
 
 
-def start(env: dict[str, str], workers: int, threads: int) -> tuple[Proc, str, str]:
-    """gunicorn serving BASELINE_COMMIT's code: (process, url, the commit measured)."""
+def start(env: dict[str, str], workers: int, threads: int) -> tuple[Proc, str]:
+    """gunicorn serving BASELINE_COMMIT's code: (process, url)."""
     home = tree()
     src = home / "src"
     old_env = {**env, "PYTHONPATH": str(src), "RENSEI_VAR_DIR": str(home / "var")}
@@ -53,4 +53,4 @@ def start(env: dict[str, str], workers: int, threads: int) -> tuple[Proc, str, s
     )
     proc, url = start_gunicorn(old_env, workers, threads, cwd=src, name="gunicorn-baseline")
     log(f"baseline: commit {BASELINE_COMMIT} served on {url}")
-    return proc, url, BASELINE_COMMIT
+    return proc, url

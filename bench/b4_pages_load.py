@@ -150,7 +150,7 @@ def run(ctx: Context) -> dict[str, Any]:
     old: Any = None
     baseline: dict[str, Any] = {"commit": b4_baseline.BASELINE_COMMIT}
     try:
-        old, baseline["url"], _ = b4_baseline.start(ctx.env, ctx.args.workers, ctx.args.threads)
+        old, baseline["url"] = b4_baseline.start(ctx.env, ctx.args.workers, ctx.args.threads)
     except Exception as exc:  # no git history (a shallow clone), or the old tree will not serve
         baseline["error"] = f"{type(exc).__name__}: {exc}"
         log(f"  baseline unavailable: {baseline['error']}")

@@ -26,14 +26,13 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import connections
 from django.db.models import Count, DateTimeField, DurationField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
 from billing.ledger import exact_seconds
 from billing.models import (
-    AMOUNT_PLACES,
     AMOUNT_QUANTUM,
     SECONDS_QUANTUM,
     CostEvent,
@@ -114,7 +113,7 @@ class CostReport:
     currency: str = "USD"
     now: datetime = field(default_factory=timezone.now)
     # Issues in the report (the Unattributed row aside): len(rows) for the full report; for
-    # one page of it (``cost_per_issue_page``), all the issues the pages hold.
+    # one page of it (``billing.ranking.cost_per_issue_page``), all the issues the pages hold.
     count: int = 0
     # One page of the report: its number, and the ten most expensive issues ranked with it.
     page_number: int = 1
@@ -316,8 +315,8 @@ def cost_per_issue(
 ) -> CostReport:
     """The report for a filter, every issue in it (the CSV). ``labels=False`` leaves issue
     keys and titles out (unless the sort needs them) so a caller can fetch them for the rows
-    it shows (``CostReport.label``). The page shows one page of rows: ``cost_per_issue_page``
-    ranks them in the database instead."""
+    it shows (``CostReport.label``). The page shows one page of rows:
+    ``billing.ranking.cost_per_issue_page`` ranks them in the database instead."""
     now = now or timezone.now()
     by_issue: dict[int | None, IssueCost] = {}
 
@@ -358,194 +357,4 @@ def cost_per_issue(
         totals.add(r)
         totals.paused_total += r.paused_seconds
     report.count = len(rows)
-    return report
-
-
-# The page's ranking, in SQL: the four grouped queries above as branches of one UNION ALL,
-# summed per issue (each figure comes from one branch, so its sum is that query's own
-# value), ranked by the sort with ties by issue id ascending as ``SORTS`` orders them, and
-# only one page of rows, the top ten by cost and the Unattributed row returned, with the
-# totals and the number of issues as window sums over every issue.
-TOP = 10
-_FIGURES = ("a", "s", "v", "n1", "al1", "n2", "al2", "op")
-
-
-def _micros(vendor: str, column: str) -> str:
-    """A summed duration as integer microseconds (exact: an interval holds whole
-    microseconds): PostgreSQL sums intervals, SQLite sums microseconds already."""
-    if vendor == "postgresql":
-        return f"CAST(EXTRACT(EPOCH FROM {column}) * 1000000 AS BIGINT)"
-    return column
-
-
-def _millis(column: str) -> str:
-    """Integer microseconds to milliseconds, rounded half to even as ``_duration`` rounds.
-    Integer division truncates on both backends; the remainder takes the dividend's sign."""
-    x = f"COALESCE({column}, 0)"
-    q, r = f"({x} / 1000)", f"({x} %% 1000)"
-    return (
-        f"({q} + CASE WHEN {r} > 500 OR ({r} = 500 AND {q} %% 2 <> 0) THEN 1 "
-        f"WHEN {r} < -500 OR ({r} = -500 AND {q} %% 2 <> 0) THEN -1 ELSE 0 END)"
-    )
-
-
-def _sort_sql(vendor: str) -> dict[str, str]:
-    greatest = "GREATEST" if vendor == "postgresql" else "MAX"
-    # IssueCost.paused_seconds in milliseconds: alive (each session query's sum rounded to
-    # the millisecond), minus the billed seconds (three places), minus the open stretch.
-    paused = (
-        f"{greatest}(0, {_millis('al1')} + {_millis('al2')} "
-        f"- CAST(ROUND(COALESCE(s, 0) * 1000) AS BIGINT) - {_millis('op')})"
-    )
-
-    def exact(column: str, places: int) -> str:
-        # SQLite sums decimals through floats: equal sums can differ in the last bits, and
-        # ``_decimal`` rounds them to the stored places before Python compares them.
-        value = f"COALESCE({column}, 0)"
-        return value if vendor == "postgresql" else f"ROUND({value}, {places})"
-
-    return {
-        "sessions": "n",
-        "running": exact("s", 3),
-        "paused": "paused_ms",
-        "vcpu": exact("v", 3),
-        "cost": exact("a", AMOUNT_PLACES),
-        "_paused": paused,
-    }
-
-
-def _ranking_sql(
-    branches: list[tuple[QuerySet[Any], tuple[str, ...]]], vendor: str, sort: str, desc: bool
-) -> tuple[str, list[Any]]:
-    selects: list[str] = []
-    params: list[Any] = []
-    for qs, names in branches:
-        sql, p = qs.query.sql_with_params()
-        params.extend(p)
-        cols = []
-        for figure in _FIGURES:
-            if figure not in names:
-                kind = "NUMERIC" if figure in ("a", "s", "v") else "BIGINT"
-                cols.append(f"CAST(NULL AS {kind}) AS {figure}")
-            elif figure.startswith(("al", "op")):
-                cols.append(f"{_micros(vendor, figure)} AS {figure}")
-            else:
-                cols.append(figure)
-        # The first column: the issue id, "session__issue_id" for the open intervals.
-        key = qs.query.values_select[0]
-        selects.append(f'SELECT "{key}" AS issue_id, {", ".join(cols)} FROM ({sql}) branch')
-    # Counts and microseconds summed back to integers (PostgreSQL sums BIGINT as NUMERIC):
-    # the paused figure below is integer arithmetic on every issue.
-    sums = ", ".join(
-        f"SUM({c}) AS {c}" if c in ("a", "s", "v") else f"CAST(SUM({c}) AS BIGINT) AS {c}"
-        for c in _FIGURES
-    )
-    keys = _sort_sql(vendor)
-    order = f"{keys.get(sort, keys[DEFAULT_SORT])} {'DESC' if desc else 'ASC'}, issue_id ASC"
-    unattributed = "PARTITION BY issue_id IS NULL"
-    sql = f"""
-        WITH per AS (
-            SELECT issue_id, {sums} FROM ({" UNION ALL ".join(selects)}) u GROUP BY issue_id
-        ), figs AS (
-            SELECT per.*, COALESCE(n1, 0) + COALESCE(n2, 0) AS n, {keys["_paused"]} AS paused_ms
-            FROM per
-        ), ranked AS (
-            SELECT figs.*,
-                   ROW_NUMBER() OVER ({unattributed} ORDER BY {order}) AS rn,
-                   ROW_NUMBER() OVER ({unattributed} ORDER BY {keys["cost"]} DESC, issue_id)
-                       AS top_rn,
-                   COUNT(issue_id) OVER () AS issues,
-                   SUM(a) OVER () AS ta, SUM(s) OVER () AS ts, SUM(v) OVER () AS tv,
-                   SUM(n) OVER () AS tn, SUM(paused_ms) OVER () AS tp
-            FROM figs
-        )
-        SELECT issue_id, {", ".join(_FIGURES)}, rn, top_rn, issues, ta, ts, tv, tn, tp
-        FROM ranked
-        WHERE issue_id IS NULL OR (rn > %s AND rn <= %s) OR top_rn <= {TOP}
-    """
-    return sql, params
-
-
-def _page_number(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 1  # as Paginator.get_page: not a number, the first page
-
-
-def cost_per_issue_page(
-    f: CostFilter,
-    *,
-    sort: str = DEFAULT_SORT,
-    descending: bool = True,
-    page: Any = 1,
-    per_page: int = 50,
-    now: datetime | None = None,
-) -> CostReport:
-    """One page of ``cost_per_issue(f, sort=…, descending=…)``: the same rows in the same
-    order, figures and totals, ranked in the database so only the page's rows (and the top
-    ten by cost, for the chart) come back. ``page`` is read as ``Paginator.get_page`` reads
-    it: not a number, the first page; out of range, the last. Labels are left to
-    ``CostReport.label``. The issue sort (natural order of the keys) is Python's: that one
-    computes the whole report and cuts the page out of it."""
-    now = now or timezone.now()
-    number = _page_number(page)
-    if sort == "issue":
-        report = cost_per_issue(f, sort=sort, descending=descending, now=now)
-        pages = max(1, -(-report.count // per_page))
-        report.page_number = number if 1 <= number <= pages else pages
-        first = (report.page_number - 1) * per_page
-        report.top_rows = report.top
-        report.rows = report.rows[first : first + per_page]
-        return report
-    ended, alive_now = _alive(f, now)
-    branches: list[tuple[QuerySet[Any], tuple[str, ...]]] = [
-        (_billed(f), ("a", "s", "v")),
-        (ended, ("n1", "al1")),
-        (alive_now, ("n2", "al2")),
-    ]
-    running = _open(f, now)
-    if running is not None:
-        branches.append((running, ("op",)))
-    sql, params = _ranking_sql(branches, connections["default"].vendor, sort, descending)
-    connection = connections["default"]
-    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # A parallel plan gathers a few thousand groups from workers: measured slower
-            # than one process (80 against 54 ms at 4,400 issues on two cores).
-            cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-        for _ in range(2):
-            cursor.execute(sql, [*params, (number - 1) * per_page, number * per_page])
-            found = cursor.fetchall()
-            count = int(found[0][11]) if found else 0
-            pages = max(1, -(-count // per_page))
-            if 1 <= number <= pages:
-                break
-            number = pages  # as Paginator.get_page: out of range, the last page
-    report = CostReport(f, [], None, IssueCost(None, "", "Total"), _daily(f), now=now)
-    report.count, report.page_number = count, number
-    ranked, top = [], []
-    for values in found:
-        issue_id, rn, top_rn = values[0], values[9], values[10]
-        title = "" if issue_id is not None else UNATTRIBUTED
-        r = _figures(IssueCost(issue_id, "", title), values[1:9])
-        if issue_id is None:
-            report.unattributed = r
-            continue
-        if (number - 1) * per_page < rn <= number * per_page:
-            ranked.append((rn, r))
-        if top_rn <= TOP:
-            top.append((top_rn, r))
-    report.rows = [r for _, r in sorted(ranked, key=lambda x: x[0])]
-    report.top_rows = [r for _, r in sorted(top, key=lambda x: x[0])]
-    if found:
-        t = report.totals
-        ta, ts, tv, tn, tp = found[0][12:17]
-        t.amount = _decimal(ta, AMOUNT_QUANTUM)
-        t.running_seconds = _decimal(ts, SECONDS_QUANTUM)
-        t.vcpu_seconds = _decimal(tv, SECONDS_QUANTUM)
-        t.sessions = int(tn or 0)
-        t.paused_total = (Decimal(int(tp or 0)) / 1000).quantize(SECONDS_QUANTUM)
-    else:
-        report.totals.paused_total = ZERO
     return report

@@ -14,7 +14,6 @@ from django.urls import reverse
 from billing import charts
 from billing.analytics import DEFAULT_SORT, SORTS, ledger_rows, rollup_totals
 from billing.analytics import cost_per_issue as build_report
-from billing.analytics import cost_per_issue_page as build_page
 from billing.closing import statuses
 from billing.exports import COLUMNS, cost_per_issue_csv
 from billing.focus import focus_csv
@@ -22,7 +21,9 @@ from billing.forms import CostPerIssueForm, LedgerFilterForm, read_filters
 from billing.models import CostEvent
 from billing.money import format_money
 from billing.outcome_costs import outcome_report
+from billing.ranking import cost_per_issue_page as build_page
 from rensei.access import get_for_org, org_of, org_view
+from rensei.paging import KnownCountPaginator
 from sessions.models import Issue, Session
 
 PAGE_SIZE = 50
@@ -76,9 +77,7 @@ def cost_per_issue(request: HttpRequest) -> HttpResponse:
         page=request.GET.get("page"),
         per_page=PAGE_SIZE,
     )
-    paginator = Paginator(report.rows, PAGE_SIZE)
-    paginator.__dict__["count"] = report.count  # the rows are this page's only
-    page = Page(report.rows, report.page_number, paginator)
+    page = Page(report.rows, report.page_number, KnownCountPaginator(report.count, PAGE_SIZE))
 
     def fmt(value: Decimal) -> str:
         return format_money(value, report.currency)

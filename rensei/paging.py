@@ -9,6 +9,11 @@ list shorter than that is counted exactly, as before.
 
     page = CappedPaginator(rows, 25).get_page(request.GET.get("page"))
     {{ page.paginator.count }}{% if page.paginator.more %}+{% endif %}
+
+``KnownCountPaginator`` numbers the pages of a list whose page was cut out elsewhere (ranked
+and limited in the database, with the list's length from the same query):
+
+    page = Page(rows, number, KnownCountPaginator(count, 50))
 """
 
 from __future__ import annotations
@@ -45,3 +50,16 @@ class CappedPaginator(Paginator):
             wanted = 1
         self._first = min(wanted - 1, 10_000_000) * self.per_page
         return super().get_page(number)
+
+
+class KnownCountPaginator(Paginator):
+    """A paginator for a list of ``count`` rows that it never reads: the caller has the
+    page's rows already and builds the ``Page`` itself."""
+
+    def __init__(self, count: int, per_page: int) -> None:
+        super().__init__((), per_page)
+        self.known = count
+
+    @property
+    def count(self) -> int:  # type: ignore[override]
+        return self.known

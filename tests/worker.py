@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -110,8 +111,18 @@ class WorkerProcess:
         return self
 
     def wait_ready(self, timeout: float = 60) -> None:
+        """A ping through the broker; a worker on a broker of its own (``CELERY_BROKER_URL``
+        in ``env``, not this process's) is ready when its log says so."""
         from rensei.tasks import ping
 
+        broker = self.extra_env.get("CELERY_BROKER_URL", settings.CELERY_BROKER_URL)
+        if broker != settings.CELERY_BROKER_URL:
+            deadline = time.monotonic() + timeout
+            while " ready." not in self.log():
+                assert time.monotonic() < deadline, self.log()[-3000:]
+                assert self.proc is not None and self.proc.poll() is None, self.log()[-3000:]
+                time.sleep(0.1)
+            return
         token = uuid.uuid4().hex
         result = ping.apply_async(args=(token,), queue=self.queue)
         answer = result.get(timeout=timeout)

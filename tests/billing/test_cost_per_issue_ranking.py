@@ -10,8 +10,9 @@ from datetime import timedelta
 import pytest
 import time_machine
 
-from billing.analytics import SORTS, CostFilter, IssueCost, cost_per_issue, cost_per_issue_page
+from billing.analytics import SORTS, CostFilter, IssueCost, cost_per_issue
 from billing.periods import period_for
+from billing.ranking import cost_per_issue_page
 from sessions.intervals import open_interval
 from tests.billing.helpers import at, finish, make_issue, make_pool, make_session, run
 

@@ -14,23 +14,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.db import connection
-from django.test import override_settings
 
-from pools.e2b_emulator.testing import RunningEmulator, running_emulator
 from rensei.crypto import encrypt
 from rensei.models import Credential, Organization
 from sessions.models import Session, SessionState
 from tests.processes import wait_for
 from tests.services import port_open
 from tests.sessions_engine.conftest import ensure_rate_cards, make_pool
-from tests.worker import WorkerProcess, database_url, loopback_no_proxy
+from tests.worker import WorkerProcess, database_url, emulator_with_worker
 
 S = SessionState
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -52,24 +48,6 @@ def amqp_url() -> str:
 
 def _broker_env(amqp: str) -> dict[str, str]:
     return {"CELERY_BROKER_URL": amqp, "CELERY_RESULT_BACKEND": "rpc://"}
-
-
-def _started(worker: WorkerProcess, django_db_blocker: Any, timeout: float = 60) -> None:
-    """Ready on RabbitMQ (its log says so: the test process's own app speaks Redis)."""
-    with django_db_blocker.unblock():
-        worker.start(wait=False)
-    assert wait_for(lambda: " ready." in worker.log(), timeout), worker.log()[-3000:]
-
-
-@contextmanager
-def _emulator() -> Iterator[RunningEmulator]:
-    """The emulator, and this process's settings pointing at it (the session it reads)."""
-    with (
-        loopback_no_proxy(),
-        running_emulator() as emu,
-        override_settings(E2B_API_URL=emu.url, E2B_SANDBOX_URL=emu.url),
-    ):
-        yield emu
 
 
 def _drop_queue(amqp: str, queue: str) -> None:
@@ -146,13 +124,10 @@ def test_provisions_retry_and_survive_a_killed_worker_on_rabbitmq(
     Credential.objects.create(
         org=org_a, provider="e2b", secret_encrypted=encrypt(KEY), last_four=KEY[-4:]
     )
-    with _emulator() as emu:
-        env = {**_broker_env(amqp_url), "E2B_API_URL": emu.url, "E2B_SANDBOX_URL": emu.url}
-        worker = WorkerProcess(env=env)
-        again = WorkerProcess(env=env)
+    with emulator_with_worker(django_db_blocker, **_broker_env(amqp_url)) as (emu, worker):
+        again = WorkerProcess(env=worker.extra_env)
         again.queue = worker.queue
         try:
-            _started(worker, django_db_blocker)
             assert _queue_is_quorum(amqp_url, worker.queue)
 
             # A transient create failure: the job retries after a countdown, which RabbitMQ
@@ -174,7 +149,8 @@ def test_provisions_retry_and_survive_a_killed_worker_on_rabbitmq(
             assert wait_for(lambda: len(emu.emulator.calls_to("create")) == 3, 30)
             worker.kill()
             emu.emulator.faults.set_latency(0, "create")
-            _started(again, django_db_blocker)
+            with django_db_blocker.unblock():
+                again.start()
             assert wait_for(lambda: _state(second) == S.RUNNING, 60), again.log()[-3000:]
             assert len(_sandboxes_for(emu, second)) == 1
         finally:
