@@ -212,7 +212,7 @@ RENSEI_FAILPOINTS = env.str("RENSEI_FAILPOINTS", default="")
 # The embedded default needs no server: messages pass through files under var/broker.
 # Production points CELERY_BROKER_URL at Redis.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
-AMQP_SCHEMES = ("amqp://", "amqps://", "pyamqp://")
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="rensei")
 BROKER_DIR = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # kombu's own filesystem transport lets a worker read a message before it is written
@@ -235,15 +235,25 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
     _default_results = f"file://{VAR_DIR / 'results'}"
     (VAR_DIR / "results").mkdir(parents=True, exist_ok=True)
-elif CELERY_BROKER_URL.startswith(AMQP_SCHEMES):
+elif CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
     # RabbitMQ: every queue Celery declares is a quorum queue (replicated, on disk) bound to a
     # topic exchange, so countdown retries go through RabbitMQ's native delayed delivery
     # (quorum queues do not serve worker-held countdowns; the worker sets the delayed
-    # delivery up when its queues are quorum ones: CELERY_TASK_QUEUES below). Publishes wait
+    # delivery up when its queues are quorum ones, hence CELERY_TASK_QUEUES). Publishes wait
     # for the broker's confirm. A dead worker's unacknowledged messages come back when its
     # connection closes: no visibility timeout. Results (only a readiness ping) go by RPC.
     CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = "quorum"
     CELERY_TASK_CREATE_MISSING_QUEUE_EXCHANGE_TYPE = "topic"
+    from kombu import Exchange, Queue
+
+    CELERY_TASK_QUEUES = (
+        Queue(
+            CELERY_TASK_DEFAULT_QUEUE,
+            Exchange(CELERY_TASK_DEFAULT_QUEUE, type="topic"),
+            routing_key=CELERY_TASK_DEFAULT_QUEUE,
+            queue_arguments={"x-queue-type": "quorum"},
+        ),
+    )
     CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
     _default_results = "rpc://"
 else:
@@ -259,18 +269,6 @@ else:
     }
     _default_results = CELERY_BROKER_URL
 CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=_default_results)
-CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="rensei")
-if CELERY_BROKER_URL.startswith(AMQP_SCHEMES):
-    from kombu import Exchange, Queue
-
-    CELERY_TASK_QUEUES = (
-        Queue(
-            CELERY_TASK_DEFAULT_QUEUE,
-            Exchange(CELERY_TASK_DEFAULT_QUEUE, type="topic"),
-            routing_key=CELERY_TASK_DEFAULT_QUEUE,
-            queue_arguments={"x-queue-type": "quorum"},
-        ),
-    )
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_ACKS_LATE = True
