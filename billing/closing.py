@@ -16,9 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Min, Sum
 from django.utils import timezone
 
 from billing.models import AMOUNT_QUANTUM, SECONDS_QUANTUM, DailyCost, MonthClose, usage_day
@@ -74,22 +76,51 @@ def ledger_date(
     return dated, month
 
 
+def months_totals(org_id: int, first: date, last: date) -> dict[date, dict[str, Decimal | int]]:
+    """Net totals of each month from ``first`` to ``last`` (first days), from the daily
+    rollup (which the database keeps = ledger), in one query. PostgreSQL sums each day (its
+    NUMERIC sums are exact) and Python adds up the days; SQLite sums through floats, so
+    Python adds up its rows."""
+    rows = DailyCost.objects.filter(org_id=org_id, day__gte=first, day__lt=next_month(last))
+    if connection.vendor == "postgresql":
+        # Summed per day in the index's order (exact NUMERIC sums), then per month here.
+        values = (
+            rows.values_list("day")
+            .annotate(Sum("amount"), Sum("quantity_seconds"), Sum("entries"))
+            .order_by()
+        )
+    else:  # every row: SQLite sums through floats
+        values = rows.values_list("day", "amount", "quantity_seconds", "entries")
+    sums: dict[date, list[Any]] = {}
+    for day, a, s, n in values:
+        t = sums.setdefault(month_of(day), [Decimal(0), Decimal(0), 0])
+        t[0] += Decimal(str(a))
+        t[1] += Decimal(str(s))
+        t[2] += int(n)
+    out = {}
+    month = first
+    while month <= last:
+        a, s, n = sums.get(month, (0, 0, 0))
+        out[month] = {
+            "amount": Decimal(a).quantize(AMOUNT_QUANTUM),
+            "seconds": Decimal(s).quantize(SECONDS_QUANTUM),
+            "entries": int(n),
+        }
+        month = next_month(month)
+    return out
+
+
 def month_totals(org_id: int, month: date) -> dict[str, Decimal | int]:
-    """The month's net totals, from the daily rollup (which the database keeps = ledger)."""
-    last = next_month(month) - timedelta(days=1)
-    t = DailyCost.objects.filter(org_id=org_id, day__gte=month, day__lte=last).values_list(
-        "amount", "quantity_seconds", "entries"
-    )
-    amount, seconds, entries = Decimal(0), Decimal(0), 0
-    for a, s, n in t:  # summed in Python: exact Decimals on every backend
-        amount += Decimal(str(a))
-        seconds += Decimal(str(s))
-        entries += int(n)
-    return {
-        "amount": amount.quantize(AMOUNT_QUANTUM),
-        "seconds": seconds.quantize(SECONDS_QUANTUM),
-        "entries": entries,
-    }
+    """The month's net totals (``months_totals`` of that month alone)."""
+    return months_totals(org_id, month, month)[month]
+
+
+def first_month(org: Organization) -> date:
+    """The first month the org has anything in: its creation, or its first usage day if the
+    ledger holds earlier days (history imported, a clock set back)."""
+    first = month_of(org.created_at.date())
+    earliest = DailyCost.objects.filter(org_id=org.pk).aggregate(day=Min("day"))["day"]
+    return min(first, month_of(earliest)) if earliest is not None else first
 
 
 def close_month(

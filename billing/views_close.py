@@ -21,9 +21,11 @@ from billing.closing import (
     REOPEN_ROLES,
     CloseRefused,
     close_month,
+    first_month,
     month_bounds,
     month_of,
     month_totals,
+    months_totals,
     reopen_month,
     statuses,
 )
@@ -60,9 +62,12 @@ def months(request: HttpRequest) -> HttpResponse:
     first = last
     for _ in range(MONTHS_SHOWN - 1):
         first = month_of(first - timedelta(days=1))
+    # Not the months before the org had anything: a new org sees this month alone.
+    first = min(max(first, first_month(org)), last)
+    totals = months_totals(org.pk, first, last)
     rows = []
     for status in reversed(statuses(org.pk, first, last)):
-        live = month_totals(org.pk, status.month)
+        live = totals[status.month]
         rows.append(
             {
                 "status": status,

@@ -10,7 +10,14 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 
 from billing.analytics import CostFilter, cost_per_issue
-from billing.closing import CloseRefused, close_month, month_totals, reopen_month
+from billing.closing import (
+    CloseRefused,
+    close_month,
+    month_bounds,
+    month_totals,
+    months_totals,
+    reopen_month,
+)
 from billing.ledger import reverse_cost_event
 from billing.models import CostEvent, CostKind, MonthClose, RateCard
 from billing.periods import Period
@@ -220,3 +227,36 @@ def test_the_ledger_page_labels_a_late_row(client_as, fiona, closed_march):
         "/billing/ledger/", {"range": "custom", "start": "2025-04-01", "end": "2025-04-30"}
     )
     assert b"Adjustment for 2025-03 (closed)" in page.content
+
+
+def test_months_totals_are_each_months_ledger_sums(org_a, org_b, closed_march):
+    """One query for a range of months, each month's figures equal to its ledger rows (a row
+    closed at midnight belongs to the month that just ended); other orgs never count."""
+    session = closed_march["session"]
+    run(session, at("2025-04-02 09:00"), at("2025-04-02 09:00:01.5"))
+    run(session, at("2025-05-31 23:59"), at("2025-06-01 00:00"))
+    run(make_session(org_b), at("2025-04-03 10:00"), at("2025-04-03 12:00"))
+    found = months_totals(org_a.pk, date(2025, 2, 1), date(2025, 6, 1))
+    assert list(found) == [date(2025, m, 1) for m in range(2, 7)]
+    for month, totals in found.items():
+        expected = CostEvent.objects.filter(org=org_a).in_period(*month_bounds(month)).totals()
+        assert totals == {
+            "amount": expected["amount"],
+            "seconds": expected["seconds"],
+            "entries": expected["n"],
+        }
+        assert month_totals(org_a.pk, month) == totals
+    assert found[date(2025, 3, 1)]["entries"] == 2
+    assert found[date(2025, 4, 1)]["entries"] == 1
+    assert found[date(2025, 5, 1)]["entries"] == 1  # May 31's last minute
+    assert found[date(2025, 6, 1)]["entries"] == 0
+
+
+def test_a_new_org_lists_only_the_months_it_has(client_as, org_b, charlie):
+    """No empty rows for the months before an org existed; history imported from earlier
+    shows from its first usage day."""
+    page = client_as(charlie).get("/billing/months/").content.decode()
+    assert page.count("data-month=") == 1
+    run(make_session(org_b), at("2025-03-10 10:00"), at("2025-03-10 11:00"))
+    page = client_as(charlie).get("/billing/months/").content.decode()
+    assert page.count("data-month=") == 12  # March 2025 is more than 12 months ago
