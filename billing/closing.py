@@ -13,6 +13,7 @@ database refuses any other change); closing again adds a new row, so history sta
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -82,6 +83,7 @@ def months_totals(org_id: int, first: date, last: date) -> dict[date, dict[str, 
     NUMERIC sums are exact) and Python adds up the days; SQLite sums through floats, so
     Python adds up its rows."""
     rows = DailyCost.objects.filter(org_id=org_id, day__gte=first, day__lt=next_month(last))
+    values: Iterable[tuple[Any, ...]]
     if connection.vendor == "postgresql":
         # Summed per day in the index's order (exact NUMERIC sums), then per month here.
         values = (
@@ -97,7 +99,7 @@ def months_totals(org_id: int, first: date, last: date) -> dict[date, dict[str, 
         t[0] += Decimal(str(a))
         t[1] += Decimal(str(s))
         t[2] += int(n)
-    out = {}
+    out: dict[date, dict[str, Decimal | int]] = {}
     month = first
     while month <= last:
         a, s, n = sums.get(month, (0, 0, 0))
