@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from django.http import HttpRequest
 
+from rensei.middleware import memberships_of
 from rensei.models import Membership
 
 
@@ -23,9 +24,5 @@ def navigation(request: HttpRequest) -> dict[str, Any]:
         "billing": membership.can("billing.view"),
         "budgets": membership.can("budgets.view"),
     }
-    memberships = list(
-        Membership.objects.filter(user_id=cast(int, request.user.pk))
-        .select_related("org")
-        .order_by("org__name")
-    )
-    return {"nav_can": can, "user_memberships": memberships}
+    # The org switcher's list: the middleware read it with the active membership.
+    return {"nav_can": can, "user_memberships": memberships_of(request)}

@@ -2,12 +2,15 @@
 
 The active org lives in the session; a user who belongs to one org never has to pick it.
 ``request.membership`` is None for a user without any membership (they see a plain page
-saying so, never another org's data).
+saying so, never another org's data). The user's memberships are read once per request, in
+one query: the active one comes from them, and the navigation's org switcher lists them
+(``memberships_of``, which ``rensei.context_processors.navigation`` calls too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 from django.http import HttpRequest, HttpResponse
 
@@ -16,17 +19,29 @@ from rensei.models import Membership
 SESSION_KEY = "active_org_id"
 
 
+def memberships_of(request: HttpRequest) -> list[Membership]:
+    """The signed-in user's memberships by org name, read on the request's first call only."""
+    memberships: list[Membership] | None = getattr(request, "user_memberships", None)
+    if memberships is None:
+        memberships = list(
+            Membership.objects.filter(user_id=cast(int, request.user.pk))
+            .select_related("org")
+            .order_by("org__name")
+        )
+        request.user_memberships = memberships  # type: ignore[attr-defined]
+    return memberships
+
+
 def active_membership(request: HttpRequest) -> Membership | None:
-    user = request.user
-    if not user.is_authenticated:
+    if not request.user.is_authenticated:
         return None
-    memberships = Membership.objects.filter(user_id=user.pk).select_related("org")
+    memberships = memberships_of(request)
     wanted = request.session.get(SESSION_KEY)
     if wanted is not None:
-        chosen = memberships.filter(org_id=wanted).first()
+        chosen = next((m for m in memberships if m.org_id == wanted), None)
         if chosen is not None:
             return chosen
-    first = memberships.order_by("org__name").first()
+    first = memberships[0] if memberships else None
     if first is not None:
         request.session[SESSION_KEY] = first.org_id
     return first
