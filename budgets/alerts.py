@@ -101,9 +101,18 @@ def _send(subject: str, body: str, to: list[str]) -> None:
 
 
 def banner(org_id: int, now: datetime) -> list[BudgetAlert]:
-    """The org's alerts of the last week, newest first, for the banner (one query)."""
+    """The org's alerts of the last week, newest first, for the banner.
+
+    Every page of admins and finance shows it, and most weeks an org has no alert: a cheap
+    EXISTS (the alert and its budget, no columns) answers that, and only an org with recent
+    alerts pays the read of their budgets, pools and issues for the labels."""
+    recent = BudgetAlert.objects.filter(
+        budget__org_id=org_id, at__gte=now - timedelta(days=BANNER_DAYS)
+    )
+    if not recent.exists():
+        return []
     return list(
-        BudgetAlert.objects.filter(budget__org_id=org_id, at__gte=now - timedelta(days=BANNER_DAYS))
-        .select_related("budget", "budget__pool", "budget__issue", "issue")
-        .order_by("-at", "-id")[:3]
+        recent.select_related("budget", "budget__pool", "budget__issue", "issue").order_by(
+            "-at", "-id"
+        )[:3]
     )

@@ -1,8 +1,9 @@
 """The dashboard's budgets panel and the in-app alert banner.
 
 Both read what the last pass wrote, so the dashboard pays one query for the panel (the org's
-org and pool budgets with their snapshots) and every page one for the banner (the org's
-alerts of the last week), and only for people who may read budgets (admins and finance).
+org and pool budgets with their snapshots) and every page one for the banner (whether the
+org has alerts of the last week; a second reads them when it has), and only for people who
+may read budgets (admins and finance).
 """
 
 from __future__ import annotations

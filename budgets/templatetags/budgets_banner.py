@@ -1,5 +1,6 @@
 """``{% budget_banner %}``: the in-app banner of recent threshold alerts (templates/base.html),
-for admins and finance only; one query on the pages where it shows."""
+for admins and finance only; one cheap query on the pages where it shows (two when the org
+has recent alerts)."""
 
 from __future__ import annotations
 
