@@ -12,7 +12,7 @@
 - **Possible runaway loops**: issues with more than N sandboxes started in one UTC hour of
   the period (``RENSEI_RUNAWAY_SANDBOXES_PER_HOUR``, default 6).
 
-Five queries whatever the number of sessions; Python merges them.
+Four queries whatever the number of sessions, the spend grouped in the database.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, Max, QuerySet, Sum
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import TruncHour
 
-from billing.analytics import CostFilter, _decimal, _sessions, ledger_rows
+from billing.analytics import CostFilter, _decimal, _sessions, ledger_rows, report_cursor
 from billing.models import AMOUNT_QUANTUM
 from pools.models import CapacityPool
 from sessions import outcomes
@@ -87,64 +88,75 @@ def _hour(value: Any) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
-def outcome_report(f: CostFilter) -> OutcomeReport:
-    # 1. Spend per (session, pool) in the filter.
-    spend = ledger_rows(f).values_list("session_id", "pool_id").annotate(a=Sum("amount")).order_by()
-    per_session: dict[int | None, Decimal] = defaultdict(lambda: ZERO)
-    per_pool_session: list[tuple[int | None, int | None, Decimal]] = []
-    for session_id, pool_id, amount in spend:
-        value = _decimal(amount, AMOUNT_QUANTUM)
-        per_session[session_id] += value
-        per_pool_session.append((session_id, pool_id, value))
+def _sql(qs: QuerySet[Any]) -> tuple[str, tuple[Any, ...]]:
+    sql, params = qs.query.sql_with_params()
+    return sql, tuple(params)
 
-    # 2. Those sessions' outcomes, issues and order.
-    info: dict[int, tuple[str, int | None, Any]] = {}
-    rows = (
-        Session.objects.filter(pk__in=ledger_rows(f).values("session_id"))
-        .annotate(outcome=outcomes.outcome_expression())
-        .values_list("pk", "outcome", "issue_id", "created_at")
+
+def _grouped(f: CostFilter) -> list[tuple[Any, ...]]:
+    """The range's spend by outcome (with its sessions), by pool and outcome, and the retry
+    tax per issue, grouped in the database: one query whatever the number of sessions (a
+    period can hold hundreds of thousands of billed sessions). Rows are
+    ``(part, outcome, pool_id, issue_id, sessions, amount)``."""
+    spend, p1 = _sql(
+        ledger_rows(f).values_list("session_id", "pool_id").annotate(a=Sum("amount")).order_by()
     )
-    for pk, outcome, issue_id, created_at in rows:
-        info[pk] = (outcome or RUNNING, issue_id, created_at)
-
-    def outcome_of(session_id: int | None) -> str:
-        return info[session_id][0] if session_id in info else NO_SESSION
-
-    by_outcome: dict[str, OutcomeRow] = {}
-    for session_id, amount in per_session.items():
-        row = by_outcome.setdefault(outcome_of(session_id), OutcomeRow(outcome_of(session_id)))
-        row.sessions += 1 if session_id is not None else 0
-        row.amount += amount
-    pool_names = dict(CapacityPool.objects.filter(org_id=f.org_id).values_list("pk", "name"))
-    pools: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
-    for session_id, pool_id, amount in per_pool_session:
-        name = pool_names.get(pool_id, "No pool") if pool_id else "No pool"
-        pools[name][outcome_of(session_id)] += amount
-
-    # Retry tax: bad ends before the issue's last good end.
-    by_issue: dict[int, list[tuple[Any, str, int]]] = defaultdict(list)
-    for pk, (outcome, issue, created_at) in info.items():
-        if issue is not None:
-            by_issue[issue].append((created_at, outcome, pk))
-    # The issue's good ends are looked up over all its sessions (any pool, any time): a
-    # retry billed to this pool or period still cost the issue a success elsewhere.
-    bad_issues = [i for i, ss in by_issue.items() if any(o in BAD for _, o, _ in ss)]
-    last_good = dict(
-        Session.objects.filter(org_id=f.org_id, issue_id__in=bad_issues)
-        .annotate(outcome=outcomes.outcome_expression())
-        .filter(outcome__in=sorted(GOOD))
+    sessions = Session.objects.filter(org_id=f.org_id).annotate(
+        outcome=outcomes.outcome_expression()
+    )
+    # Only the sessions billed in the range (``sp`` below) get their outcome worked out.
+    billed = sessions.filter(pk__in=RawSQL("SELECT session_id FROM sp", ()))
+    outcome_of, p2 = _sql(billed.values_list("pk", "outcome", "issue_id", "created_at"))
+    # The issue's good ends over all its sessions (any pool, any time): a retry billed to
+    # this pool or period still cost the issue a success elsewhere.
+    good, p3 = _sql(
+        sessions.filter(outcome__in=sorted(GOOD))
         .values_list("issue_id")
         .annotate(last=Max("created_at"))
         .order_by()
     )
-    taxed: dict[int, list[int]] = {}
-    for issue_id, sessions in by_issue.items():
-        good_at = last_good.get(issue_id)
-        if good_at is None:
-            continue
-        bad = [pk for created, outcome, pk in sessions if outcome in BAD and created < good_at]
-        if bad:
-            taxed[issue_id] = bad
+    bad = ", ".join(f"'{o}'" for o in sorted(BAD))
+    sql = f"""
+        WITH sp AS ({spend}), j AS (
+            SELECT sp.session_id, sp.pool_id, sp.a, se.issue_id, se.created_at,
+                   CASE WHEN sp.session_id IS NULL THEN '{NO_SESSION}'
+                        ELSE COALESCE(se.outcome, '{RUNNING}') END AS outcome
+            FROM sp LEFT JOIN ({outcome_of}) se ON se.pk = sp.session_id
+        ), ps AS (
+            SELECT session_id, outcome, issue_id, created_at, SUM(a) AS a FROM j
+            WHERE outcome IN ({bad}) AND issue_id IS NOT NULL
+            GROUP BY session_id, outcome, issue_id, created_at
+        )
+        SELECT 1 AS part, outcome, CAST(NULL AS BIGINT) AS pool_id,
+               CAST(NULL AS BIGINT) AS issue_id,
+               COUNT(DISTINCT session_id) AS n, SUM(a) AS a
+        FROM j GROUP BY outcome
+        UNION ALL
+        SELECT 2, outcome, pool_id, NULL, NULL, SUM(a) FROM j GROUP BY outcome, pool_id
+        UNION ALL
+        SELECT 3, NULL, NULL, ps.issue_id, COUNT(*), SUM(ps.a)
+        FROM ps JOIN ({good}) g ON g.issue_id = ps.issue_id
+        WHERE ps.created_at < g.last GROUP BY ps.issue_id
+    """
+    with report_cursor() as cursor:
+        cursor.execute(sql, (*p1, *p2, *p3))
+        return cursor.fetchall()
+
+
+def outcome_report(f: CostFilter) -> OutcomeReport:
+    by_outcome: dict[str, OutcomeRow] = {}
+    pools: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    taxed: dict[int, tuple[int, Decimal]] = {}
+    pool_names = dict(CapacityPool.objects.filter(org_id=f.org_id).values_list("pk", "name"))
+    for part, outcome, pool_id, issue_id, n, amount in _grouped(f):
+        value = _decimal(amount, AMOUNT_QUANTUM)
+        if part == 1:
+            by_outcome[outcome] = OutcomeRow(outcome, int(n), value)
+        elif part == 2:
+            name = pool_names.get(pool_id, "No pool") if pool_id else "No pool"
+            pools[name][outcome] += value
+        else:
+            taxed[issue_id] = (int(n), value)
 
     # 3. Runaway loops: sandboxes started per issue and UTC hour in the period.
     threshold = runaway_threshold()
@@ -165,10 +177,7 @@ def outcome_report(f: CostFilter) -> OutcomeReport:
     wanted = set(taxed) | {issue_id for issue_id, _, _ in bursts_list}
     keys = dict(Issue.objects.filter(org_id=f.org_id, pk__in=wanted).values_list("pk", "key"))
     retry = sorted(
-        (
-            RetryTax(keys.get(i, "?"), len(pks), sum((per_session[p] for p in pks), ZERO))
-            for i, pks in taxed.items()
-        ),
+        (RetryTax(keys.get(i, "?"), n, amount) for i, (n, amount) in taxed.items()),
         key=lambda r: (-r.amount, r.issue_key),
     )
     present = [o for o in ORDER if o in by_outcome]

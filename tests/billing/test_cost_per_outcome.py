@@ -129,3 +129,24 @@ def test_the_page_shows_it_and_keeps_walls(client_as, fiona, bob, charlie, spend
     assert client_as(bob).get("/analytics/cost-per-issue/outcomes/", QUERY).status_code == 403
     other = client_as(charlie).get("/analytics/cost-per-issue/outcomes/", QUERY).content.decode()
     assert 'data-outcome="failed"' not in other and "/analytics/issues/ENG-1/" not in other
+
+
+def test_a_session_billed_in_two_pools_counts_once(org_a, spend):
+    """Spend is grouped per session and pool in the database: a session whose rows are in two
+    pools is one session of its outcome (and one retry), its cost split between the pools."""
+    failed, first = spend["failed"]
+    spare = CapacityPool.objects.get(org=org_a, name="spare")
+    Session.objects.filter(pk=failed.pk).update(pool=spare)
+    failed.refresh_from_db()
+    second = run(failed, at("2025-03-02 10:20"), at("2025-03-02 10:25")).amount
+    assert second > 0
+    report = outcome_report(CostFilter(org_a.pk, PERIOD))
+    row = next(r for r in report.by_outcome if r.outcome == "failed")
+    assert row.sessions == 3 and row.amount == (
+        first + second + spend["late_fail"][1] + spend["eng2"][1]
+    )
+    pools = {name: values for name, values, _ in report.by_pool}
+    failed_at = report.outcomes.index("failed")
+    assert pools["spare"][failed_at] == second
+    assert [(r.issue_key, r.sessions) for r in report.retry_by_issue] == [("ENG-1", 2)]
+    assert report.retry_tax == first + second + spend["lost"][1]
