@@ -6,8 +6,11 @@ A session id from the URL is looked up in the active org only, so another org's 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
+from django.urls import reverse
 from django_htmx.middleware import HtmxDetails
 
 from rensei.access import get_for_org, membership_of, org_of
@@ -28,6 +31,12 @@ def session_or_404(request: HtmxHttpRequest, pk: int) -> Session:
     if pk > MAX_ID:
         raise Http404("No such session.")
     return get_for_org(request, Session.objects.select_related("issue", "pool"), pk=pk)
+
+
+def detail_urls() -> Callable[[int], str]:
+    """``url(pk)``: a session page's URL, from one ``reverse`` for a whole table of rows."""
+    head, _, tail = reverse("session_detail", args=[0]).rpartition("0")
+    return lambda pk: f"{head}{pk}{tail}"
 
 
 def can_manage(request: HtmxHttpRequest) -> bool:

@@ -9,7 +9,7 @@ and render.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import floatformat
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -33,7 +34,8 @@ from sessions.costs import cost_so_far, cost_summary
 from sessions.dashboard_panels import render_panels
 from sessions.forms import SINCE_HOURS, SORTS, STATE_RANK, NewSessionForm, SessionFilterForm
 from sessions.models import TERMINAL_STATES, Session
-from sessions.view_helpers import HtmxHttpRequest, can_manage, sessions_of
+from sessions.templatetags.sessions_extras import duration
+from sessions.view_helpers import HtmxHttpRequest, can_manage, detail_urls, sessions_of
 
 PAGE_SIZE = 25
 # The list counts this many sessions past the page's first, not the org's whole history.
@@ -120,16 +122,6 @@ def _list_url(query: str) -> str:
     return f"{url}?{query}" if query else url
 
 
-@dataclass
-class ListRow:
-    session: Session
-    seconds: float | None  # since the sandbox started, to its end or now
-    in_state: float  # since the last state change
-    cost: Decimal | None  # cost so far; None when the viewer may not see cost
-    terminable: bool
-    cpu_pct: float | None = None  # the latest sample, for a running session (see _cpu)
-
-
 # The CPU column shows the sample the platform last stored on the session (the session
 # page's metrics partial, the idle policy's pass): no provider call per row. Older than
 # this, a figure would mislead, so the cell says "—".
@@ -152,6 +144,52 @@ def _run_seconds(session: Session, now: datetime) -> float | None:
         session.state_changed_at if session.state in TERMINAL_STATES else now
     )
     return (end - session.started_at).total_seconds()
+
+
+def _row(
+    session: Session, cost: Decimal | None, detail_url: Callable[[int], str]
+) -> dict[str, Any]:
+    """What a table row of sessions shows of every session, made once in the view so the
+    template only looks it up."""
+    return {
+        "pk": str(session.pk),
+        "url": detail_url(session.pk),
+        "issue_key": session.issue.key if session.issue else None,
+        "state": session.state,
+        "state_label": session.get_state_display(),
+        "cost": cost,  # None when the viewer may not see cost
+    }
+
+
+def _list_row(
+    session: Session, now: datetime, cost: Decimal | None, detail_url: Callable[[int], str]
+) -> dict[str, Any]:
+    """One row of the list as the table shows it: every text, time and link made here once
+    (times as the template's ``date`` filter wrote them, in the current time zone: UTC)."""
+    issue, pool = session.issue, session.pool
+    created = timezone.localtime(session.created_at)
+    cpu = _cpu(session, now)
+    return _row(session, cost, detail_url) | {
+        "terminable": "terminate" in services.allowed_actions(session),
+        "issue_title": issue.title if issue else "",
+        "issue_tooltip": (f"{issue.key}: {issue.title}" if issue.title else issue.key)
+        if issue
+        else "",
+        "pool_name": pool.name if pool else None,
+        "sandbox_id": session.sandbox_id,
+        "duration": duration(_run_seconds(session, now)),
+        "cpu": None if cpu is None else floatformat(cpu, 1),
+        "cpu_at": _local(session.last_metrics_at, "%H:%M:%S") if cpu is not None else "",
+        "created": created.strftime("%Y-%m-%d %H:%M"),
+        "created_seconds": created.strftime("%Y-%m-%d %H:%M:%S"),
+        "created_iso": created.isoformat(),
+        "state_since": _local(session.state_changed_at, "%Y-%m-%d %H:%M:%S"),
+        "in_state": duration((now - session.state_changed_at).total_seconds()),
+    }
+
+
+def _local(value: datetime | None, fmt: str) -> str:
+    return timezone.localtime(value).strftime(fmt) if value is not None else ""
 
 
 @org_view("sessions.view")
@@ -177,22 +215,13 @@ def session_list(request: HtmxHttpRequest) -> HttpResponse:
     show_cost = membership_of(request).can("billing.view")
     # One pass for the whole page (three queries), never a query per row.
     costs = cost_so_far(shown, now) if show_cost else {}
-    rows = [
-        ListRow(
-            session=s,
-            seconds=_run_seconds(s, now),
-            in_state=(now - s.state_changed_at).total_seconds(),
-            cost=costs.get(s.pk),
-            terminable="terminate" in services.allowed_actions(s),
-            cpu_pct=_cpu(s, now),
-        )
-        for s in shown
-    ]
+    detail_url = detail_urls()
+    rows = [_list_row(s, now, costs.get(s.pk), detail_url) for s in shown]
     context = {
         "form": form,
         "page": page,
         "rows": rows,
-        "any_terminable": any(row.terminable for row in rows),
+        "any_terminable": any(row["terminable"] for row in rows),
         "sort": sort,
         "show_cost": show_cost,
         "list_query": _list_query(request.META.get("QUERY_STRING", "")),
