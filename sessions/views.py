@@ -34,7 +34,7 @@ from sessions.costs import cost_so_far, cost_summary
 from sessions.dashboard_panels import render_panels
 from sessions.forms import SINCE_HOURS, SORTS, STATE_RANK, NewSessionForm, SessionFilterForm
 from sessions.models import TERMINAL_STATES, Session
-from sessions.templatetags.sessions_extras import duration
+from sessions.templatetags.sessions_extras import duration, utc
 from sessions.view_helpers import HtmxHttpRequest, can_manage, detail_urls, sessions_of
 
 PAGE_SIZE = 25
@@ -90,7 +90,12 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     show_cost = membership.can("billing.view")
     so_far = cost_so_far(recent, timezone.now()) if show_cost and recent else {}
     context["show_cost"] = show_cost
-    context["recent_rows"] = [(s, so_far.get(s.pk)) for s in recent]
+    detail_url = detail_urls()
+    context["recent_rows"] = [
+        _row(s, so_far.get(s.pk), detail_url)
+        | {"pool_name": (s.pool.name if s.pool else "") or "—", "created": utc(s.created_at)}
+        for s in recent
+    ]
     # Panels higher apps hand down (budgets' spend panel), in the polled region too.
     context["panels"] = render_panels(request)
     # The page polls itself for its live region (counts, cost, recent sessions).
@@ -149,8 +154,8 @@ def _run_seconds(session: Session, now: datetime) -> float | None:
 def _row(
     session: Session, cost: Decimal | None, detail_url: Callable[[int], str]
 ) -> dict[str, Any]:
-    """What a table row of sessions shows of every session, made once in the view so the
-    template only looks it up."""
+    """What a table row of sessions (the list, the dashboard's recent ones) shows of every
+    session, made once in the view so the template only looks it up."""
     return {
         "pk": str(session.pk),
         "url": detail_url(session.pk),

@@ -1,5 +1,6 @@
-"""A sessions list row, cell by cell: the view makes each text, time and link once, and the
-row reads exactly as it did when the template formatted them itself."""
+"""A row of sessions (the list's, the dashboard's recent ones), cell by cell: the view makes
+each text, time and link once, and the row reads exactly as it did when the template
+formatted them itself."""
 
 from __future__ import annotations
 
@@ -99,3 +100,27 @@ def test_an_issue_without_a_title_shows_its_key_on_hover(
         '<td class="cell-issue"><div class="text-truncate" title="ENG-9"><strong>ENG-9</strong>'
         ' <span class="text-muted small"></span></div></td>'
     ) in row
+
+
+def recent_row(html: str, pk: int) -> str:
+    """The dashboard's row of session ``pk``, checking its link on the way."""
+    start = html.index(f'<a id="recent-{pk}" href="/sessions/{pk}/">#{pk}</a>')
+    return html[html.rindex("<tr>", 0, start) : html.index("</tr>", start)]
+
+
+def test_the_dashboards_recent_rows(client_as: Any, fiona: Any, org_a: Any) -> None:
+    with time_machine.travel(NOW, tick=False):
+        session = running(org_a)
+        bare = make_session(org_a, SessionState.QUEUED, issue=None)
+        Session.objects.filter(pk=bare.pk).update(created_at=T0)
+        html = client_as(fiona).get("/").content.decode()
+    row = recent_row(html, session.pk)
+    assert "<td>ENG-7</td>" in row
+    assert '<td><span class="badge badge-state-running">Running</span></td>' in row
+    assert "<td>gpu &lt;fast&gt; &amp; co</td>" in row
+    created = '<time datetime="2026-03-02T09:00:00Z">2026-03-02 09:00:00 UTC</time>'
+    assert f'<td class="small">{created}</td>' in row
+    row = recent_row(html, bare.pk)
+    assert '<td><span class="text-muted">Unattributed</span></td>' in row
+    assert "<td>—</td>" in row
+    assert 'title="0.000000000000 USD">$0.00</td>' in row
