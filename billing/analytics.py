@@ -180,12 +180,21 @@ def rollup_totals(f: CostFilter, issue_key: str | None = None) -> dict[str, Any]
     qs = rollup_rows(f)
     if issue_key is not None:
         qs = qs.filter(issue__key=issue_key)
+    return _rollup_sums(qs)
+
+
+def _rollup_sums(qs: QuerySet[DailyCost]) -> dict[str, Any]:
     t = qs.aggregate(n=Sum("entries"), amount=Sum("amount"), seconds=Sum("quantity_seconds"))
     return {
         "n": int(t["n"] or 0),
         "amount": _decimal(t["amount"], AMOUNT_QUANTUM),
         "seconds": _decimal(t["seconds"], SECONDS_QUANTUM),
     }
+
+
+def issue_totals(org_id: int, issue_id: int) -> dict[str, Any]:
+    """An issue's all-time ``totals()`` (rows, amount, seconds), from the rollup."""
+    return _rollup_sums(DailyCost.objects.filter(org_id=org_id, issue_id=issue_id))
 
 
 def _sessions(f: CostFilter, prefix: str = "") -> Q:
@@ -213,6 +222,16 @@ def _decimal(value: Any, quantum: Decimal) -> Decimal:
     elif not isinstance(value, Decimal):
         value = Decimal(value)
     return value.quantize(quantum)
+
+
+def money_sum(value: Any) -> Decimal:
+    """A summed amount as stored (12 places) on every backend."""
+    return _decimal(value, AMOUNT_QUANTUM)
+
+
+def seconds_sum(value: Any) -> Decimal:
+    """Summed seconds as stored (3 places) on every backend."""
+    return _decimal(value, SECONDS_QUANTUM)
 
 
 def _duration(value: Any) -> Decimal:

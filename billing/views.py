@@ -12,7 +12,15 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from billing import charts
-from billing.analytics import DEFAULT_SORT, SORTS, ledger_rows, rollup_totals
+from billing.analytics import (
+    DEFAULT_SORT,
+    SORTS,
+    issue_totals,
+    ledger_rows,
+    money_sum,
+    rollup_totals,
+    seconds_sum,
+)
 from billing.analytics import cost_per_issue as build_report
 from billing.closing import statuses
 from billing.exports import COLUMNS, cost_per_issue_csv
@@ -132,18 +140,31 @@ def issue_cost(request: HttpRequest, key: str) -> HttpResponse:
     org = org_of(request)
     issue = get_for_org(request, Issue.objects.all(), key=key)
     rows = CostEvent.objects.filter(org=org, issue=issue)
-    totals = rows.totals()
-    sessions = (
+    # From the daily rollup (kept equal to the ledger by the database): an issue's all-time
+    # rows can be most of the ledger.
+    totals = issue_totals(org.pk, issue.pk)
+    sessions = Paginator(
         Session.objects.filter(org=org, issue=issue)
         .select_related("pool")
-        .annotate(cost=Sum("cost_events__amount"), billed=Sum("cost_events__quantity_seconds"))
-        .order_by("-created_at", "-id")
-    )
+        .order_by("-created_at", "-id"),
+        PAGE_SIZE,
+    ).get_page(request.GET.get("sessions_page"))
+    # Each shown session's cost and billed seconds: one grouped query for the page's rows.
+    billed = {
+        session_id: (money_sum(amount), seconds_sum(seconds))
+        for session_id, amount, seconds in CostEvent.objects.filter(
+            org=org, session_id__in=[s.pk for s in sessions.object_list]
+        )
+        .values_list("session_id")
+        .annotate(Sum("amount"), Sum("quantity_seconds"))
+        .order_by()
+    }
     context = {
         "title": f"Cost of {issue.key}",
         "issue": issue,
         "totals": totals,
-        "sessions": Paginator(sessions, PAGE_SIZE).get_page(request.GET.get("sessions_page")),
+        "sessions": sessions,
+        "session_rows": [(s, *billed.get(s.pk, (None, None))) for s in sessions.object_list],
         "page": _ledger_page(
             request,
             rows.select_related("session", "pool", "rate_card", "reverses", "reversed_by"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 import pytest
 import time_machine
@@ -128,6 +129,14 @@ def test_issue_page_shows_sessions_and_rows(client_as, fiona, data, clock):
     assert data["r1"].idempotency_key in html and data["r3"].idempotency_key not in html
     total = ledger_sum(issue=data["eng1"])
     assert f'title="{total:f} USD"' in html
+    # Its sessions, each with its own cost; a session never billed shows zero.
+    idle = make_session(data["org_a"], issue=data["eng1"])
+    html = client_as(fiona).get("/analytics/issues/ENG-1/").content.decode()
+    table = html.split(">Sessions</h2>", 1)[1].split("</table>", 1)[0]
+    found = re.finditer(r'>#(\d+)</a>.*?title="([-0-9.]+) USD"', table, re.S)
+    rows = {m.group(1): m.group(2) for m in found}
+    assert rows[str(data["s1"].pk)] == f"{ledger_sum(session=data['s1']):f}"
+    assert Decimal(rows[str(idle.pk)]) == 0
 
 
 def test_issue_keys_with_odd_characters(client_as, fiona, org_a, clock):
