@@ -23,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -155,11 +156,28 @@ def _host_pids() -> list[int]:
     return [int(name) for name in os.listdir("/proc") if name.isdigit()]
 
 
-def _pgrp(pid: int) -> int | None:
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name: state first, then ppid,
+    process group…; empty once the process is gone."""
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[2])
-    except (OSError, IndexError, ValueError):
-        return None
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _pgrp(pid: int) -> int | None:
+    fields = _stat(pid)
+    return int(fields[2]) if len(fields) > 2 and fields[2].lstrip("-").isdigit() else None
+
+
+def _state(pid: int) -> str | None:
+    fields = _stat(pid)
+    return fields[0] if fields else None
+
+
+# Stopped, traced, or no longer running (zombie, dead, gone).
+NOT_RUNNING: frozenset[str | None] = frozenset({"T", "t", "Z", "X", None})
+STOP_SETTLE_S = 2.0
 
 
 class Box:
@@ -214,11 +232,27 @@ class Box:
         for _ in range(5):
             fresh = set(self.pids(groups)) - done
             if not fresh:
-                return
+                break
             for pid in fresh:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
             done |= fresh
+        if sig == signal.SIGSTOP:
+            self._settle_stopped(groups)
+
+    def _settle_stopped(self, groups: set[int]) -> None:
+        """Return once every process of the box is stopped (bounded): a child forked while
+        its parent's stop was pending does not inherit the pending stop, and on a busy
+        machine it can be born after the last scan. Stragglers are stopped again."""
+        deadline = time.monotonic() + STOP_SETTLE_S
+        while True:
+            running = [pid for pid in self.pids(groups) if _state(pid) not in NOT_RUNNING]
+            if not running or time.monotonic() > deadline:
+                return
+            for pid in running:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGSTOP)
+            time.sleep(0.005)
 
     def kill(self) -> None:
         """End the box: every process in it dies with its init."""
