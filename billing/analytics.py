@@ -224,16 +224,6 @@ def _decimal(value: Any, quantum: Decimal) -> Decimal:
     return value.quantize(quantum)
 
 
-def money_sum(value: Any) -> Decimal:
-    """A summed amount as stored (12 places) on every backend."""
-    return _decimal(value, AMOUNT_QUANTUM)
-
-
-def seconds_sum(value: Any) -> Decimal:
-    """Summed seconds as stored (3 places) on every backend."""
-    return _decimal(value, SECONDS_QUANTUM)
-
-
 def _duration(value: Any) -> Decimal:
     """A summed duration: timedelta on PostgreSQL, microseconds (int) on SQLite."""
     if value is None:

@@ -20,16 +20,36 @@ from decimal import Decimal
 from django.db.models import Sum
 
 from billing.ledger import billing_provider, exact_seconds, price
-from billing.models import AMOUNT_QUANTUM, CostEvent, RateCard
+from billing.models import AMOUNT_QUANTUM, SECONDS_QUANTUM, CostEvent, RateCard
 from sessions.models import RunningInterval, Session
 
 ZERO = Decimal(0).quantize(AMOUNT_QUANTUM)
+SECONDS_ZERO = Decimal(0).quantize(SECONDS_QUANTUM)
 
 
 def _card_at(cards: list[RateCard], at: datetime) -> RateCard | None:
     """The card in effect at ``at`` from one provider's cards, newest first (as
     ``billing.ledger.rate_card_for`` picks it)."""
     return next((card for card in cards if card.effective_from <= at), None)
+
+
+def ledger_sums(session_ids: Iterable[int]) -> dict[int, tuple[Decimal, Decimal]]:
+    """Session id → (amount, seconds) of its ledger rows, net of reversals, in one grouped
+    query; sessions without rows are left out. Quantised to the stored places like
+    ``CostEventQuerySet.totals``: SQLite sums decimals through floats."""
+    rows = (
+        CostEvent.objects.filter(session_id__in=list(session_ids))
+        .order_by()
+        .values_list("session_id")
+        .annotate(Sum("amount"), Sum("quantity_seconds"))
+    )
+    return {
+        pk: (
+            (amount or ZERO).quantize(AMOUNT_QUANTUM),
+            (seconds or SECONDS_ZERO).quantize(SECONDS_QUANTUM),
+        )
+        for pk, amount, seconds in rows
+    }
 
 
 def cost_so_far(sessions: Iterable[Session], now: datetime) -> dict[int, Decimal]:
@@ -41,15 +61,8 @@ def cost_so_far(sessions: Iterable[Session], now: datetime) -> dict[int, Decimal
     by_id = {s.pk: s for s in sessions}
     if not by_id:
         return {}
-    billed = dict(
-        CostEvent.objects.filter(session_id__in=by_id)
-        .order_by()
-        .values("session_id")
-        .annotate(total=Sum("amount"))
-        .values_list("session_id", "total")
-    )
-    # SQLite sums decimals through floats: quantise like CostEventQuerySet.totals does.
-    result = {pk: (billed.get(pk) or ZERO).quantize(AMOUNT_QUANTUM) for pk in by_id}
+    billed = ledger_sums(by_id)
+    result = {pk: billed.get(pk, (ZERO, SECONDS_ZERO))[0] for pk in by_id}
     open_intervals = list(
         RunningInterval.objects.filter(session_id__in=by_id, ended_at__isnull=True).only(
             "session_id", "started_at"

@@ -40,7 +40,8 @@ from billing.models import AMOUNT_PLACES, AMOUNT_QUANTUM, SECONDS_QUANTUM
 # picks that query's own value: cheaper than SUM, which keeps an accumulator per group), then
 # four parts of one result: the totals over every issue, one page of rows by the sort (ties
 # by issue id ascending, as ``SORTS`` orders them), the top ten by cost and the Unattributed
-# row. Each part is a LIMIT over the merged rows, not a window over all of them.
+# row. Each part is sorted and cut with LIMIT; its row number (rn, the order the rows keep
+# through the UNION ALL) stops with the LIMIT, and the totals are one plain aggregate.
 TOP = 10
 _FIGURES = ("a", "s", "v", "n1", "al1", "n2", "al2", "op")
 _TOTALS = ("issues", "ta", "ts", "tv", "tn", "tp")

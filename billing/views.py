@@ -6,7 +6,6 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.urls import reverse
@@ -17,15 +16,14 @@ from billing.analytics import (
     SORTS,
     issue_totals,
     ledger_rows,
-    money_sum,
     rollup_totals,
-    seconds_sum,
 )
 from billing.analytics import cost_per_issue as build_report
 from billing.closing import statuses
 from billing.exports import COLUMNS, cost_per_issue_csv
 from billing.focus import focus_csv
 from billing.forms import CostPerIssueForm, LedgerFilterForm, read_filters
+from billing.live_cost import ledger_sums
 from billing.models import CostEvent
 from billing.money import format_money
 from billing.outcome_costs import outcome_report
@@ -150,15 +148,7 @@ def issue_cost(request: HttpRequest, key: str) -> HttpResponse:
         PAGE_SIZE,
     ).get_page(request.GET.get("sessions_page"))
     # Each shown session's cost and billed seconds: one grouped query for the page's rows.
-    billed = {
-        session_id: (money_sum(amount), seconds_sum(seconds))
-        for session_id, amount, seconds in CostEvent.objects.filter(
-            org=org, session_id__in=[s.pk for s in sessions.object_list]
-        )
-        .values_list("session_id")
-        .annotate(Sum("amount"), Sum("quantity_seconds"))
-        .order_by()
-    }
+    billed = ledger_sums(s.pk for s in sessions.object_list)
     context = {
         "title": f"Cost of {issue.key}",
         "issue": issue,

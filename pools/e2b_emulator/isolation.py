@@ -177,7 +177,8 @@ def _state(pid: int) -> str | None:
 
 # Stopped, traced, or no longer running (zombie, dead, gone).
 NOT_RUNNING: frozenset[str | None] = frozenset({"T", "t", "Z", "X", None})
-STOP_SETTLE_S = 2.0
+# Bounded: the pause runs on the emulator's event loop, which waits meanwhile.
+STOP_SETTLE_S = 0.5
 
 
 class Box:
