@@ -39,9 +39,10 @@ from billing.models import AMOUNT_PLACES, AMOUNT_QUANTUM, SECONDS_QUANTUM
 # per issue (each branch has one row per issue and each figure comes from one branch, so MAX
 # picks that query's own value: cheaper than SUM, which keeps an accumulator per group), then
 # four parts of one result: the totals over every issue, one page of rows by the sort (ties
-# by issue id ascending, as ``SORTS`` orders them), the top ten by cost and the Unattributed
-# row. Each part is sorted and cut with LIMIT; its row number (rn, the order the rows keep
-# through the UNION ALL) stops with the LIMIT, and the totals are one plain aggregate.
+# by issue id ascending, as ``SORTS`` orders them), the top ten by cost (none on the first
+# page by cost, most first, which starts with them) and the Unattributed row. Each part is a
+# top-N sort cut with LIMIT, then numbered (rn, the order the rows keep through the UNION
+# ALL), and the totals are one plain aggregate.
 TOP = 10
 _FIGURES = ("a", "s", "v", "n1", "al1", "n2", "al2", "op")
 _TOTALS = ("issues", "ta", "ts", "tv", "tn", "tp")
@@ -94,8 +95,15 @@ def _sort_sql(vendor: str) -> dict[str, str]:
 
 
 def _ranking_sql(
-    branches: list[tuple[QuerySet[Any], tuple[str, ...]]], vendor: str, sort: str, desc: bool
-) -> tuple[str, list[Any]]:
+    branches: list[tuple[QuerySet[Any], tuple[str, ...]]],
+    vendor: str,
+    sort: str,
+    desc: bool,
+    first_page: bool = False,
+) -> tuple[str, list[Any], bool]:
+    """The ranking query, its parameters (the page's LIMIT and OFFSET to follow), and
+    whether its page holds the top ten: the first page (of ten rows or more) by cost, most
+    first, starts with them, and the query then has no top-ten part of its own."""
     selects: list[str] = []
     params: list[Any] = []
     for qs, names in branches:
@@ -117,17 +125,24 @@ def _ranking_sql(
     keys = _sort_sql(vendor)
     order = f"{keys.get(sort, keys[DEFAULT_SORT])} {'DESC' if desc else 'ASC'}, issue_id ASC"
     by_cost = f"{keys['cost']} DESC, issue_id ASC"
+    first_by_cost = first_page and order == by_cost
     figures = ", ".join(_FIGURES)
     none = ", ".join(f"NULL AS {c}" for c in _TOTALS)
 
     def part(tag: int, where: str, order: str = "issue_id", limit: str = "") -> str:
-        # rn: the row's place in its part (a UNION ALL keeps no order of its own).
-        rows = (
-            f"SELECT issue_id, {figures}, ROW_NUMBER() OVER (ORDER BY {order}) AS rn "
-            f"FROM figs WHERE {where} ORDER BY {order} {limit}"
+        # rn: the row's place in its part (a UNION ALL keeps no order of its own), numbered
+        # after the LIMIT, so the part is a top-N sort of the issues, not a sort of them all.
+        rows = f"SELECT * FROM figs WHERE {where} ORDER BY {order} {limit}"
+        return (
+            f"SELECT {tag} AS part, issue_id, {figures}, ROW_NUMBER() OVER (ORDER BY {order}) "
+            f"AS rn, {none} FROM ({rows}) p"
         )
-        return f"SELECT {tag} AS part, p.*, {none} FROM ({rows}) p"
 
+    top_ten = (
+        ""
+        if first_by_cost
+        else f"UNION ALL {part(TOP_TEN, 'issue_id IS NOT NULL', by_cost, f'LIMIT {TOP}')}"
+    )
     sql = f"""
         WITH per AS (
             SELECT issue_id, {merged} FROM ({" UNION ALL ".join(selects)}) u GROUP BY issue_id
@@ -140,10 +155,10 @@ def _ranking_sql(
                SUM(n) AS tn, SUM(paused_ms) AS tp
         FROM figs
         UNION ALL {part(PAGE, "issue_id IS NOT NULL", order, "LIMIT %s OFFSET %s")}
-        UNION ALL {part(TOP_TEN, "issue_id IS NOT NULL", by_cost, f"LIMIT {TOP}")}
+        {top_ten}
         UNION ALL {part(UNATTRIBUTED_ROW, "issue_id IS NULL")}
     """
-    return sql, params
+    return sql, params, first_by_cost
 
 
 def _page_number(value: Any) -> int:
@@ -187,7 +202,9 @@ def cost_per_issue_page(
     running = _open(f, now)
     if running is not None:
         branches.append((running, ("op",)))
-    sql, params = _ranking_sql(branches, connections["default"].vendor, sort, descending)
+    sql, params, first_by_cost = _ranking_sql(
+        branches, connections["default"].vendor, sort, descending, number == 1 and per_page >= TOP
+    )
     with report_cursor() as cursor:
         for _ in range(2):
             # Out of range (0, -1, 10**30): any offset in range of a BIGINT; the count read
@@ -217,7 +234,11 @@ def cost_per_issue_page(
             _figures(r, (row[c] for c in _FIGURES))
         parts[row["part"]].append((int(row["rn"]), r))
     report.rows = [r for _, r in sorted(parts[PAGE], key=lambda x: x[0])]
-    report.top_rows = [r for _, r in sorted(parts[TOP_TEN], key=lambda x: x[0])]
+    report.top_rows = (
+        report.rows[:TOP]
+        if first_by_cost
+        else [r for _, r in sorted(parts[TOP_TEN], key=lambda x: x[0])]
+    )
     report.unattributed = next((r for _, r in parts[UNATTRIBUTED_ROW]), None)
     t = report.totals
     t.amount = _decimal(totals["ta"], AMOUNT_QUANTUM)
