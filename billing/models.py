@@ -176,9 +176,13 @@ class CostEvent(models.Model):
     class Meta:
         ordering = ["-occurred_at", "-id"]
         indexes = [
-            # Cost per Issue and the ledger: an org's rows in a time range.
-            models.Index(fields=["org", "occurred_at"], name="cost_org_occurred_idx"),
-            models.Index(fields=["org", "issue", "occurred_at"], name="cost_org_issue_idx"),
+            # Cost per Issue and the ledger: an org's rows in a time range. With the id, the
+            # ledger page's id scan (billing/ledger_pages.py) is index-only and in its order.
+            models.Index(fields=["org", "occurred_at", "id"], name="cost_org_occurred_id_idx"),
+            # An issue's rows, for its cost page's ledger likewise.
+            models.Index(
+                fields=["org", "issue", "occurred_at", "id"], name="cost_org_issue_id_idx"
+            ),
         ]
         permissions = [("reverse_costevent", "Can reverse a ledger entry")]
 
