@@ -8,7 +8,6 @@ from typing import Any
 from django.core.paginator import Page, Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
-from django.urls import reverse
 
 from billing import charts
 from billing.analytics import (
@@ -30,6 +29,7 @@ from billing.money import format_money
 from billing.outcome_costs import outcome_report
 from billing.ranking import cost_per_issue_page as build_page
 from rensei.access import get_for_org, org_of, org_view
+from rensei.links import url_for_each
 from rensei.paging import KnownCountPaginator
 from sessions.models import Issue, Session
 
@@ -90,8 +90,9 @@ def cost_per_issue(request: HttpRequest) -> HttpResponse:
 
     top = [r for r in report.top if r.amount > 0]
     report.label([*page.object_list, *top])
+    issue_url = url_for_each("issue_cost", "sample-key")
     top_chart = charts.horizontal_bars(
-        [charts.Bar(r.key, r.amount, reverse("issue_cost", args=[r.key])) for r in top],
+        [charts.Bar(r.key, r.amount, issue_url(r.key)) for r in top],
         title=f"Top {len(top)} issues by cost, {report.filter.period.label}",
         desc="; ".join(f"{r.key}: {fmt(r.amount)}" for r in top) or "No cost in this range.",
         fmt=fmt,
@@ -109,6 +110,7 @@ def cost_per_issue(request: HttpRequest) -> HttpResponse:
         "filters": filters,
         "report": report,
         "page": page,
+        "issue_rows": [(r, issue_url(r.key)) for r in page.object_list],
         "sort": sort,
         "direction": direction,
         "sorts": [(key, label) for key, (label, _) in SORTS.items()],
