@@ -174,12 +174,12 @@ def rollup_rows(f: CostFilter) -> QuerySet[DailyCost]:
     return qs
 
 
-def rollup_totals(f: CostFilter, issue_key: str | None = None) -> dict[str, Any]:
+def rollup_totals(f: CostFilter, issue_id: int | None = None) -> dict[str, Any]:
     """What ``ledger_rows(f).totals()`` answers (rows, amount, seconds), from the rollup:
     a few hundred rollup rows instead of every ledger row in the range."""
     qs = rollup_rows(f)
-    if issue_key is not None:
-        qs = qs.filter(issue__key=issue_key)
+    if issue_id is not None:
+        qs = qs.filter(issue_id=issue_id)
     return _rollup_sums(qs)
 
 

@@ -170,3 +170,23 @@ def test_a_page_costs_the_same_queries_first_middle_and_last(client_as, fiona, l
         assert len(ids) == 1 and "JOIN" not in ids[0]
         rows = [q for q in ledger_reads if '"billing_costevent"."id" IN (' in q]
         assert len(rows) == 1 and "JOIN" in rows[0]
+
+
+@pytest.mark.parametrize("key", ["ENG-404", "OPS-1"])
+def test_an_issue_key_the_org_does_not_have_shows_no_rows(client_as, fiona, ledger, org_b, key):
+    make_issue(org_b, "OPS-1")  # another org's issue: its key finds nothing here
+    html = client_as(fiona).get(f"{LEDGER}?issue={key}").content.decode()
+    assert _shown(html) == ([], "Page 1 of 1")
+    assert re.search(r"Rows</div>\s*<div[^>]*>0<", html), "the totals count no rows"
+
+
+def test_the_issue_filter_reads_the_ledger_by_issue_id(client_as, fiona, ledger):
+    client = client_as(fiona)
+    with CaptureQueriesContext(connection) as ctx:
+        html = client.get(f"{LEDGER}?issue=ENG-1").content.decode()
+    ledger_reads = [
+        q["sql"] for q in ctx.captured_queries if 'FROM "billing_costevent"' in q["sql"]
+    ]
+    ids = [q for q in ledger_reads if "LIMIT" in q]
+    assert len(ids) == 1 and "JOIN" not in ids[0] and f'"issue_id" = {ledger["issue"].pk}' in ids[0]
+    assert _shown(html)[0], "the issue's rows are shown"
