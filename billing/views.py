@@ -179,7 +179,11 @@ def ledger(request: HttpRequest) -> HttpResponse:
     issue_id = None
     if key is not None:
         issue_id = Issue.objects.filter(org=org, key=key).values_list("pk", flat=True).first()
-        rows = rows.filter(issue_id=issue_id) if issue_id is not None else rows.none()
+    unknown_issue = key is not None and issue_id is None
+    if issue_id is not None:
+        rows = rows.filter(issue_id=issue_id)
+    elif unknown_issue:
+        rows = rows.none()
     if session_id := filters.values.get("session"):
         rows = rows.filter(session_id=session_id)
     reversals = filters.values.get("reversals", "")
@@ -189,7 +193,7 @@ def ledger(request: HttpRequest) -> HttpResponse:
         rows = rows.filter(reverses__isnull=True)
     # The rollup has the same totals for range, pool, provider and issue; the ledger itself
     # is summed only for filters the rollup does not know (a session, reversals).
-    if session_id or reversals or (key is not None and issue_id is None):
+    if session_id or reversals or unknown_issue:
         totals = rows.totals()
     else:
         totals = rollup_totals(cost_filter, issue_id)
