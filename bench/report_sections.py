@@ -346,6 +346,7 @@ def b4(r: dict[str, Any]) -> list[str]:
             ],
         ),
         *b4_baseline(b),
+        *b4_ceiling(b),
         *dominated(b["pages"]),
         "With 50 users on two cores the server is saturated: requests queue, so the 50-user "
         "latency is roughly the single-user time × the users waiting ahead ÷ the cores; the "
@@ -407,6 +408,57 @@ def b4_baseline(b: dict[str, Any]) -> list[str]:
             and p["baseline"]["throughput_50_ratio"] < 3
             and p.get("anatomy")
         ],
+        "",
+    ]
+
+
+def b4_ceiling(b: dict[str, Any]) -> list[str]:
+    """What the machine and the harness give any request, against each page's 3× target.
+
+    At saturation a request costs the machine 1 ÷ throughput: the lightest page behind the
+    login costs ``floor``; a page's own work is what it costs beyond that, and 3× the
+    baseline's throughput leaves the page 1 ÷ target − floor of its own."""
+    limits = {c["page"]: c for c in b.get("ceiling") or []}
+    floor_page = limits.get("lightest page behind the login")
+    if not limits or floor_page is None:
+        return []
+    floor_rate = floor_page["per_second_50"]["median"]
+    lines = []
+    for p in b["pages"]:
+        base = p.get("baseline", {}).get("per_second_50")
+        now = p["users"]["50"]["per_second"]["median"]
+        if not base or not now or not floor_rate:
+            continue
+        target = 3 * base
+        floor_ms, now_ms = 1000 / floor_rate, 1000 / now
+        if target >= floor_rate:
+            verdict = (
+                f"more than the lightest page behind the login serves ({floor_rate:g} req/s): "
+                "no work of this page's own fits in that budget, so the target cannot be met "
+                "by this page's code on this machine and harness"
+            )
+        else:
+            left = 1000 / target - floor_ms
+            verdict = (
+                f"{1000 / target:.1f} ms of the machine per request, of which the lightest "
+                f"page behind the login takes {floor_ms:.1f}: {left:.1f} ms are left for the "
+                f"page's own work, which takes {max(now_ms - floor_ms, 0):.1f} ms today"
+            )
+        lines.append(f"- **{p['page']}**: 3× the baseline is {target:.0f} req/s, {verdict}.")
+    if not lines:
+        return []
+    return [
+        "What any request gets, in the same run, loaded the same way at 50 users "
+        "(`CEILING` in `bench/b4_pages_load.py`):",
+        "",
+        *table(
+            ["request", "50 users throughput", "errors"],
+            [
+                [f"{c['page']} (`{c['url']}`)", fig(c["per_second_50"], "req/s"), c["errors"]]
+                for c in limits.values()
+            ],
+        ),
+        *lines,
         "",
     ]
 

@@ -157,6 +157,48 @@ def test_b4_without_a_baseline_says_why_and_claims_no_ratio() -> None:
     assert "÷ baseline" not in page
 
 
+def test_b4_compares_each_target_with_what_any_request_gets() -> None:
+    old = b4_page("old", 30, 20, None)["users"]
+    r = results(b1_ratio=0.8, queries_large=7)
+    r["b4"] = {
+        "pages": [
+            b4_page("dashboard", 20, 40, old),  # 3x = 60 req/s, below the floor page's 100
+            b4_page("sessions list", 41, 30, b4_page("old", 30, 50, None)["users"]),  # 150
+        ],
+        "ceiling": [
+            {
+                "page": "liveness check",
+                "url": "/healthz",
+                "per_second_50": figure([200] * 3, "req/s"),
+                "errors": 0,
+            },
+            {
+                "page": "lightest page behind the login",
+                "url": "/settings/api-tokens/",
+                "per_second_50": figure([100] * 3, "req/s"),
+                "errors": 0,
+            },
+        ],
+        "baseline": {"commit": "373b661"},
+        "errors": 0,
+        "client": "threads",
+    }
+    page = render(r)
+    assert "| lightest page behind the login (`/settings/api-tokens/`) | 100 req/s" in page
+    # 1000/60 = 16.7 ms a request, 10 of them the floor page's; today 1000/40 - 10 = 15.
+    assert (
+        "- **dashboard**: 3× the baseline is 60 req/s, 16.7 ms of the machine per request, of "
+        "which the lightest page behind the login takes 10.0: 6.7 ms are left for the page's "
+        "own work, which takes 15.0 ms today." in page
+    )
+    assert (
+        "- **sessions list**: 3× the baseline is 150 req/s, more than the lightest page behind "
+        "the login serves (100 req/s)" in page
+    )
+    del r["b4"]["ceiling"]
+    assert "What any request gets" not in render(r)
+
+
 def test_b1_shows_what_the_page_runs_beside_the_full_report() -> None:
     r = results(b1_ratio=0.8, queries_large=7)
     r["b1"]["page_function_ms"] = figure([5, 6, 7], "ms")
