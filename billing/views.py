@@ -27,6 +27,7 @@ from billing.live_cost import ledger_sums
 from billing.models import CostEvent
 from billing.money import format_money
 from billing.outcome_costs import outcome_report
+from billing.polling import is_poll_of, poll_seconds
 from billing.ranking import cost_per_issue_page as build_page
 from rensei.access import get_for_org, org_of, org_view
 from rensei.links import url_for_each
@@ -34,10 +35,13 @@ from rensei.paging import KnownCountPaginator
 from sessions.models import Issue, Session
 
 PAGE_SIZE = 50
+# Cost per Issue's polled region: its figures, not the filter form or the date fields.
+COST_FIGURES = "cost-figures"
 
 
 def _template(request: HttpRequest, name: str, partial: str) -> str:
-    # htmx filter/sort/page requests swap only the report; a full load gets the whole page.
+    # htmx filter/sort/page requests and the pages' polls swap only the report (or the
+    # polled region); a full load gets the whole page.
     return f"{name}#{partial}" if getattr(request, "htmx", False) else name
 
 
@@ -118,8 +122,12 @@ def cost_per_issue(request: HttpRequest) -> HttpResponse:
         "daily_chart": daily_chart,
         "columns": COLUMNS,
         "months": statuses(org.pk, report.filter.period.first_day, report.filter.period.last_day),
+        "poll_seconds": poll_seconds("cost_per_issue"),
     }
-    return render(request, _template(request, "billing/cost_per_issue.html", "report"), context)
+    # The poll gets its figures alone: the report would also bring the date fields (out of
+    # band, over what is being typed) and reload Cost by outcome.
+    partial = "figures" if is_poll_of(request, COST_FIGURES) else "report"
+    return render(request, _template(request, "billing/cost_per_issue.html", partial), context)
 
 
 @org_view("billing.view")
@@ -131,7 +139,10 @@ def cost_by_outcome(request: HttpRequest) -> HttpResponse:
     whose figures come from the daily rollup.
     """
     filters = read_filters(CostPerIssueForm(request.GET, org=org_of(request)))
-    context = {"o": outcome_report(filters.cost_filter(org_of(request)))}
+    context = {
+        "o": outcome_report(filters.cost_filter(org_of(request))),
+        "poll_seconds": poll_seconds("cost_by_outcome"),
+    }
     return render(request, "billing/_outcomes.html", context)
 
 
