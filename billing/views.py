@@ -173,8 +173,9 @@ def issue_cost(request: HttpRequest, key: str) -> HttpResponse:
             rows.select_related("session", "pool", "rate_card", "reverses", "reversed_by"),
             totals["n"],
         ),
+        "poll_seconds": poll_seconds("issue_cost"),
     }
-    return render(request, "billing/issue_cost.html", context)
+    return render(request, _template(request, "billing/issue_cost.html", "figures"), context)
 
 
 @org_view("billing.view")
@@ -213,5 +214,12 @@ def ledger(request: HttpRequest) -> HttpResponse:
         rows.select_related("session", "issue", "pool", "rate_card", "reverses", "reversed_by"),
         totals["n"],
     )
-    context = {"title": "Ledger", "form": form, "filters": filters, "totals": totals, "page": page}
+    context = {
+        "title": "Ledger",
+        "form": form,
+        "filters": filters,
+        "totals": totals,
+        "page": page,
+        "poll_seconds": poll_seconds("ledger"),
+    }
     return render(request, _template(request, "billing/ledger.html", "results"), context)

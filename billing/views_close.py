@@ -30,6 +30,7 @@ from billing.closing import (
     statuses,
 )
 from billing.models import MonthClose
+from billing.polling import poll_seconds
 from rensei.access import membership_of, org_of, org_view
 
 MONTHS_SHOWN = 12
@@ -83,8 +84,12 @@ def months(request: HttpRequest) -> HttpResponse:
         "history": history,
         "can_close": _may(request, CLOSE_ROLES),
         "can_reopen": _may(request, REOPEN_ROLES),
+        "poll_seconds": poll_seconds("months"),
     }
-    return render(request, "billing/months.html", context)
+    # The page polls its two tables: the open months' totals move as usage lands, and a
+    # month closed or reopened elsewhere shows its new status.
+    template = "billing/months.html#months" if getattr(request, "htmx", False) else ""
+    return render(request, template or "billing/months.html", context)
 
 
 @org_view("billing.view")
