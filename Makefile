@@ -87,6 +87,7 @@ fmt: $(VENV)/.installed
 
 ## make bench: benchmarks on PostgreSQL + Redis (loopback); rewrites docs/performance.md.
 bench: $(VENV)/.installed
+	bash bench/ensure-wrk
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any
 
+from bench import wrk
 from bench.common import Context, compact_sql, figure, log, ms, percentile
 
 PAGES = {
@@ -136,18 +137,48 @@ def measure(ctx: Context, url: str, base_url: str, runs: int, budget: Any) -> di
             "errors": sum(r["errors"] for r in results),
             "error_kinds": sorted({k for r in results for k in r["error_kinds"]}),
         }
+    fast = wrk_runs(ctx, url, base_url, runs, budget)
+    if fast is not None:
+        by_users["50"]["wrk"] = fast
     return by_users
+
+
+def wrk_runs(
+    ctx: Context, url: str, base_url: str, runs: int, budget: Any
+) -> dict[str, Any] | None:
+    """50 users' throughput by wrk (``bench/wrk.py``), when it is installed."""
+    if wrk.path() is None:
+        return None
+    cookie = ctx.shared["cookies"]["admin"]
+    results = [
+        wrk.run(f"{base_url or ctx.web_url}{url}", cookie, min(wrk.SECONDS, budget()))
+        for _ in range(runs)
+    ]
+    return {
+        "per_second": figure([r["per_second"] for r in results], "req/s", 1),
+        "requests_per_run": [r["requests"] for r in results],
+        "errors": sum(r["errors"] for r in results),
+    }
 
 
 def against(now: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
     """Today's figures as ratios to the baseline's, measured in the same run."""
     fast, slow = now["50"]["per_second"]["median"], then["50"]["per_second"]["median"]
-    return {
+    out = {
         "throughput_50_ratio": round(fast / slow, 2) if slow else None,
         "p50_1_ms": then["1"]["p50_ms"]["median"],
         "per_second_50": slow,
         "errors": then["1"]["errors"] + then["50"]["errors"],
     }
+    if "wrk" in now["50"] and "wrk" in then["50"]:
+        fast, slow = (
+            now["50"]["wrk"]["per_second"]["median"],
+            then["50"]["wrk"]["per_second"]["median"],
+        )
+        out["wrk_throughput_50_ratio"] = round(fast / slow, 2) if slow else None
+        out["wrk_per_second_50"] = slow
+        out["errors"] += then["50"]["wrk"]["errors"]
+    return out
 
 
 def ceiling(ctx: Context, runs: int, budget: Any) -> list[dict[str, Any]]:
@@ -159,7 +190,12 @@ def ceiling(ctx: Context, runs: int, budget: Any) -> list[dict[str, Any]]:
         per_second = figure([r["per_second"] for r in results], "req/s", 1)
         errors = sum(r["errors"] for r in results)
         log(f"  ceiling, {name}: {per_second['median']} req/s at 50 users, errors {errors}")
-        out.append({"page": name, "url": url, "per_second_50": per_second, "errors": errors})
+        limit = {"page": name, "url": url, "per_second_50": per_second, "errors": errors}
+        fast = wrk_runs(ctx, url, "", runs, budget)
+        if fast is not None:
+            limit["wrk"] = fast
+            log(f"  ceiling, {name}, wrk: {fast['per_second']['median']} req/s")
+        out.append(limit)
     return out
 
 
@@ -176,7 +212,8 @@ def run(ctx: Context) -> dict[str, Any]:
         baseline["error"] = f"{type(exc).__name__}: {exc}"
         log(f"  baseline unavailable: {baseline['error']}")
     servers = 2 if old is not None else 1
-    loads_left = (len(PAGES) * len(USERS) * servers + len(CEILING)) * runs
+    clients = 2 if wrk.path() is not None else 1  # httpx, and wrk when installed
+    loads_left = (len(PAGES) * (len(USERS) + clients - 1) * servers + len(CEILING) * clients) * runs
 
     def budget() -> float:
         """This load's share of the time left (B4 runs last), at most RUN_BUDGET_S."""
@@ -215,6 +252,13 @@ def run(ctx: Context) -> dict[str, Any]:
         "pages": out,
         "ceiling": limits,
         "baseline": baseline,
-        "errors": sum(p["users"][u]["errors"] for p in out for u in p["users"]),
+        "errors": sum(p["users"][u]["errors"] for p in out for u in p["users"])
+        + sum(p["users"]["50"].get("wrk", {}).get("errors", 0) for p in out),
         "client": "Python threads, one httpx keep-alive connection per user, HTML only",
+        "wrk": (
+            f"wrk, {wrk.THREADS} threads, {wrk.CONNECTIONS} keep-alive connections, "
+            f"{wrk.SECONDS} s a run"
+            if wrk.path() is not None
+            else None
+        ),
     }

@@ -394,6 +394,7 @@ def b4_baseline(b: dict[str, Any]) -> list[str]:
             ],
             rows,
         ),
+        *_wrk_baseline(b["pages"], commit),
         *[
             f"- **{p['page']}** is {p['baseline']['throughput_50_ratio']:g}× the baseline's "
             f"throughput (target ≥ 3×). One request in process takes "
@@ -413,20 +414,58 @@ def b4_baseline(b: dict[str, Any]) -> list[str]:
 
 
 def b4_ceiling(b: dict[str, Any]) -> list[str]:
-    """What the machine and the harness give any request, against each page's 3× target.
-
-    At saturation a request costs the machine 1 ÷ throughput: the lightest page behind the
-    login costs ``floor``; a page's own work is what it costs beyond that, and 3× the
-    baseline's throughput leaves the page 1 ÷ target − floor of its own."""
-    limits = {c["page"]: c for c in b.get("ceiling") or []}
-    floor_page = limits.get("lightest page behind the login")
-    if not limits or floor_page is None:
+    """What the machine and the harness give any request, against each page's 3× target,
+    by each client."""
+    limits = b.get("ceiling") or []
+    if not limits:
         return []
-    floor_rate = floor_page["per_second_50"]["median"]
+    lines = [*_budget_lines(b["pages"], limits, "")]
+    if all("wrk" in c for c in limits):
+        lines += _budget_lines(b["pages"], limits, "wrk")
+    if not lines:
+        return []
+    wrk_rate = [fig(c["wrk"]["per_second"], "req/s") if "wrk" in c else "n/a" for c in limits]
+    return [
+        "What any request gets, in the same run, loaded the same way at 50 users "
+        "(`CEILING` in `bench/b4_pages_load.py`):",
+        "",
+        *table(
+            ["request", "50 users, Python client", "50 users, wrk", "errors"],
+            [
+                [
+                    f"{c['page']} (`{c['url']}`)",
+                    fig(c["per_second_50"], "req/s"),
+                    rate,
+                    c["errors"] + c.get("wrk", {}).get("errors", 0),
+                ]
+                for c, rate in zip(limits, wrk_rate, strict=True)
+            ],
+        ),
+        *lines,
+        "",
+    ]
+
+
+def _budget_lines(
+    pages: list[dict[str, Any]], limits: list[dict[str, Any]], client: str
+) -> list[str]:
+    """At saturation a request costs the machine 1 ÷ throughput: the lightest page behind the
+    login costs the floor; 3× the baseline's throughput leaves a page 1 ÷ target − floor of
+    its own work, against 1 ÷ today's throughput − floor today."""
+    floor_page = next((c for c in limits if c["page"] == "lightest page behind the login"), None)
+    if floor_page is None:
+        return []
+    floor_rate = (floor_page["wrk"]["per_second"] if client else floor_page["per_second_50"])[
+        "median"
+    ]
+    by = f" by {client}" if client else " by the Python client"
     lines = []
-    for p in b["pages"]:
-        base = p.get("baseline", {}).get("per_second_50")
-        now = p["users"]["50"]["per_second"]["median"]
+    for p in pages:
+        fifty = p["users"]["50"]
+        base = p.get("baseline", {}).get(f"{client}_per_second_50" if client else "per_second_50")
+        now = (fifty.get(client, {}).get("per_second", {}) if client else fifty["per_second"]).get(
+            "median"
+        )
         if not base or not now or not floor_rate:
             continue
         target = 3 * base
@@ -444,22 +483,28 @@ def b4_ceiling(b: dict[str, Any]) -> list[str]:
                 f"page behind the login takes {floor_ms:.1f}: {left:.1f} ms are left for the "
                 f"page's own work, which takes {max(now_ms - floor_ms, 0):.1f} ms today"
             )
-        lines.append(f"- **{p['page']}**: 3× the baseline is {target:.0f} req/s, {verdict}.")
-    if not lines:
+        lines.append(f"- **{p['page']}**{by}: 3× the baseline is {target:.0f} req/s, {verdict}.")
+    return lines
+
+
+def _wrk_baseline(pages: list[dict[str, Any]], commit: str) -> list[str]:
+    rows = [
+        [
+            p["page"],
+            f"{p['baseline']['wrk_per_second_50']:g} req/s",
+            fig(p["users"]["50"]["wrk"]["per_second"], "req/s"),
+            f"{p['baseline']['wrk_throughput_50_ratio']:g}×",
+        ]
+        for p in pages
+        if p.get("baseline", {}).get("wrk_throughput_50_ratio") is not None
+    ]
+    if not rows:
         return []
     return [
-        "What any request gets, in the same run, loaded the same way at 50 users "
-        "(`CEILING` in `bench/b4_pages_load.py`):",
+        "The same 50 users' throughput measured by wrk (`bench/wrk.py`: a client in C, which "
+        "leaves the server the CPU the Python client takes), on the same servers right after:",
         "",
-        *table(
-            ["request", "50 users throughput", "errors"],
-            [
-                [f"{c['page']} (`{c['url']}`)", fig(c["per_second_50"], "req/s"), c["errors"]]
-                for c in limits.values()
-            ],
-        ),
-        *lines,
-        "",
+        *table(["page", f"50 users, `{commit}`", "50 users, today", "today ÷ baseline"], rows),
     ]
 
 

@@ -157,6 +157,27 @@ def test_b4_without_a_baseline_says_why_and_claims_no_ratio() -> None:
     assert "÷ baseline" not in page
 
 
+def with_wrk(page: Any, per_second: float) -> Any:
+    page["users"]["50"]["wrk"] = {
+        "per_second": figure([per_second] * 3, "req/s"),
+        "requests_per_run": [400] * 3,
+        "errors": 0,
+    }
+    return page
+
+
+def ceiling_row(name: str, url: str, per_second: float, wrk: float | None) -> Any:
+    row: dict[str, Any] = {
+        "page": name,
+        "url": url,
+        "per_second_50": figure([per_second] * 3, "req/s"),
+        "errors": 0,
+    }
+    if wrk is not None:
+        row["wrk"] = {"per_second": figure([wrk] * 3, "req/s"), "errors": 0}
+    return row
+
+
 def test_b4_compares_each_target_with_what_any_request_gets() -> None:
     old = b4_page("old", 30, 20, None)["users"]
     r = results(b1_ratio=0.8, queries_large=7)
@@ -166,18 +187,8 @@ def test_b4_compares_each_target_with_what_any_request_gets() -> None:
             b4_page("sessions list", 41, 30, b4_page("old", 30, 50, None)["users"]),  # 150
         ],
         "ceiling": [
-            {
-                "page": "liveness check",
-                "url": "/healthz",
-                "per_second_50": figure([200] * 3, "req/s"),
-                "errors": 0,
-            },
-            {
-                "page": "lightest page behind the login",
-                "url": "/settings/api-tokens/",
-                "per_second_50": figure([100] * 3, "req/s"),
-                "errors": 0,
-            },
+            ceiling_row("liveness check", "/healthz", 200, None),
+            ceiling_row("lightest page behind the login", "/settings/api-tokens/", 100, None),
         ],
         "baseline": {"commit": "373b661"},
         "errors": 0,
@@ -187,16 +198,52 @@ def test_b4_compares_each_target_with_what_any_request_gets() -> None:
     assert "| lightest page behind the login (`/settings/api-tokens/`) | 100 req/s" in page
     # 1000/60 = 16.7 ms a request, 10 of them the floor page's; today 1000/40 - 10 = 15.
     assert (
-        "- **dashboard**: 3× the baseline is 60 req/s, 16.7 ms of the machine per request, of "
-        "which the lightest page behind the login takes 10.0: 6.7 ms are left for the page's "
-        "own work, which takes 15.0 ms today." in page
+        "- **dashboard** by the Python client: 3× the baseline is 60 req/s, 16.7 ms of the "
+        "machine per request, of which the lightest page behind the login takes 10.0: 6.7 ms "
+        "are left for the page's own work, which takes 15.0 ms today." in page
     )
     assert (
-        "- **sessions list**: 3× the baseline is 150 req/s, more than the lightest page behind "
-        "the login serves (100 req/s)" in page
+        "- **sessions list** by the Python client: 3× the baseline is 150 req/s, more than the "
+        "lightest page behind the login serves (100 req/s)" in page
     )
+    assert "** by wrk:" not in page and "`373b661`, wrk |" not in page
     del r["b4"]["ceiling"]
     assert "What any request gets" not in render(r)
+
+
+def test_b4_with_wrk_gives_its_own_ratio_and_budget_beside_the_python_clients() -> None:
+    from bench.b4_pages_load import against
+
+    old = with_wrk(b4_page("old", 30, 20, None), 25)["users"]
+    dashboard = with_wrk(b4_page("dashboard", 20, 40, None), 80)  # 2x, and 3.2x by wrk
+    dashboard["baseline"] = {"users": old, **against(dashboard["users"], old)}
+    r = results(b1_ratio=0.8, queries_large=7)
+    r["b4"] = {
+        "pages": [dashboard],
+        "ceiling": [
+            ceiling_row("liveness check", "/healthz", 200, 800),
+            ceiling_row("lightest page behind the login", "/settings/api-tokens/", 100, 400),
+        ],
+        "baseline": {"commit": "373b661"},
+        "errors": 0,
+        "client": "threads",
+    }
+    page = render(r)
+    assert (
+        "| B4 dashboard: throughput at 50 users ÷ baseline `373b661` | 2× | ≥ 3 | ❌ missed |"
+        in page
+    )
+    assert (
+        "| B4 dashboard: throughput at 50 users ÷ baseline `373b661`, wrk | 3.2× | ≥ 3 | ✅ met |"
+        in page
+    )
+    assert "| dashboard | 25 req/s | 80 req/s (80 – 80) | 3.2× |" in page
+    # wrk: 3 x 25 = 75 req/s, 13.3 ms a request, 2.5 of them the floor page's; today 12.5 - 2.5.
+    assert (
+        "- **dashboard** by wrk: 3× the baseline is 75 req/s, 13.3 ms of the machine per "
+        "request, of which the lightest page behind the login takes 2.5: 10.8 ms are left for "
+        "the page's own work, which takes 10.0 ms today." in page
+    )
 
 
 def test_b1_shows_what_the_page_runs_beside_the_full_report() -> None:
