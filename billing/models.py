@@ -141,8 +141,15 @@ class CostEvent(models.Model):
     issue = models.ForeignKey(
         Issue, on_delete=models.PROTECT, null=True, blank=True, related_name="cost_events"
     )
+    # Indexed by cost_pool_org_occurred_id_idx (below), which leads with the pool: it serves
+    # the foreign key's own lookups too, so the column has no index of its own.
     pool = models.ForeignKey(
-        CapacityPool, on_delete=models.PROTECT, null=True, blank=True, related_name="cost_events"
+        CapacityPool,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="cost_events",
+        db_index=False,
     )
     provider = models.CharField(max_length=32)
     kind = models.CharField(
@@ -182,6 +189,11 @@ class CostEvent(models.Model):
             # An issue's rows, for its cost page's ledger likewise.
             models.Index(
                 fields=["org", "issue", "occurred_at", "id"], name="cost_org_issue_id_idx"
+            ),
+            # The ledger filtered by pool, likewise: without it a page deep in the list reads
+            # every row of the period it skips to check its pool.
+            models.Index(
+                fields=["pool", "org", "occurred_at", "id"], name="cost_pool_org_occurred_id_idx"
             ),
         ]
         permissions = [("reverse_costevent", "Can reverse a ledger entry")]

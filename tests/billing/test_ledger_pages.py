@@ -190,3 +190,20 @@ def test_the_issue_filter_reads_the_ledger_by_issue_id(client_as, fiona, ledger)
     ids = [q for q in ledger_reads if "LIMIT" in q]
     assert len(ids) == 1 and "JOIN" not in ids[0] and f'"issue_id" = {ledger["issue"].pk}' in ids[0]
     assert _shown(html)[0], "the issue's rows are shown"
+
+
+def test_the_pool_filter_has_an_index_in_the_pages_order(client_as, fiona, ledger):
+    """Filtered by pool, the page's ids come from (pool, org, occurred_at, id): its equality
+    columns, then the page's order. It also serves the foreign key, whose own index is gone."""
+    with connection.cursor() as cursor:
+        found = connection.introspection.get_constraints(cursor, CostEvent._meta.db_table)
+    indexes = {name: c["columns"] for name, c in found.items() if c["index"]}
+    assert indexes["cost_pool_org_occurred_id_idx"] == ["pool_id", "org_id", "occurred_at", "id"]
+    assert ["pool_id"] not in indexes.values()
+    pool = CostEvent.objects.filter(org=ledger["org"]).exclude(pool=None).first().pool
+    with CaptureQueriesContext(connection) as ctx:
+        html = client_as(fiona).get(f"{LEDGER}?pool={pool.pk}&page=2").content.decode()
+    ids = [q["sql"] for q in ctx.captured_queries if 'FROM "billing_costevent"' in q["sql"]]
+    ids = [q for q in ids if "LIMIT" in q]
+    assert len(ids) == 1 and "JOIN" not in ids[0] and f'"pool_id" = {pool.pk}' in ids[0]
+    assert _shown(html)[0], "the pool's rows are shown"
