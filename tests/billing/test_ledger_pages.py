@@ -200,7 +200,9 @@ def test_the_pool_filter_has_an_index_in_the_pages_order(client_as, fiona, ledge
     indexes = {name: c["columns"] for name, c in found.items() if c["index"]}
     assert indexes["cost_pool_org_occurred_id_idx"] == ["pool_id", "org_id", "occurred_at", "id"]
     assert ["pool_id"] not in indexes.values()
-    pool = CostEvent.objects.filter(org=ledger["org"]).exclude(pool=None).first().pool
+    row = CostEvent.objects.filter(org=ledger["org"]).exclude(pool=None).first()
+    assert row is not None and row.pool is not None
+    pool = row.pool
     with CaptureQueriesContext(connection) as ctx:
         html = client_as(fiona).get(f"{LEDGER}?pool={pool.pk}&page=2").content.decode()
     ids = [q["sql"] for q in ctx.captured_queries if 'FROM "billing_costevent"' in q["sql"]]
