@@ -113,6 +113,20 @@ def member(org: Any, username: str, role: str) -> Any:
 # --- the machine -------------------------------------------------------------------------
 
 
+def cpu_probe_ms(rounds: int = 5) -> float:
+    """A fixed pure-Python loop (two million additions), best of ``rounds``, in ms: how fast
+    this machine runs Python at this moment. Shared hosts change speed from hour to hour, so
+    runs on different days, or the start and end of one run, are compared by it."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        total = 0
+        for i in range(2_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(ms(best), 1)
+
+
 def machine(pg_version: str) -> dict[str, Any]:
     cpu_model = ""
     try:
@@ -138,6 +152,7 @@ def machine(pg_version: str) -> dict[str, Any]:
         "postgresql": pg_version,
         "os": platform.platform(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "cpu_probe_ms_at_start": cpu_probe_ms(),
     }
 
 

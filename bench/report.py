@@ -43,6 +43,18 @@ def render(r: dict[str, Any]) -> str:
                     f"{m['load_average_at_start']} at start, "
                     f"{m.get('load_average_at_end', '?')} at the end",
                 ],
+                *(
+                    [
+                        [
+                            "Python speed probe (`bench.common.cpu_probe_ms`)",
+                            f"{m['cpu_probe_ms_at_start']:g} ms at start, "
+                            f"{m.get('cpu_probe_ms_at_end', '?')} ms at the end "
+                            "(lower is faster)",
+                        ]
+                    ]
+                    if "cpu_probe_ms_at_start" in m
+                    else []
+                ),
                 [
                     "Web",
                     f"gunicorn, {g['workers']} workers × {g['threads']} threads ({g['class']})",

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
-from bench.common import ROOT, Context, Proc, log, machine, start_gunicorn
+from bench.common import ROOT, Context, Proc, cpu_probe_ms, log, machine, start_gunicorn
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/rensei_bench"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/7"
@@ -266,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results["total_seconds"] = round(time.monotonic() - started, 1)
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["machine"]["cpu_probe_ms_at_end"] = cpu_probe_ms()
     write_results(results, args)
     log(f"finished in {results['total_seconds']} s" + (f"; FAILED: {failures}" if failures else ""))
     return 1 if failures else 0

@@ -285,3 +285,12 @@ def test_growth_measured_in_a_run_of_its_own_says_so() -> None:
     assert "Measured in a run of its own (`python -m bench --only b1 --grow-events 4000`" in page
     assert "commit `def456`" in page
     assert "| page at 5,000 ÷ page at 1,000 rows | 3× | ≤ 1.2 | ❌ missed |" in page
+
+
+def test_the_machine_table_shows_the_speed_probe_when_measured() -> None:
+    r = results(b1_ratio=0.8, queries_large=7)
+    assert "speed probe" not in render(r)
+    r["machine"] |= {"cpu_probe_ms_at_start": 45.1, "cpu_probe_ms_at_end": 91.0}
+    assert "| Python speed probe (`bench.common.cpu_probe_ms`) | 45.1 ms at start, 91.0 ms" in (
+        render(r)
+    )
