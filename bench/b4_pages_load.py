@@ -137,26 +137,31 @@ def measure(ctx: Context, url: str, base_url: str, runs: int, budget: Any) -> di
             "errors": sum(r["errors"] for r in results),
             "error_kinds": sorted({k for r in results for k in r["error_kinds"]}),
         }
-    fast = wrk_runs(ctx, url, base_url, runs, budget)
+    fast = wrk_runs(ctx, url, base_url, runs, budget, by_users["50"]["per_second"]["median"])
     if fast is not None:
         by_users["50"]["wrk"] = fast
     return by_users
 
 
 def wrk_runs(
-    ctx: Context, url: str, base_url: str, runs: int, budget: Any
+    ctx: Context, url: str, base_url: str, runs: int, budget: Any, rate: float
 ) -> dict[str, Any] | None:
-    """50 users' throughput by wrk (``bench/wrk.py``), when it is installed."""
+    """50 users' throughput by wrk (``bench/wrk.py``), when it is installed. ``rate``: the
+    Python client's throughput of the same page, which sizes each run (``wrk.seconds_for``:
+    wrk counts only the requests that finish within the run, so a run too short for a slow
+    page would leave out the work in flight at its end)."""
     if wrk.path() is None:
         return None
     cookie = ctx.shared["cookies"]["admin"]
+    seconds = wrk.seconds_for(rate)
     results = [
-        wrk.run(f"{base_url or ctx.web_url}{url}", cookie, min(wrk.SECONDS, budget()))
-        for _ in range(runs)
+        wrk.run(f"{base_url or ctx.web_url}{url}", cookie, min(seconds, max(wrk.SECONDS, budget())))
+        for _ in range(min(runs, wrk.RUNS))
     ]
     return {
         "per_second": figure([r["per_second"] for r in results], "req/s", 1),
         "requests_per_run": [r["requests"] for r in results],
+        "seconds_per_run": seconds,
         "errors": sum(r["errors"] for r in results),
     }
 
@@ -191,7 +196,7 @@ def ceiling(ctx: Context, runs: int, budget: Any) -> list[dict[str, Any]]:
         errors = sum(r["errors"] for r in results)
         log(f"  ceiling, {name}: {per_second['median']} req/s at 50 users, errors {errors}")
         limit = {"page": name, "url": url, "per_second_50": per_second, "errors": errors}
-        fast = wrk_runs(ctx, url, "", runs, budget)
+        fast = wrk_runs(ctx, url, "", runs, budget, per_second["median"])
         if fast is not None:
             limit["wrk"] = fast
             log(f"  ceiling, {name}, wrk: {fast['per_second']['median']} req/s")
@@ -256,8 +261,9 @@ def run(ctx: Context) -> dict[str, Any]:
         + sum(p["users"]["50"].get("wrk", {}).get("errors", 0) for p in out),
         "client": "Python threads, one httpx keep-alive connection per user, HTML only",
         "wrk": (
-            f"wrk, {wrk.THREADS} threads, {wrk.CONNECTIONS} keep-alive connections, "
-            f"{wrk.SECONDS} s a run"
+            f"wrk, {wrk.THREADS} threads, {wrk.CONNECTIONS} keep-alive connections, runs of "
+            f"{wrk.COMPLETIONS} requests' worth at the Python client's rate "
+            f"({wrk.SECONDS}-{wrk.MAX_SECONDS} s)"
             if wrk.path() is not None
             else None
         ),

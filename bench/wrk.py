@@ -10,6 +10,7 @@ closer to the server's own capacity. B4 reports both; neither replaces the other
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
@@ -17,7 +18,14 @@ from typing import Any
 
 CONNECTIONS = 50
 THREADS = 2
+RUNS = 2
+# A run lasts long enough for about this many requests at the page's rate: wrk counts only
+# the requests that finish within the run, and the server's threads (12 in the bench) have a
+# request each in flight at its end and just begun at its start, so a run of N requests
+# misses up to about 12 ÷ N of the work: 4% at 300.
+COMPLETIONS = 300
 SECONDS = 4
+MAX_SECONDS = 25
 
 _RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
 _TOTAL = re.compile(r"(\d+) requests in")
@@ -39,6 +47,13 @@ def parse(output: str) -> dict[str, Any]:
     errors = int(non_2xx.group(1)) if non_2xx else 0
     errors += sum(int(n) for n in socket.groups()) if socket else 0
     return {"per_second": float(rate.group(1)), "requests": int(total.group(1)), "errors": errors}
+
+
+def seconds_for(rate: float) -> float:
+    """The run length for a page served at about ``rate`` requests a second."""
+    if rate <= 0:
+        return float(MAX_SECONDS)
+    return float(min(MAX_SECONDS, max(SECONDS, math.ceil(COMPLETIONS / rate))))
 
 
 def run(url: str, cookie: str, seconds: float = SECONDS) -> dict[str, Any]:

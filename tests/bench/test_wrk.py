@@ -35,3 +35,9 @@ def test_non_2xx_answers_and_socket_errors_all_count() -> None:
 def test_a_report_without_a_throughput_is_an_error() -> None:
     with pytest.raises(ValueError, match="no throughput"):
         parse("unable to connect to 127.0.0.1:1 Connection refused\n")
+
+
+def test_a_run_lasts_for_about_300_requests_within_its_bounds() -> None:
+    from bench.wrk import seconds_for
+
+    assert [seconds_for(r) for r in (300, 100, 20, 13, 10, 0)] == [4, 4, 15, 24, 25, 25]
