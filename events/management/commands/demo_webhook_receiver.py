@@ -8,6 +8,7 @@ endpoint's secret and prints one line per event. It answers 200 to every signed 
 from __future__ import annotations
 
 import json
+import signal
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -41,12 +42,24 @@ class Command(BaseCommand):
             f"demo webhook receiver on {url} (development only): "
             + (f"{len(pointed)} demo endpoint(s) point here" if pointed else "no demo endpoint")
         )
+        stop_on_sigterm()
         try:
             server.serve_forever()
         except KeyboardInterrupt:
             pass
         finally:
             server.server_close()
+
+
+def stop_on_sigterm() -> None:
+    """Stop on SIGTERM as on Ctrl-C: ``make run``'s supervisor stops its processes with
+    SIGTERM, and by default that signal ends Python without its clean-up (the supervisor then
+    reports the receiver as killed)."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _secrets() -> list[str]:
