@@ -1,4 +1,5 @@
-"""How often the finance pages ask again for their changing figures, and which request is a poll.
+"""How often the finance pages ask again for their changing figures, which request is a poll,
+and which template an htmx request gets.
 
 Cost events land every few seconds while sessions run, so Cost per Issue, an issue's cost, the
 ledger and month close each poll a region of their own (htmx, ``every …`` while the tab is
@@ -33,6 +34,12 @@ POLL_SECONDS: dict[Page, int] = {
 def poll_seconds(page: Page) -> int:
     override = getattr(settings, "RENSEI_BILLING_POLL_SECONDS", None)
     return max(1, int(override)) if override else POLL_SECONDS[page]
+
+
+def htmx_template(request: HttpRequest, name: str, partial: str) -> str:
+    """The template an htmx request gets (filters, sorts, pages and polls swap one region):
+    ``name#partial``; a full load gets the whole page, ``name``."""
+    return f"{name}#{partial}" if getattr(request, "htmx", False) else name
 
 
 def is_poll_of(request: HttpRequest, region: str) -> bool:

@@ -27,7 +27,7 @@ from billing.live_cost import ledger_sums
 from billing.models import CostEvent
 from billing.money import format_money
 from billing.outcome_costs import outcome_report
-from billing.polling import is_poll_of, poll_seconds
+from billing.polling import htmx_template, is_poll_of, poll_seconds
 from billing.ranking import cost_per_issue_page as build_page
 from rensei.access import get_for_org, org_of, org_view
 from rensei.links import url_for_each
@@ -37,12 +37,6 @@ from sessions.models import Issue, Session
 PAGE_SIZE = 50
 # Cost per Issue's polled region: its figures, not the filter form or the date fields.
 COST_FIGURES = "cost-figures"
-
-
-def _template(request: HttpRequest, name: str, partial: str) -> str:
-    # htmx filter/sort/page requests and the pages' polls swap only the report (or the
-    # polled region); a full load gets the whole page.
-    return f"{name}#{partial}" if getattr(request, "htmx", False) else name
 
 
 def _ledger_page(request: HttpRequest, rows: Any, total: int, param: str = "page") -> Page:
@@ -127,7 +121,7 @@ def cost_per_issue(request: HttpRequest) -> HttpResponse:
     # The poll gets its figures alone: the report would also bring the date fields (out of
     # band, over what is being typed) and reload Cost by outcome.
     partial = "figures" if is_poll_of(request, COST_FIGURES) else "report"
-    return render(request, _template(request, "billing/cost_per_issue.html", partial), context)
+    return render(request, htmx_template(request, "billing/cost_per_issue.html", partial), context)
 
 
 @org_view("billing.view")
@@ -175,7 +169,7 @@ def issue_cost(request: HttpRequest, key: str) -> HttpResponse:
         ),
         "poll_seconds": poll_seconds("issue_cost"),
     }
-    return render(request, _template(request, "billing/issue_cost.html", "figures"), context)
+    return render(request, htmx_template(request, "billing/issue_cost.html", "figures"), context)
 
 
 @org_view("billing.view")
@@ -222,4 +216,4 @@ def ledger(request: HttpRequest) -> HttpResponse:
         "page": page,
         "poll_seconds": poll_seconds("ledger"),
     }
-    return render(request, _template(request, "billing/ledger.html", "results"), context)
+    return render(request, htmx_template(request, "billing/ledger.html", "results"), context)

@@ -30,7 +30,7 @@ from billing.closing import (
     statuses,
 )
 from billing.models import MonthClose
-from billing.polling import poll_seconds
+from billing.polling import htmx_template, poll_seconds
 from rensei.access import membership_of, org_of, org_view
 
 MONTHS_SHOWN = 12
@@ -88,8 +88,7 @@ def months(request: HttpRequest) -> HttpResponse:
     }
     # The page polls its two tables: the open months' totals move as usage lands, and a
     # month closed or reopened elsewhere shows its new status.
-    template = "billing/months.html#months" if getattr(request, "htmx", False) else ""
-    return render(request, template or "billing/months.html", context)
+    return render(request, htmx_template(request, "billing/months.html", "months"), context)
 
 
 @org_view("billing.view")

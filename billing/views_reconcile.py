@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from billing.models import CostEvent, Discrepancy, ReconciliationRun
+from billing.polling import htmx_template
 from billing.recon_runs import reconcile_day
 from billing.reconciliation import alert_seconds, day_bounds
 from billing.settlement import METHODS, SettleRefused, settle
@@ -54,10 +55,6 @@ class SettleForm(forms.Form):
     )
 
 
-def _template(request: HttpRequest, name: str, partial: str) -> str:
-    return f"{name}#{partial}" if getattr(request, "htmx", False) else name
-
-
 @org_view("billing.view")
 def runs(request: HttpRequest) -> HttpResponse:
     org = org_of(request)
@@ -71,7 +68,7 @@ def runs(request: HttpRequest) -> HttpResponse:
         "threshold": alert_seconds(),
         "latest": page.object_list[0] if page.number == 1 and page.object_list else None,
     }
-    return render(request, _template(request, "billing/reconciliation.html", "runs"), context)
+    return render(request, htmx_template(request, "billing/reconciliation.html", "runs"), context)
 
 
 @org_view("billing.view")
