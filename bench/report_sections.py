@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.b4_pages_load import FLOOR_PAGE
 from bench.report_format import fig, table
 
 LOAD_PATHS = {
@@ -451,36 +452,39 @@ def _budget_lines(
 ) -> list[str]:
     """At saturation a request costs the machine 1 ÷ throughput: the lightest page behind the
     login costs the floor; 3× the baseline's throughput leaves a page 1 ÷ target − floor of
-    its own work, against 1 ÷ today's throughput − floor today."""
-    floor_page = next((c for c in limits if c["page"] == "lightest page behind the login"), None)
+    its own work, against 1 ÷ today's throughput − floor today. ``client``: "" for the
+    Python client's figures, "wrk" for wrk's."""
+
+    def rate(fifty: dict[str, Any]) -> Any:
+        """The 50 users' median throughput by this client (None when it was not measured)."""
+        block = fifty.get(client, {}) if client else fifty
+        return block.get("per_second", {}).get("median")
+
+    floor_page = next((c for c in limits if c["page"] == FLOOR_PAGE), None)
     if floor_page is None:
         return []
-    floor_rate = (floor_page["wrk"]["per_second"] if client else floor_page["per_second_50"])[
-        "median"
-    ]
+    # A ceiling row keeps the Python client's figure as per_second_50, wrk's as a page does.
+    floor_rate = rate(floor_page) if client else floor_page["per_second_50"]["median"]
     by = f" by {client}" if client else " by the Python client"
     lines = []
     for p in pages:
-        fifty = p["users"]["50"]
         base = p.get("baseline", {}).get(f"{client}_per_second_50" if client else "per_second_50")
-        now = (fifty.get(client, {}).get("per_second", {}) if client else fifty["per_second"]).get(
-            "median"
-        )
+        now = rate(p["users"]["50"])
         if not base or not now or not floor_rate:
             continue
         target = 3 * base
         floor_ms, now_ms = 1000 / floor_rate, 1000 / now
         if target >= floor_rate:
             verdict = (
-                f"more than the lightest page behind the login serves ({floor_rate:g} req/s): "
+                f"more than the {FLOOR_PAGE} serves ({floor_rate:g} req/s): "
                 "no work of this page's own fits in that budget, so the target cannot be met "
                 "by this page's code on this machine and harness"
             )
         else:
             left = 1000 / target - floor_ms
             verdict = (
-                f"{1000 / target:.1f} ms of the machine per request, of which the lightest "
-                f"page behind the login takes {floor_ms:.1f}: {left:.1f} ms are left for the "
+                f"{1000 / target:.1f} ms of the machine per request, of which the {FLOOR_PAGE} "
+                f"takes {floor_ms:.1f}: {left:.1f} ms are left for the "
                 f"page's own work, which takes {max(now_ms - floor_ms, 0):.1f} ms today"
             )
         lines.append(f"- **{p['page']}**{by}: 3× the baseline is {target:.0f} req/s, {verdict}.")
