@@ -107,6 +107,7 @@ def run(ctx: Context) -> dict[str, Any]:
 
     from billing.analytics import CostFilter, cost_per_issue
     from billing.forms import today_utc
+    from billing.outcome_costs import outcome_report
     from billing.periods import period_for
     from billing.ranking import cost_per_issue_page
 
@@ -129,6 +130,15 @@ def run(ctx: Context) -> dict[str, Any]:
             raise RuntimeError(f"Cost per Issue answered {resp.status_code}")
         return elapsed, len(resp.content)
 
+    def outcomes() -> float:
+        """The page's Cost by outcome section, which it loads on its own (and polls)."""
+        t = time.perf_counter()
+        resp = web.get("/analytics/cost-per-issue/outcomes/")
+        elapsed = time.perf_counter() - t
+        if resp.status_code != 200 or "outcome" not in resp.text:
+            raise RuntimeError(f"Cost by outcome answered {resp.status_code}")
+        return elapsed
+
     def naive() -> tuple[float, list[Any]]:
         t = time.perf_counter()
         rows = db.execute(NAIVE_SQL, params).fetchall()
@@ -137,17 +147,23 @@ def run(ctx: Context) -> dict[str, Any]:
     try:
         for _ in range(2):
             page()
+            outcomes()
             naive()
         pages: list[float] = []
+        outcome_times: list[float] = []
         sqls: list[float] = []
         size = 0
         rows: list[Any] = []
         for i in range(ctx.args.runs):
             elapsed, size = page()
             pages.append(elapsed)
+            outcome_times.append(outcomes())
             elapsed_sql, rows = naive()
             sqls.append(elapsed_sql)
-            log(f"  run {i + 1}: page {ms(elapsed):.0f} ms, naive SQL {ms(elapsed_sql):.0f} ms")
+            log(
+                f"  run {i + 1}: page {ms(elapsed):.0f} ms, Cost by outcome "
+                f"{ms(outcome_times[-1]):.0f} ms, naive SQL {ms(elapsed_sql):.0f} ms"
+            )
         explain = db.execute("EXPLAIN (ANALYZE, BUFFERS) " + NAIVE_SQL, params).fetchall()
         ledger_rows = db.execute(
             "SELECT count(*) FROM billing_costevent WHERE org_id = %s "
@@ -175,6 +191,7 @@ def run(ctx: Context) -> dict[str, Any]:
     fn_times, queries, report = in_process(cost_per_issue)
     # What the page itself runs: one page of rows ranked in the database.
     page_times, page_queries, shown = in_process(cost_per_issue_page)
+    outcome_fn_times, outcome_queries, _ = in_process(outcome_report)
     naive_total = sum((r[1] for r in rows), Decimal(0))
     ratios = [p / s for p, s in zip(pages, sqls, strict=True)]
     page_fig, sql_fig = figure([ms(x) for x in pages], "ms"), figure([ms(x) for x in sqls], "ms")
@@ -197,4 +214,10 @@ def run(ctx: Context) -> dict[str, Any]:
         "page_totals_match_ledger": shown.totals.amount
         == naive_total.quantize(shown.totals.amount),
         "naive_sql_plan": [line[0] for line in explain],
+        "outcomes_ms": figure([ms(x) for x in outcome_times], "ms"),
+        "outcomes_ratio_per_run": figure(
+            [o / q for o, q in zip(outcome_times, sqls, strict=True)], "×", 2
+        ),
+        "outcomes_function_ms": figure([ms(x) for x in outcome_fn_times], "ms"),
+        "outcomes_queries": outcome_queries,
     }

@@ -15,6 +15,27 @@ LOAD_PATHS = {
 }
 
 
+def outcome_rows(b: dict[str, Any]) -> list[list[Any]]:
+    """Cost per Issue's Cost by outcome section, which the page loads on its own."""
+    if "outcomes_ms" not in b:
+        return []
+    queries = b.get("outcomes_queries", [])
+    slowest = max((q["ms"] for q in queries), default=0)
+    return [
+        [
+            "Cost by outcome: `GET /analytics/cost-per-issue/outcomes/`, gunicorn (the page "
+            "loads the section on its own and polls it)",
+            fig(b["outcomes_ms"]),
+        ],
+        ["ratio Cost by outcome ÷ naive SQL (per run)", fig(b["outcomes_ratio_per_run"])],
+        [
+            f"`billing.outcome_costs.outcome_report`, in process ({len(queries)} queries, the "
+            f"slowest {slowest:g} ms)",
+            fig(b["outcomes_function_ms"]),
+        ],
+    ]
+
+
 def b1(r: dict[str, Any]) -> list[str]:
     b, s = r.get("b1"), r.get("seed")
     if not b or "page_ms" not in b or not s:
@@ -64,6 +85,7 @@ def b1(r: dict[str, Any]) -> list[str]:
                     if "page_function_ms" in b
                     else []
                 ),
+                *outcome_rows(b),
             ],
         ),
         *page_queries(b),

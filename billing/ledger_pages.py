@@ -7,7 +7,7 @@ pages took many times as long as the first. ``LedgerPaginator`` reads a page in 
 
 1. the page's ids, with the list's filters and order and no joins for the related objects
    (``values_list`` drops ``select_related``): an index-only scan of
-   ``cost_org_occurred_id_idx`` that skips ids, not joined rows;
+   ``cost_org_occurred_cover_idx`` that skips ids, not joined rows;
 2. those rows with their related objects, by primary key, put back in the page's order.
 
 A page in the back half of the list is read from the other end (the order reversed, the

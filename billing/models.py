@@ -134,7 +134,11 @@ CostEventManager = models.Manager.from_queryset(CostEventQuerySet)
 class CostEvent(models.Model):
     """One ledger row. Never updated or deleted; a correction is a new row that reverses it."""
 
-    org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="cost_events")
+    # Indexed by cost_org_occurred_cover_idx (below), which leads with the org: the column
+    # has no index of its own.
+    org = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="cost_events", db_index=False
+    )
     session = models.ForeignKey(
         Session, on_delete=models.PROTECT, null=True, blank=True, related_name="cost_events"
     )
@@ -185,7 +189,14 @@ class CostEvent(models.Model):
         indexes = [
             # Cost per Issue and the ledger: an org's rows in a time range. With the id, the
             # ledger page's id scan (billing/ledger_pages.py) is index-only and in its order.
-            models.Index(fields=["org", "occurred_at", "id"], name="cost_org_occurred_id_idx"),
+            # The included columns make Cost by outcome's scan of a period's rows (their
+            # session, pool and amount, billing/outcome_costs.py) index-only on PostgreSQL
+            # too; other backends index the key columns alone.
+            models.Index(
+                fields=["org", "occurred_at", "id"],
+                include=["session", "pool", "provider", "amount"],
+                name="cost_org_occurred_cover_idx",
+            ),
             # An issue's rows, for its cost page's ledger likewise.
             models.Index(
                 fields=["org", "issue", "occurred_at", "id"], name="cost_org_issue_id_idx"

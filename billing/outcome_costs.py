@@ -106,7 +106,7 @@ def _grouped(f: CostFilter) -> list[tuple[Any, ...]]:
     )
     # Only the sessions billed in the range (``sp`` below) get their outcome worked out.
     billed = sessions.filter(pk__in=RawSQL("SELECT session_id FROM sp", ()))
-    outcome_of, p2 = _sql(billed.values_list("pk", "outcome", "issue_id", "created_at"))
+    outcome_of, p2 = _sql(billed.values_list("pk", "outcome", "issue_id", "created_at").order_by())
     # The issue's good ends over all its sessions (any pool, any time): a retry billed to
     # this pool or period still cost the issue a success elsewhere.
     good, p3 = _sql(

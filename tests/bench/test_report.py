@@ -257,6 +257,19 @@ def test_b1_shows_what_the_page_runs_beside_the_full_report() -> None:
     assert "its total equals the naive query's sum to the digit: **NO**" in page
 
 
+def test_b1_shows_cost_by_outcome_when_measured() -> None:
+    r = results(b1_ratio=0.8, queries_large=7)
+    assert "Cost by outcome" not in render(r)  # results from before it was measured
+    r["b1"]["outcomes_ms"] = figure([200, 210, 260], "ms")
+    r["b1"]["outcomes_ratio_per_run"] = figure([2.5, 2.6, 3.1], "×", 2)
+    r["b1"]["outcomes_function_ms"] = figure([180, 190, 200], "ms")
+    r["b1"]["outcomes_queries"] = [{"ms": 170.5, "sql": "WITH sp AS …"}, {"ms": 2, "sql": "…"}]
+    page = render(r)
+    assert "Cost by outcome: `GET /analytics/cost-per-issue/outcomes/`" in page
+    assert "| 210 ms (200 – 260) |" in page and "2.6× (2.5 – 3.1)" in page
+    assert "in process (2 queries, the slowest 170.5 ms) | 190 ms (180 – 200)" in page
+
+
 def test_growth_measured_in_a_run_of_its_own_says_so() -> None:
     r = results(b1_ratio=0.8, queries_large=7)
     side = {**r["b1"], "ledger_rows_in_period": 400, "issues_in_period": 9}

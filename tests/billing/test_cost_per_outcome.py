@@ -8,8 +8,11 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection, transaction
+from django.db.models import Sum
 
-from billing.analytics import CostFilter, cost_per_issue
+from billing.analytics import CostFilter, cost_per_issue, ledger_rows
+from billing.models import CostEvent
 from billing.outcome_costs import outcome_report
 from billing.periods import Period
 from pools.models import CapacityPool
@@ -150,3 +153,41 @@ def test_a_session_billed_in_two_pools_counts_once(org_a, spend):
     assert pools["spare"][failed_at] == second
     assert [(r.issue_key, r.sessions) for r in report.retry_by_issue] == [("ENG-1", 2)]
     assert report.retry_tax == first + second + spend["lost"][1]
+
+
+def test_a_periods_rows_are_summed_from_the_ledgers_time_index(org_a, spend):
+    """Cost by outcome sums a period's rows by session from the (org, occurred_at, id) index.
+    Leading with the org, it also serves the org's foreign key, whose own index is gone."""
+    with connection.cursor() as cursor:
+        found = connection.introspection.get_constraints(cursor, CostEvent._meta.db_table)
+    indexes = {name: c["columns"] for name, c in found.items() if c["index"]}
+    # Its key columns (PostgreSQL lists the included ones after them).
+    assert indexes["cost_org_occurred_cover_idx"][:3] == ["org_id", "occurred_at", "id"]
+    assert ["org_id"] not in indexes.values()
+    assert outcome_report(CostFilter(org_a.pk, PERIOD)).total == sum(a for _, a in spend.values())
+
+
+def test_postgres_reads_a_periods_spend_by_session_from_the_index_alone(
+    require_postgres, org_a, spend
+):
+    """On PostgreSQL the index carries the session, pool, provider and amount: the scan of a
+    period's rows (billing/outcome_costs.py) never reads the ledger's table. Sequential scans
+    are switched off so the planner shows its index path even on a handful of rows."""
+    qs = (
+        ledger_rows(CostFilter(org_a.pk, PERIOD, provider="e2b"))
+        .values_list("session_id", "pool_id")
+        .annotate(a=Sum("amount"))
+        .order_by()
+    )
+    sql, params = qs.query.sql_with_params()
+    with transaction.atomic(), connection.cursor() as cursor:
+        found = connection.introspection.get_constraints(cursor, CostEvent._meta.db_table)
+        assert found["cost_org_occurred_cover_idx"]["columns"] == [
+            *("org_id", "occurred_at", "id"),
+            *("session_id", "pool_id", "provider", "amount"),
+        ]
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+    assert "Index Only Scan using cost_org_occurred_cover_idx" in plan, plan
