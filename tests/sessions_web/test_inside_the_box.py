@@ -74,6 +74,21 @@ def test_metrics_stop_polling_once_the_session_has_ended(client_as, alice, org_a
     assert calls(cloud, "metrics") == 0
 
 
+def test_no_samples_draw_no_empty_charts(client_as, alice, org_a, cloud) -> None:  # type: ignore[no-untyped-def]
+    """Without a sample there is nothing to chart: the section says why instead of drawing
+    two empty axes, for an ended sandbox and for a live one E2B has no samples of yet."""
+    ended = boxed(cloud, org_a, SessionState.TERMINATED)
+    page = client_as(alice).get(f"/sessions/{ended.pk}/metrics/").content.decode()
+    assert "<svg" not in page and "E2B keeps no metrics after that" in page
+    live = boxed(cloud, org_a)
+    cloud.sandboxes[live.sandbox_id].cpu_pct = []
+    resp = client_as(alice).get(f"/sessions/{live.pk}/metrics/")
+    page = resp.content.decode()
+    assert resp.status_code == 200 and "<svg" not in page
+    assert "E2B has reported no samples for this sandbox in the last hour yet" in text(resp)
+    assert 'hx-trigger="every 5s' in page  # and keeps asking
+
+
 def test_a_provider_error_reads_as_a_message_not_a_500(client_as, alice, org_a, cloud) -> None:  # type: ignore[no-untyped-def]
     s = boxed(cloud, org_a)
     cloud.fail_next("metrics", ProviderError("E2B did not answer within 5 s.", permanent=False))
