@@ -13,6 +13,7 @@ from django import forms
 
 from budgets.models import MAX_THRESHOLD, MIN_THRESHOLD, Budget, Enforcement, Scope
 from pools.models import CapacityPool
+from rensei.forms import style_widgets
 from rensei.inputs import InputError
 from rensei.models import Organization
 from sessions.admission import USD_HELP, usd_amount
@@ -85,6 +86,7 @@ class BudgetForm(forms.Form):
         self.org = org
         self.budget = budget
         self.fields["pool"].queryset = CapacityPool.objects.filter(org=org).order_by("name")  # type: ignore[attr-defined]
+        style_widgets(self)
         if budget is not None:
             # The scope and target of a budget stay as they are; the amount, thresholds
             # and enforcement change.

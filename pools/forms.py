@@ -24,6 +24,7 @@ from pools.models import CapacityPool
 from pools.providers import provider_class
 from pools.providers.base import ConfigError
 from rensei import inputs
+from rensei.forms import style_widgets
 from rensei.models import Organization
 
 MAX_RAW_JSON = 64 * 1024
@@ -228,14 +229,7 @@ class E2BPoolForm(forms.ModelForm):
         self.org = org
         self.config: dict[str, Any] = {}
         self._original_order = self.instance.order if self.instance.pk else None
-        for field in self.fields.values():
-            widget = field.widget
-            if isinstance(widget, forms.CheckboxInput):
-                widget.attrs.setdefault("class", "form-check-input")
-            elif isinstance(widget, forms.Select):
-                widget.attrs.setdefault("class", "form-select")
-            else:
-                widget.attrs.setdefault("class", "form-control")
+        style_widgets(self)
         pool: CapacityPool = self.instance
         if pool.pk:
             current = pool.config if isinstance(pool.config, dict) else {}

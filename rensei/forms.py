@@ -35,6 +35,19 @@ def secret_widget() -> forms.PasswordInput:
     )
 
 
+def style_widgets(form: forms.BaseForm) -> None:
+    """Bootstrap's classes on every field's widget (a class a field sets itself is kept):
+    ``form-check-input`` for checkboxes, ``form-select`` for choices, ``form-control`` else."""
+    for field in form.fields.values():
+        widget = field.widget
+        if isinstance(widget, forms.CheckboxInput):
+            widget.attrs.setdefault("class", "form-check-input")
+        elif isinstance(widget, forms.Select):
+            widget.attrs.setdefault("class", "form-select")
+        else:
+            widget.attrs.setdefault("class", "form-control")
+
+
 class MarksInvalidFields:
     """Bootstrap's is-invalid class and aria-invalid on fields that have errors."""
 

@@ -150,3 +150,18 @@ def test_dashboard_panel_shows_the_last_pass(
     assert "dashboard-budgets-heading" in page
     assert "actual vs budget vs forecast" in page  # the chart's title
     assert "<script" not in page.split("dashboard-budgets-heading")[1].split("</section>")[0]
+
+
+def test_the_budget_form_is_styled_like_the_others(
+    org_a: Organization, alice: Any, client_as: Any
+) -> None:
+    """Every field of the new-budget form carries Bootstrap's class, as the pool form's do:
+    choices are selects, the rest text boxes, none left as a bare browser control."""
+    page = client_as(alice).get(LIST).content.decode()
+    form = page[page.index('<form method="post" action="/settings/budgets/"') :]
+    form = form[: form.index("</form>")]
+    for name in ("scope", "pool", "enforcement"):
+        assert f'<select name="{name}" class="form-select"' in form, name
+    for name in ("issue_key", "amount_usd", "thresholds"):
+        assert f'name="{name}"' in form and f'class="form-control"' in form, name
+    assert form.count('class="form-control"') == 3
