@@ -73,4 +73,34 @@ def b1_growth(r: dict[str, Any]) -> list[str]:
         f"The {which} queries at the larger size (last run):",
         "",
         *table(["ms", "query"], [[q["ms"], f"`{q['sql'][:160]}…`"] for q in queries]),
+        *outcomes_growth(g),
+    ]
+
+
+def outcomes_growth(g: dict[str, Any]) -> list[str]:
+    """Cost by outcome at both sizes (no target: it follows the period's rows), when measured."""
+    before, after = g["before"], g["after"]
+    if "outcomes_ms" not in before or "outcomes_ms" not in after:
+        return []
+    growth = after["outcomes_ms"]["median"] / before["outcomes_ms"]["median"]
+    slowest = max(after.get("outcomes_queries", []), key=lambda q: q["ms"], default=None)
+    return [
+        "",
+        "Cost per Issue's Cost by outcome section (`GET /analytics/cost-per-issue/outcomes/`, "
+        "which the page loads on its own), measured alternately with the page:",
+        "",
+        *table(
+            ["ledger rows", "Cost by outcome"],
+            [
+                [f"{g['events_before']:,}", fig(before["outcomes_ms"])],
+                [f"{g['ledger_rows_after']:,}", fig(after["outcomes_ms"])],
+            ],
+        ),
+        f"It grows {growth:.1f}× with the period's ledger rows "
+        f"({before['ledger_rows_in_period']:,} → {after['ledger_rows_in_period']:,}): it sums "
+        "the period's rows by session and works out each billed session's outcome"
+        + (f"; its slowest query at the larger size took {slowest['ms']:g} ms." if slowest else ".")
+        + " No target is set for it; a rollup per session would make it follow the sessions "
+        "instead of the rows.",
+        "",
     ]

@@ -307,3 +307,33 @@ def test_the_machine_table_shows_the_speed_probe_when_measured() -> None:
     assert "| Python speed probe (`bench.common.cpu_probe_ms`) | 45.1 ms at start, 91.0 ms" in (
         render(r)
     )
+
+
+def test_growth_shows_cost_by_outcome_at_both_sizes_when_measured() -> None:
+    r = results(b1_ratio=0.8, queries_large=7)
+    side = {**r["b1"], "ledger_rows_in_period": 400, "issues_in_period": 9}
+    r["b1_growth"] = {
+        "before": side,
+        "after": {**side, "ledger_rows_in_period": 2000},
+        "events_before": 1000,
+        "ledger_rows_after": 5000,
+        "events_added": 4000,
+        "sessions_added": 400,
+        "load_seconds": 2.0,
+        "rows_per_second": 2000,
+        "page_growth_ratio": 1.0,
+        "target_growth_ratio": 1.2,
+        "page_over_naive_after": 0.2,
+        "target_page_over_naive": 0.3,
+    }
+    assert "Cost by outcome section" not in render(r)  # results from before it was measured
+    r["b1_growth"]["before"]["outcomes_ms"] = figure([100, 110, 120], "ms")
+    r["b1_growth"]["after"] = {
+        **r["b1_growth"]["after"],
+        "outcomes_ms": figure([640, 660, 700], "ms"),
+        "outcomes_queries": [{"ms": 600.5, "sql": "WITH sp AS …"}],
+    }
+    page = render(r)
+    assert "| 1,000 | 110 ms (100 – 120) |" in page and "| 5,000 | 660 ms (640 – 700) |" in page
+    assert "It grows 6.0× with the period's ledger rows (400 → 2,000)" in page
+    assert "its slowest query at the larger size took 600.5 ms" in page
