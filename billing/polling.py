@@ -6,8 +6,8 @@ ledger and month close each poll a region of their own (htmx, ``every …`` whil
 visible) and get that region alone back. Finance figures do not need the sessions list's 3 s:
 these intervals keep the load low. Cost per Issue ranks every issue of the range on each
 request, so it asks least often; its "Cost by outcome" section groups the range's ledger rows
-by session (about half a second on a large ledger) and refreshes on a slower interval of its
-own.
+by session (about a quarter of a second at a million ledger rows, and it grows with the
+range's rows: docs/performance.md) and refreshes on a slower interval of its own.
 
 ``RENSEI_BILLING_POLL_SECONDS`` (an integer, unset by default) replaces every interval, for
 tests and demos that should not wait.
