@@ -78,11 +78,11 @@ def session_metrics(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             samples = _provider(session).metrics(session.sandbox_id, now - WINDOW, now)
         except ProviderError as exc:
             context["error"] = exc.message
-    if samples:
+    if samples:  # without one the section draws no chart (templates/sessions/_metrics.html)
         remember_cpu(session, samples[-1])
         context["latest"] = samples[-1]
-    context["cpu_chart"] = cpu_chart(samples, now, WINDOW)
-    context["memory_chart"] = memory_chart(samples, now, WINDOW)
+        context["cpu_chart"] = cpu_chart(samples, now, WINDOW)
+        context["memory_chart"] = memory_chart(samples, now, WINDOW)
     return _live(render(request, "sessions/_metrics.html", context), session)
 
 

@@ -270,22 +270,28 @@ def test_b1_shows_cost_by_outcome_when_measured() -> None:
     assert "in process (2 queries, the slowest 170.5 ms) | 190 ms (180 – 200)" in page
 
 
-def test_growth_measured_in_a_run_of_its_own_says_so() -> None:
-    r = results(b1_ratio=0.8, queries_large=7)
+def growth(r: dict[str, Any], after: dict[str, Any], ratio: float, over: float) -> dict[str, Any]:
+    """A made-up B1 growth result: 1,000 rows grown to 5,000, ``after`` over the B1 figures."""
     side = {**r["b1"], "ledger_rows_in_period": 400, "issues_in_period": 9}
-    r["b1_growth"] = {
+    return {
         "before": side,
-        "after": {**side, "page_ms": figure([33, 33, 33], "ms")},
+        "after": {**side, **after},
         "events_before": 1000,
         "ledger_rows_after": 5000,
         "events_added": 4000,
         "sessions_added": 400,
         "load_seconds": 2.0,
         "rows_per_second": 2000,
-        "page_growth_ratio": 3.0,
+        "page_growth_ratio": ratio,
         "target_growth_ratio": 1.2,
-        "page_over_naive_after": 0.48,
+        "page_over_naive_after": over,
         "target_page_over_naive": 0.3,
+    }
+
+
+def test_growth_measured_in_a_run_of_its_own_says_so() -> None:
+    r = results(b1_ratio=0.8, queries_large=7)
+    r["b1_growth"] = growth(r, {"page_ms": figure([33, 33, 33], "ms")}, 3.0, 0.48) | {
         "separate_run": {
             "command": "python -m bench --only b1 --grow-events 4000",
             "generated_at": "2026-01-02T05:00:00+00:00",
@@ -311,21 +317,7 @@ def test_the_machine_table_shows_the_speed_probe_when_measured() -> None:
 
 def test_growth_shows_cost_by_outcome_at_both_sizes_when_measured() -> None:
     r = results(b1_ratio=0.8, queries_large=7)
-    side = {**r["b1"], "ledger_rows_in_period": 400, "issues_in_period": 9}
-    r["b1_growth"] = {
-        "before": side,
-        "after": {**side, "ledger_rows_in_period": 2000},
-        "events_before": 1000,
-        "ledger_rows_after": 5000,
-        "events_added": 4000,
-        "sessions_added": 400,
-        "load_seconds": 2.0,
-        "rows_per_second": 2000,
-        "page_growth_ratio": 1.0,
-        "target_growth_ratio": 1.2,
-        "page_over_naive_after": 0.2,
-        "target_page_over_naive": 0.3,
-    }
+    r["b1_growth"] = growth(r, {"ledger_rows_in_period": 2000}, 1.0, 0.2)
     assert "Cost by outcome section" not in render(r)  # results from before it was measured
     r["b1_growth"]["before"]["outcomes_ms"] = figure([100, 110, 120], "ms")
     r["b1_growth"]["after"] = {
