@@ -164,9 +164,12 @@ def audit(stack: Any, storm: Storm, probe: Probe, org: Organization) -> dict[str
     }
 
 
-def check(fig: Any, result: dict[str, Any], storm: Storm, *, command_error: str = "") -> None:
-    """``command_error``: the only error a command may end with (E2B cut off while it was
-    sent: commands are never retried, they may have side effects); else every one is done."""
+def check(
+    fig: Any, result: dict[str, Any], storm: Storm, *, command_errors: tuple[str, ...] = ()
+) -> None:
+    """``command_errors``: the only errors a command may end with, each a part of its message
+    (E2B cut off while it was sent: commands are never retried, they may have side effects);
+    with none, every command is done."""
     problems, bad = result.pop("_problems"), result.pop("_bad")
     errors = list(
         CommandRun.objects.filter(session__in=storm.sessions, state=CommandRunState.ERROR)
@@ -181,7 +184,7 @@ def check(fig: Any, result: dict[str, Any], storm: Storm, *, command_error: str 
     states = Counter(s.state for s in storm.sessions)
     assert set(states) == {S.TERMINATED}, states
     assert set(result["commands"]) <= {"done", "error"}, result["commands"]
-    assert all(command_error and command_error in e for e in errors), errors
+    assert all(any(part in e for part in command_errors) for e in errors), errors
     assert not bad, bad
     assert result["leaked sandboxes"] == 0
     assert result["sessions with two sandboxes"] == 0
@@ -236,7 +239,10 @@ def test_e2b_unreachable_for_30_seconds(org_a, django_db_blocker, figure):  # ty
         result["reconcile passes during the outage: lost, errors"] = [
             (p["lost"], p["errors"]) for p in passes
         ]
-        check(fig, result, storm, command_error="Could not reach E2B")
+        # A command whose request is refused says E2B could not be reached; one whose
+        # connection to envd drops mid-stream (and whose health probe then fails) says the
+        # sandbox could not be reached. Both are the outage, reported as it was met.
+        check(fig, result, storm, command_errors=("Could not reach E2B", "could not be reached."))
         assert passes and all(p["lost"] == 0 and p["errors"] >= 1 for p in passes), passes
         assert not Session.objects.filter(state__in=[S.LOST, S.FAILED]).exists()
 
