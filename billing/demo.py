@@ -12,7 +12,9 @@ alone, so running it again changes nothing:
   and three live sessions created ``queued`` through ``create_session``: the worker
   provisions them in the emulator once it runs. They take three of the six slots, so a
   newcomer's first session runs at once (``demo_dispatcher`` stays below the cap too);
-- an API token for ``manage.py demo_dispatcher``, printed on the run that creates it only.
+- an API token for ``manage.py demo_dispatcher``, printed on the run that creates it only;
+- with the emulator, a job that tests the key and checks the pools once it answers, while
+  either was never done (``demo_checks``).
 
 It writes the rows of every app, so it lives in billing, the top layer (see the README's
 Layout section); the demo org's contents as data are ``rensei.demo``.
@@ -21,11 +23,12 @@ Layout section); the demo org's contents as data are ``rensei.demo``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django.core.management.base import CommandError
 from django.db import transaction
 
+from billing import demo_checks
 from billing.demo_history import build_history
 from events.demo import ensure_demo_endpoint
 from pools.config import masked
@@ -69,6 +72,12 @@ def build(org: Organization) -> Report:
     pools = {name: _pool(org, name) for name in POOL_FORMS}
     _issues(org)
     _token(org, report)
+    if local and demo_checks.due(org):
+        # Sent on commit; the worker runs it once the emulator answers.
+        cast(Any, demo_checks.first_checks).delay_on_commit(org.pk)
+        report.notes.append(
+            "E2B: the worker tests the key and checks the pools once the emulator is up."
+        )
     if AuditEvent.objects.filter(org=org, action=SEEDED_ACTION).exists():
         report.notes.append("Demo history: already seeded (left as it is).")
         return report

@@ -1,4 +1,5 @@
-"""Billing jobs: the daily accrual."""
+"""Billing jobs: the daily accrual (and, imported here so the worker knows it, the demo's
+first checks: ``billing.demo_checks``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from billing.demo_checks import first_checks  # noqa: F401  (registers the task)
 from billing.periods import midnight_floor, midnights_between
 from rensei.ops import lease
 from sessions.intervals import close_open_interval, open_interval

@@ -19,10 +19,10 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 from django_htmx.http import HttpResponseClientRedirect
 
-from rensei import audit, credentials, providers, tokens
+from rensei import credentials, providers, tokens
 from rensei.access import get_for_org, org_of, org_view
-from rensei.crypto import DecryptionError
 from rensei.forms import ApiTokenForm, CredentialForm
+from rensei.key_test import test_key
 from rensei.middleware import SESSION_KEY
 from rensei.models import ApiToken, AuditEvent, Channel, Membership
 from rensei.providers import ConnectionTest
@@ -176,53 +176,12 @@ def integration_remove(request: HttpRequest, provider: str) -> HttpResponse:
     )
 
 
-@sensitive_variables()
-def _redacted(result: ConnectionTest, resolved: credentials.ResolvedCredential) -> ConnectionTest:
-    """The provider's words never carry the key; make sure of it before showing them."""
-    secret = resolved.secret
-    if secret and secret in result.text:
-        return ConnectionTest(result.ok, result.text.replace(secret, "••••"))
-    return result
-
-
 @org_view("integrations.manage")
 @require_POST
 def integration_test(request: HttpRequest, provider: str) -> HttpResponse:
     """One cheap authenticated call with the credential jobs would use, result in words."""
     provider = _known_provider(provider)
-    org = org_of(request)
-    source = ""
-    version = credentials.key_version(org, provider)
-    try:
-        resolved = credentials.resolve_credential(org, provider)
-    except credentials.MissingCredential:
-        # The generic message sends people to this very page; here, say where on it.
-        env_name = credentials.ENV_FALLBACK.get(provider, "the API key")
-        result = ConnectionTest(
-            False,
-            f"No {credentials.provider_label(provider)} key to test yet: add one above, "
-            f"or set {env_name} on the server.",
-        )
-    except DecryptionError:
-        result = ConnectionTest(
-            False,
-            "The stored key cannot be decrypted with the server's RENSEI_ENCRYPTION_KEYS: "
-            "replace the key, or put the key that encrypted it back in the ring.",
-        )
-    else:
-        source = resolved.source
-        # Bounded by RENSEI_WEB_PROVIDER_TIMEOUT (see pools/connection.py).
-        result = _redacted(providers.check_connection(provider, resolved.secret), resolved)
-        if source == "org":
-            credentials.record_test(version, result.ok)
-    audit.record(
-        org=org,
-        action="credential.tested",
-        target=f"{credentials.provider_label(provider)} credential",
-        actor=request.user,
-        channel=Channel.WEB,
-        detail={"provider": provider, "result": "ok" if result.ok else "failed", "source": source},
-    )
+    result = test_key(org_of(request), provider, actor=request.user, channel=Channel.WEB)
     card = _card(request, provider, test=result)
     if _is_htmx(request):
         return render(

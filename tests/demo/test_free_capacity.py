@@ -18,7 +18,7 @@ from pools.e2b_emulator.testing import RunningEmulator
 from pools.models import CapacityPool
 from rensei import tokens
 from rensei.demo import DISPATCHER_MAX_LIVE, MAIN_CAP, MAIN_POOL
-from rensei.models import Channel, Organization
+from rensei.models import AuditEvent, Channel, Credential, Organization
 from rensei.tokens import create_token
 from sessions.dispatch import slots_in_use
 from sessions.models import LIVE_STATES, Session
@@ -153,3 +153,30 @@ def test_the_demo_dispatcher_at_full_speed_leaves_room_for_a_newcomer(
     # The dispatcher stays under its own limit (ours came on top): the pool never filled.
     assert 0 < most <= DISPATCHER_MAX_LIVE + 1, out.getvalue()
     assert most < MAIN_CAP
+
+
+def test_a_fresh_demo_tests_its_key_and_checks_its_pools(
+    fresh_demo: Organization, client_as: Any
+) -> None:
+    """`make run` seeds before the emulator is up; the worker then tests the key and checks
+    the pools, so the first look at Integrations and Capacity says what is true."""
+
+    def checked() -> bool:
+        pools = CapacityPool.objects.filter(org=fresh_demo)
+        return (
+            Credential.objects.filter(org=fresh_demo, last_test_ok__isnull=False).exists()
+            and not pools.filter(health_checked_at__isnull=True).exists()
+        )
+
+    wait_for(checked, timeout=WAIT, interval=0.2)
+    assert Credential.objects.get(org=fresh_demo, provider="e2b").last_test_ok is True
+    health = dict(CapacityPool.objects.filter(org=fresh_demo).values_list("name", "health_status"))
+    assert health == {MAIN_POOL: "passing", "demo-base": "failing"}  # base has no donmai
+    tested = AuditEvent.objects.get(org=fresh_demo, action="credential.tested")
+    assert (tested.channel, tested.actor, tested.detail["result"]) == ("job", None, "ok")
+
+    admin = client_as(get_user_model().objects.get(username="admin"))
+    page = admin.get("/settings/integrations/").content.decode()
+    assert "Connected: key ending ••••" in page and "Saved, not tested" not in page
+    capacity = admin.get("/settings/execution/capacity/").content.decode()
+    assert "Passing" in capacity and "Failing" in capacity and "Not checked" not in capacity
