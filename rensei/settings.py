@@ -293,6 +293,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     },
     # Pools' lifecycle policies: idle auto-pause, paused too long, maximum age.
     "lifecycle-policies": {"task": "sessions.tasks.apply_policies", "schedule": 60.0},
+    # The sessions list's CPU column: the latest sample of each running sandbox.
+    "cpu-samples": {
+        "task": "sessions.tasks.sample_cpu",
+        "schedule": 60.0,
+        "options": {"expires": 50.0},
+    },
     # Daily accrual: close and reopen running intervals at each UTC midnight.
     "daily-accrual": {"task": "billing.tasks.daily_accrual", "schedule": crontab(minute=0, hour=0)},
     # Ledger check: the daily rollup must equal the ledger (alerts on a mismatch).

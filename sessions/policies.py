@@ -37,6 +37,7 @@ from pools.providers import for_pool
 from pools.providers.base import ProviderError
 from rensei.models import Channel
 from sessions.actions import request_pause, request_terminate
+from sessions.cpu_samples import remember_cpu
 from sessions.models import PolicyAction, PolicyKind, Session, SessionState
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,6 @@ def idle_pass(
         return 0
     reason = f"paused by the pool's idle policy: CPU under {threshold:g} % for {minutes} min"
     won = 0
-    sampled = []
     for session in candidates:
         try:
             samples = source.metrics(session.sandbox_id, start, now)
@@ -130,11 +130,9 @@ def idle_pass(
         if samples:
             # The sessions list's CPU column reads the latest sample stored on the session.
             latest = max(samples, key=lambda s: s.at)
-            session.last_cpu_pct, session.last_metrics_at = latest.cpu_pct, latest.at
-            sampled.append(session)
+            remember_cpu(session.pk, latest.at, latest.cpu_pct)
         if is_idle(samples, start, now, threshold):
             won += _act(session, PolicyKind.IDLE_PAUSE, "pause", reason, now)
-    Session.objects.bulk_update(sampled, ["last_cpu_pct", "last_metrics_at"], batch_size=500)
     return won
 
 

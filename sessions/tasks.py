@@ -13,7 +13,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from rensei.jobs import provider_task
-from sessions import enqueue, jobs, jobs_exec, policies, reconcile
+from sessions import cpu_samples, enqueue, jobs, jobs_exec, policies, reconcile
 
 provision_session = provider_task(
     enqueue.PROVISION,
@@ -50,6 +50,13 @@ def reconcile_all() -> int:
 def reconcile_org(org_id: int) -> dict[str, int]:
     """One org's pass (also the Capacity page's "Reconcile now")."""
     return reconcile.reconcile_org(org_id)
+
+
+@shared_task(name="sessions.tasks.sample_cpu")
+def sample_cpu() -> int:
+    """Beat, every minute: the latest CPU sample of each running sandbox, for the sessions
+    list (sessions/cpu_samples.py)."""
+    return cpu_samples.sample_running()
 
 
 @shared_task(name="sessions.tasks.apply_policies")

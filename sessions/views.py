@@ -127,9 +127,9 @@ def _list_url(query: str) -> str:
     return f"{url}?{query}" if query else url
 
 
-# The CPU column shows the sample the platform last stored on the session (the session
-# page's metrics partial, the idle policy's pass): no provider call per row. Older than
-# this, a figure would mislead, so the cell says "—".
+# The CPU column shows the sample the platform last stored on the session (the minute job of
+# sessions/cpu_samples.py, the session page's metrics partial, the idle policy's pass): no
+# provider call per row. Older than this, a figure would mislead, so the cell says "—".
 CPU_FRESH = timedelta(minutes=3)
 
 

@@ -15,7 +15,6 @@ import posixpath
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Q
 from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -28,6 +27,7 @@ from pools.providers.base import MetricSample, Provider, ProviderError
 from rensei.access import org_view
 from rensei.inputs import InputError
 from sessions.box_charts import cpu_chart, memory_chart
+from sessions.cpu_samples import remember_cpu
 from sessions.models import TERMINAL_STATES, Session, SessionState
 from sessions.view_helpers import HtmxHttpRequest, session_or_404
 
@@ -53,13 +53,6 @@ def _live(response: HttpResponse, session: Session) -> HttpResponse:
     return response
 
 
-def remember_cpu(session: Session, sample: MetricSample) -> None:
-    """Keep the latest sample for the sessions list; never overwrite a newer one."""
-    Session.objects.filter(pk=session.pk).filter(
-        Q(last_metrics_at__isnull=True) | Q(last_metrics_at__lt=sample.at)
-    ).update(last_cpu_pct=sample.cpu_pct, last_metrics_at=sample.at)
-
-
 @org_view("sessions.view")
 @require_GET
 def session_metrics(request: HtmxHttpRequest, pk: int) -> HttpResponse:
@@ -79,7 +72,7 @@ def session_metrics(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         except ProviderError as exc:
             context["error"] = exc.message
     if samples:  # without one the section draws no chart (templates/sessions/_metrics.html)
-        remember_cpu(session, samples[-1])
+        remember_cpu(session.pk, samples[-1].at, samples[-1].cpu_pct)
         context["latest"] = samples[-1]
         context["cpu_chart"] = cpu_chart(samples, now, WINDOW)
         context["memory_chart"] = memory_chart(samples, now, WINDOW)

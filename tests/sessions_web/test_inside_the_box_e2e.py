@@ -7,10 +7,12 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from django.template.defaultfilters import floatformat
 
 from pools.config import validate_e2b_config
 from pools.providers import for_pool
 from pools.providers.base import SandboxSpec
+from sessions import cpu_samples
 from sessions.models import Session, SessionState
 from tests.emulator.helpers import wait_for
 from tests.factories import CapacityPoolFactory
@@ -58,3 +60,15 @@ def test_charts_log_and_files_of_a_real_sandbox(client_as, alice, live_box) -> N
     assert listing.status_code == 200 and "/home/user" in text(listing)
     missing = client.get(f"/sessions/{s.pk}/files/", {"path": "nope", "view": "file"})
     assert "No such file or directory: /home/user/nope" in text(missing)
+
+
+def test_the_minute_job_fills_the_lists_cpu_column(client_as, alice, live_box) -> None:  # type: ignore[no-untyped-def]
+    s = live_box
+    client = client_as(alice)
+    assert 'cell-cpu"><span class="text-muted">—' in client.get("/sessions/").content.decode()
+    # The emulator samples every few seconds; until its first sample the job stores nothing.
+    assert wait_for(lambda: cpu_samples.sample_running() == 1, timeout=20, interval=0.5)
+    s.refresh_from_db()
+    assert s.last_cpu_pct is not None
+    row = client.get("/sessions/").content.decode()
+    assert 'cell-cpu"><span title="at ' in row and f"{floatformat(s.last_cpu_pct, 1)} %" in row
