@@ -8,9 +8,11 @@ envd: a missing path is Connect ``not_found`` (``file not found: ...``) or HTTP 
 ``already_exists`` for ``make_dir`` (False in the SDKs); removing a missing path succeeds.
 
 Paths resolve as envd resolves them for user ``user``: ``~``, relative paths and
-``/home/user`` are the sandbox's home (its private directory here); other absolute paths
-are host paths, exactly what the box's commands see (they share the host filesystem).
-Paths under the home are reported back as ``/home/user/...``, as in an E2B sandbox.
+``/home/user`` are the sandbox's home (its private directory here); ``/tmp`` is the box's
+own ``/tmp`` where it has one (isolation.py); other absolute paths are host paths, exactly
+what the box's commands see (they share the rest of the host filesystem). Paths under the
+home are reported back as ``/home/user/...`` and under the box's /tmp as ``/tmp/...``, as
+in an E2B sandbox.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from .processes import SANDBOX_HOME_ALIAS
 from .sandbox import Sandbox
 
 FileType = filesystem_pb.FileType
+TMP = Path("/tmp")
 Answer = tuple[int, bytes, list[tuple[bytes, bytes]]]  # status, body, raw headers
 
 
@@ -47,10 +50,23 @@ def resolve(sandbox: Sandbox, requested: str) -> Path:
     if text == SANDBOX_HOME_ALIAS or text.startswith(SANDBOX_HOME_ALIAS + "/"):
         path = sandbox.home / text[len(SANDBOX_HOME_ALIAS) :].lstrip("/")
     elif text.startswith("/"):
-        path = Path(text)
+        return _box_tmp(sandbox, Path(os.path.normpath(text)))
     else:
         path = sandbox.home / text
     return Path(os.path.normpath(path))
+
+
+def _box_tmp(sandbox: Sandbox, path: Path) -> Path:
+    """``/tmp/...`` in the box's own /tmp, as its commands see it (the emulator's own
+    directory under /tmp, which the box sees at its path, excepted)."""
+    tmp = sandbox.box.private_tmp
+    if (
+        tmp is None
+        or not path.is_relative_to(TMP)
+        or any(path.is_relative_to(k) for k in sandbox.box.kept)
+    ):
+        return path
+    return tmp / path.relative_to(TMP)
 
 
 def shown(sandbox: Sandbox, path: Path) -> str:
@@ -60,6 +76,9 @@ def shown(sandbox: Sandbox, path: Path) -> str:
         return SANDBOX_HOME_ALIAS
     if path.is_relative_to(home):
         return f"{SANDBOX_HOME_ALIAS}/{path.relative_to(home)}"
+    tmp = sandbox.box.private_tmp
+    if tmp is not None and path.is_relative_to(tmp):
+        return str(TMP / path.relative_to(tmp))
     return str(path)
 
 

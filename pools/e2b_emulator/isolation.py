@@ -1,4 +1,5 @@
-"""Per-sandbox isolation: a PID namespace (and a mount namespace for ``/proc``) per box.
+"""Per-sandbox isolation: a PID namespace and a mount namespace (for ``/proc`` and a ``/tmp``
+of the box's own) per box.
 
 An E2B sandbox is a VM: ``pgrep`` in it sees only its own processes, and nothing of it
 outlives the sandbox. The emulator's boxes are host processes, so each box gets a small
@@ -6,12 +7,15 @@ init process in fresh PID and mount namespaces (``unshare --pid --fork --mount-p
 and every command of the box joins them (``nsenter --target <init> --pid --mount``).
 Killing the init makes the kernel kill everything in the namespace, and the init dies
 with the emulator however the emulator dies: ``setpriv --pdeathsig KILL`` on ``unshare``
-and ``unshare --kill-child`` on the init.
+and ``unshare --kill-child`` on the init. In its mount namespace the init mounts the box's
+own directory on ``/tmp`` (box_init.py), so what one box writes there (the runner's log,
+``/tmp/donmai-runner.log``) is not another box's, nor the host's.
 
 Namespaces need root (or unprivileged user namespaces, tried next). Without them the
 emulator falls back to plain host processes with a parent-death signal on each command,
 and says so once in its log: a background child a command leaves behind can then
-outlive the emulator, and ``pgrep`` in a box sees the whole host.
+outlive the emulator, ``pgrep`` in a box sees the whole host, and its ``/tmp`` is the
+host's.
 """
 
 from __future__ import annotations
@@ -67,8 +71,8 @@ def mode() -> str | None:
         log.warning(
             "E2B emulator: no PID namespaces for sandboxes (they need root or unprivileged "
             "user namespaces, and util-linux unshare, nsenter and setpriv); sandboxes run "
-            "as plain host processes: pgrep in a box sees the whole machine, and a "
-            "background process may outlive the emulator"
+            "as plain host processes: pgrep in a box sees the whole machine, its /tmp is "
+            "the host's, and a background process may outlive the emulator"
         )
     return found
 
@@ -81,7 +85,7 @@ def _probe() -> str | None:
         box = _start(tools, flags)
         if box is None:
             continue
-        init, launcher = box
+        init, launcher, _ = box
         try:
             joined = subprocess.run(
                 [*_enter(tools, name, init, Path("/")), "/bin/true"],
@@ -95,10 +99,15 @@ def _probe() -> str | None:
     return None
 
 
-def _start(tools: dict[str, str], flags: list[str]) -> tuple[int, subprocess.Popen[bytes]] | None:
-    """Start an init in new namespaces: (its host pid, the unshare process) or None."""
+def _start(
+    tools: dict[str, str], flags: list[str], tmp: Path | None = None, keep: Iterable[Path] = ()
+) -> tuple[int, subprocess.Popen[bytes], bool] | None:
+    """Start an init in new namespaces: (its host pid, the unshare process, whether the box
+    has ``tmp`` as its /tmp) or None. ``keep``: host paths under /tmp the box still sees."""
     argv = [tools["setpriv"], "--pdeathsig", "KILL", "--", tools["unshare"], *flags, "--"]
     argv += [sys.executable, "-S", "-I", str(_INIT)]
+    if tmp is not None:
+        argv += [str(tmp), *(os.path.realpath(p) for p in keep if _under_tmp(p))]
     try:
         launcher = subprocess.Popen(
             argv,
@@ -112,13 +121,22 @@ def _start(tools: dict[str, str], flags: list[str]) -> tuple[int, subprocess.Pop
     assert launcher.stdout is not None
     ready = launcher.stdout.readline()
     launcher.stdout.close()
-    init = _only_child(launcher.pid) if ready == b"ready\n" else None
+    init = _only_child(launcher.pid) if ready in READY else None
     if init is None:
         with contextlib.suppress(ProcessLookupError):
             launcher.kill()
         launcher.wait()
         return None
-    return init, launcher
+    return init, launcher, ready == PRIVATE_TMP
+
+
+# What box_init.py says once it is ready: with a /tmp of its own, or sharing the host's.
+PRIVATE_TMP = b"ready private-tmp\n"
+READY = (b"ready\n", PRIVATE_TMP)
+
+
+def _under_tmp(path: Path) -> bool:
+    return Path(os.path.realpath(path)).is_relative_to("/tmp")
 
 
 def _only_child(pid: int) -> int | None:
@@ -182,18 +200,26 @@ STOP_SETTLE_S = 0.5
 
 
 class Box:
-    """One sandbox's isolation: its namespaces' init, or nothing (fallback)."""
+    """One sandbox's isolation: its namespaces' init, or nothing (fallback).
 
-    def __init__(self) -> None:
+    ``tmp``: the host directory the box gets as its /tmp (``private_tmp`` once it has it;
+    None in the fallback, where the box's /tmp is the host's); ``keep``: host paths under
+    /tmp the box must still reach at their own path."""
+
+    def __init__(self, tmp: Path | None = None, keep: Iterable[Path] = ()) -> None:
         self.mode = mode()
         self.tools = _tools()
         self.init: int | None = None
+        self.tmp_dir = tmp  # removed with the box (state.py), used or not
+        self.kept = [Path(os.path.realpath(p)) for p in keep if _under_tmp(p)]
+        self.private_tmp: Path | None = None
         self._launcher: subprocess.Popen[bytes] | None = None
         self._ns: str | None = None
         if self.mode is not None and self.tools is not None:
-            started = _start(self.tools, _MODES[self.mode])
+            started = _start(self.tools, _MODES[self.mode], tmp, keep)
             if started is not None:
-                self.init, self._launcher = started
+                self.init, self._launcher, private = started
+                self.private_tmp = tmp if private else None
                 self._ns = _ns_of(self.init)
         if self.init is None:
             self.mode = None

@@ -186,6 +186,9 @@ class Emulator(TestControls):
         sandbox_id = new_sandbox_id()
         home = self.root / "sandboxes" / sandbox_id
         home.mkdir(parents=True)
+        tmp = self.root / "tmp" / sandbox_id  # the box's /tmp, where it can have one
+        tmp.mkdir(parents=True)
+        tmp.chmod(0o1777)
         self._seq += 1
         now = time.monotonic()
         sandbox = Sandbox(
@@ -201,7 +204,7 @@ class Emulator(TestControls):
             seq=self._seq,
             end_mono=now + seconds,
             run_started_mono=now,
-            box=Box(),
+            box=Box(tmp=tmp, keep=[self.root]),
             owner=owner,
         )
         self.sandboxes[sandbox_id] = sandbox
@@ -333,7 +336,7 @@ class Emulator(TestControls):
         sandbox.signal_groups(signal.SIGKILL)
         sandbox.box.kill()
         self.sandboxes.pop(sandbox.sandbox_id, None)
-        shutil.rmtree(sandbox.home, ignore_errors=True)
+        _remove_dirs(sandbox)
         procs = list(sandbox.processes.values())
 
         async def sweep() -> None:
@@ -344,7 +347,7 @@ class Emulator(TestControls):
             for proc in procs:
                 proc.close()
             await asyncio.to_thread(sandbox.box.reap)
-            shutil.rmtree(sandbox.home, ignore_errors=True)
+            _remove_dirs(sandbox)
 
         self._spawn_background(sweep())
 
@@ -382,3 +385,10 @@ class Emulator(TestControls):
                     self._pause(sandbox)
                 else:
                     self._destroy(sandbox)
+
+
+def _remove_dirs(sandbox: Sandbox) -> None:
+    """The box's home and its /tmp, on the host."""
+    shutil.rmtree(sandbox.home, ignore_errors=True)
+    if sandbox.box.tmp_dir is not None:
+        shutil.rmtree(sandbox.box.tmp_dir, ignore_errors=True)

@@ -174,3 +174,29 @@ def test_without_namespaces_the_emulator_warns_once_and_still_works(
         assert len(warnings) == 1
     finally:
         isolation.disable_for_tests(False)
+
+
+def test_each_box_has_a_tmp_of_its_own(e2b_emulator: RunningEmulator) -> None:
+    """As in a VM: the runner's log one box writes in /tmp is not another box's (the session
+    page shows a box's own log), nor the host's, and it goes with the box."""
+    name = f"box-tmp-{uuid.uuid4().hex[:8]}"
+    boxes = [Sandbox.create("donmai-worker", timeout=60) for _ in range(2)]
+    for box in boxes:
+        box.commands.run(f"echo {box.sandbox_id} > /tmp/{name}")
+    for box in boxes:
+        # What its commands see and what envd's files API reads: the box's own file.
+        assert box.commands.run(f"cat /tmp/{name}").stdout == f"{box.sandbox_id}\n"
+        assert box.files.read(f"/tmp/{name}") == f"{box.sandbox_id}\n"
+        assert [e.path for e in box.files.list("/tmp") if e.name == name] == [f"/tmp/{name}"]
+        # The box still reaches its home and the donmai stand-in (kept at their paths).
+        assert box.commands.run("which donmai && pwd").exit_code == 0
+        assert box.commands.run("pwd", cwd="/home/user").exit_code == 0
+    assert not Path("/tmp", name).exists()
+    private = e2b_emulator.emulator.sandboxes[boxes[0].sandbox_id].box.private_tmp
+    assert private is not None and (private / name).exists()
+    boxes[0].kill()
+    wait_for(lambda: not private.exists())
+    # A file written through the files API lands in the box's /tmp too.
+    boxes[1].files.write(f"/tmp/{name}.api", "written by the files API")
+    assert boxes[1].commands.run(f"cat /tmp/{name}.api").stdout == "written by the files API"
+    assert not Path("/tmp", f"{name}.api").exists()
