@@ -24,8 +24,8 @@ from .state import Emulator
 
 BANNER = (
     "Local E2B emulator, for development and tests only. This is NOT E2B: sandboxes are "
-    "local processes in temp folders on this machine, in a PID namespace of their own "
-    "where the host allows it, not VMs."
+    "local processes in temp folders on this machine, each with its own PID namespace and "
+    "/tmp where the host allows it, not VMs."
 )
 
 

@@ -1,4 +1,5 @@
-"""Each sandbox in a PID namespace of its own, and nothing of it outliving the emulator.
+"""Each sandbox in a PID namespace (and with a /tmp) of its own, and nothing of it outliving
+the emulator.
 
 A second emulator, in its own process, stands for every other emulator on the machine
 (a ``make run`` demo, another test run) with busy sandboxes of its own.
