@@ -2,13 +2,16 @@
 
 Like the billing charts: no JavaScript, no CDN, an ``<svg role="img">`` labelled by its
 ``<title>`` and ``<desc>`` (which states the latest figure, so a screen reader hears what a
-sighted admin sees). The x axis is the window (the last hour), not the samples' own span, so
-a box that started ten minutes ago draws on the right, where those minutes are.
+sighted admin sees). The x axis is a fixed window, the shortest of 5, 15, 30 and 60 minutes
+that holds every sample (``window_for``): a box that started two minutes ago fills most of a
+5-minute axis rather than a sliver at the right of an hour, and one that ran for 20 minutes
+draws on the right of a 30-minute axis, where those minutes are.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import count
 
@@ -19,6 +22,32 @@ from pools.providers.base import MetricSample
 
 WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 720, 160, 56, 22, 12
 _ids = count(1)
+# (window, tick step) in minutes, shortest first; samples are asked for over the last one.
+WINDOWS = ((5, 1), (15, 5), (30, 10), (60, 15))
+LONGEST = timedelta(minutes=WINDOWS[-1][0])
+
+
+@dataclass(frozen=True)
+class Window:
+    minutes: int
+    step: int
+
+    @property
+    def span(self) -> timedelta:
+        return timedelta(minutes=self.minutes)
+
+    @property
+    def label(self) -> str:
+        return "last hour" if self.minutes == 60 else f"last {self.minutes} min"
+
+
+def window_for(samples: Sequence[MetricSample], end: datetime) -> Window:
+    """The shortest window that holds every sample (the longest when none does)."""
+    first = min((s.at for s in samples), default=end)
+    for minutes, step in WINDOWS:
+        if end - first <= timedelta(minutes=minutes):
+            return Window(minutes, step)
+    return Window(*WINDOWS[-1])
 
 
 def _n(value: float) -> str:
@@ -28,16 +57,18 @@ def _n(value: float) -> str:
 def line_chart(
     points: Sequence[tuple[datetime, float]],
     *,
-    start: datetime,
+    window: Window,
     end: datetime,
     top: float,
     title: str,
     desc: str,
     unit: str,
 ) -> SafeString:
-    """A polyline of ``points`` (time, value) from ``start`` to ``end``, 0 to ``top``."""
+    """A polyline of ``points`` (time, value) over ``window`` up to ``end``, 0 to ``top``."""
     plot_w, plot_h = WIDTH - LEFT - 8, HEIGHT - BOTTOM - TOP
+    start = end - window.span
     span = max((end - start).total_seconds(), 1.0)
+    steps = window.minutes // window.step
     top = top if top > 0 else 1.0
 
     def xy(at: datetime, value: float) -> str:
@@ -53,12 +84,12 @@ def line_chart(
         (
             # The last label ends at the edge, so "now" is not cut off.
             (
-                _n(LEFT + i / 4 * plot_w),
+                _n(LEFT + i / steps * plot_w),
                 HEIGHT - 6,
-                "middle" if i < 4 else "end",
-                f"-{60 - i * 15} min" if i < 4 else "now",
+                "middle" if i < steps else "end",
+                f"-{window.minutes - i * window.step} min" if i < steps else "now",
             )
-            for i in range(5)
+            for i in range(steps + 1)
         ),
     )
     return format_html(
@@ -89,7 +120,7 @@ def line_chart(
     )
 
 
-def cpu_chart(samples: Sequence[MetricSample], end: datetime, window: timedelta) -> SafeString:
+def cpu_chart(samples: Sequence[MetricSample], end: datetime, window: Window) -> SafeString:
     last = samples[-1] if samples else None
     desc = (
         f"Latest {last.cpu_pct:.1f} % of {last.cpu_count} vCPU at {last.at:%H:%M:%S} UTC; "
@@ -99,16 +130,16 @@ def cpu_chart(samples: Sequence[MetricSample], end: datetime, window: timedelta)
     )
     return line_chart(
         [(s.at, s.cpu_pct) for s in samples],
-        start=end - window,
+        window=window,
         end=end,
         top=100.0,
-        title="CPU use, last hour (%)",
+        title=f"CPU use, {window.label} (%)",
         desc=desc,
         unit=" %",
     )
 
 
-def memory_chart(samples: Sequence[MetricSample], end: datetime, window: timedelta) -> SafeString:
+def memory_chart(samples: Sequence[MetricSample], end: datetime, window: Window) -> SafeString:
     last = samples[-1] if samples else None
     total = max((s.mem_total_mb for s in samples), default=0.0)
     desc = (
@@ -119,10 +150,10 @@ def memory_chart(samples: Sequence[MetricSample], end: datetime, window: timedel
     )
     return line_chart(
         [(s.at, s.mem_used_mb) for s in samples],
-        start=end - window,
+        window=window,
         end=end,
         top=round(total),
-        title="Memory used, last hour (MB)",
+        title=f"Memory used, {window.label} (MB)",
         desc=desc,
         unit=" MB",
     )

@@ -12,7 +12,6 @@ Paths go through one rule, ``pools.box_paths.box_path``.
 from __future__ import annotations
 
 import posixpath
-from datetime import timedelta
 from typing import Any
 
 from django.http import HttpResponse
@@ -26,12 +25,11 @@ from pools.providers import for_pool
 from pools.providers.base import MetricSample, Provider, ProviderError
 from rensei.access import org_view
 from rensei.inputs import InputError
-from sessions.box_charts import cpu_chart, memory_chart
+from sessions.box_charts import LONGEST, cpu_chart, memory_chart, window_for
 from sessions.cpu_samples import remember_cpu
 from sessions.models import TERMINAL_STATES, Session, SessionState
 from sessions.view_helpers import HtmxHttpRequest, session_or_404
 
-WINDOW = timedelta(hours=1)
 LOG_LINES = 200
 # The box is reachable (its files and commands) only while it runs; metrics also while paused.
 REACHABLE = {SessionState.RUNNING}
@@ -68,14 +66,16 @@ def session_metrics(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         )
     else:
         try:
-            samples = _provider(session).metrics(session.sandbox_id, now - WINDOW, now)
+            samples = _provider(session).metrics(session.sandbox_id, now - LONGEST, now)
         except ProviderError as exc:
             context["error"] = exc.message
     if samples:  # without one the section draws no chart (templates/sessions/_metrics.html)
         remember_cpu(session.pk, samples[-1].at, samples[-1].cpu_pct)
         context["latest"] = samples[-1]
-        context["cpu_chart"] = cpu_chart(samples, now, WINDOW)
-        context["memory_chart"] = memory_chart(samples, now, WINDOW)
+        window = window_for(samples, now)
+        context["window"] = window.label
+        context["cpu_chart"] = cpu_chart(samples, now, window)
+        context["memory_chart"] = memory_chart(samples, now, window)
     return _live(render(request, "sessions/_metrics.html", context), session)
 
 

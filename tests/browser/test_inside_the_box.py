@@ -72,7 +72,7 @@ def test_charts_and_log_tail_update_without_reload(box_session, page, alice, liv
         "points", first_points or "", timeout=JOB_TIMEOUT
     )
     log_polls(page, s)
-    expect(page.locator("#memory-chart svg title")).to_have_text("Memory used, last hour (MB)")
+    expect(page.locator("#memory-chart svg title")).to_have_text("Memory used, last 5 min (MB)")
     expect(page.locator("#box-files")).to_contain_text("/home/user")
     assert same_page(page), "the page reloaded"
     shot(page, "session-inside-the-box")

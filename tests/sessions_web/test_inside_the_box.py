@@ -59,11 +59,25 @@ def test_metrics_partial_draws_cpu_and_memory_and_keeps_the_latest_cpu(
     assert resp.status_code == 200
     page = resp.content.decode()
     assert page.count("<svg") == 2 and "<polyline" in page
-    assert "CPU use, last hour" in page and "Latest 73.5 % of 2 vCPU" in page
-    assert "Memory used, last hour" in page and "Latest 128 MB of 512 MB" in page
+    # Three samples, the last 15 s: the shortest window holds them.
+    assert "CPU use, last 5 min" in page and "Latest 73.5 % of 2 vCPU" in page
+    assert "Memory used, last 5 min" in page and "Latest 128 MB of 512 MB" in page
+    assert ">-5 min<" in page and ">-1 min<" in page and ">now<" in page
     assert 'hx-trigger="every 5s' in page  # keeps polling while live
     s.refresh_from_db()
     assert s.last_cpu_pct == 73.5 and s.last_metrics_at is not None
+
+
+def test_the_charts_window_is_the_shortest_that_holds_the_samples(
+    client_as, bob, org_a, cloud
+) -> None:  # type: ignore[no-untyped-def]
+    s = boxed(cloud, org_a)  # started 20 minutes ago: a sample every 5 s since
+    page = client_as(bob).get(f"/sessions/{s.pk}/metrics/").content.decode()
+    assert "CPU use, last 30 min" in page and ">-30 min<" in page and ">-10 min<" in page
+    assert 'CPU and memory <small class="text-muted fs-6">last 30 min</small>' in page
+    cloud.sandboxes[s.sandbox_id].started_at -= timedelta(hours=3)
+    page = client_as(bob).get(f"/sessions/{s.pk}/metrics/").content.decode()
+    assert "CPU use, last hour" in page and ">-60 min<" in page and ">-45 min<" in page
 
 
 def test_metrics_stop_polling_once_the_session_has_ended(client_as, alice, org_a, cloud) -> None:  # type: ignore[no-untyped-def]
