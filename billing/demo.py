@@ -13,8 +13,8 @@ alone, so running it again changes nothing:
   provisions them in the emulator once it runs. They take three of the six slots, so a
   newcomer's first session runs at once (``demo_dispatcher`` stays below the cap too);
 - an API token for ``manage.py demo_dispatcher``, printed on the run that creates it only;
-- with the emulator, a job that tests the key and checks the pools once it answers, while
-  either was never done (``demo_checks``).
+- with the emulator, a job that tests the key, checks the pools and reconciles yesterday once
+  it answers, while any of them was never done (``demo_checks``).
 
 It writes the rows of every app, so it lives in billing, the top layer (see the README's
 Layout section); the demo org's contents as data are ``rensei.demo``.
@@ -76,7 +76,8 @@ def build(org: Organization) -> Report:
         # Sent on commit; the worker runs it once the emulator answers.
         cast(Any, demo_checks.first_checks).delay_on_commit(org.pk)
         report.notes.append(
-            "E2B: the worker tests the key and checks the pools once the emulator is up."
+            "E2B: the worker tests the key, checks the pools and reconciles yesterday once "
+            "the emulator is up."
         )
     if AuditEvent.objects.filter(org=org, action=SEEDED_ACTION).exists():
         report.notes.append("Demo history: already seeded (left as it is).")

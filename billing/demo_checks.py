@@ -1,24 +1,29 @@
-"""The demo's first checks: test the demo org's E2B key and health-check its pools once the
-local emulator answers, so a newcomer's first look at Integrations and Capacity shows what is
-true ("Connected", "Passing") rather than "Saved, not tested" and "Not checked".
+"""The demo's first checks: test the demo org's E2B key, health-check its pools and reconcile
+yesterday (as the nightly job would have) once the local emulator answers, so a newcomer's
+first look at Integrations, Capacity and Reconciliation shows what is true ("Connected",
+"Passing", a clean day) rather than "Saved, not tested", "Not checked" and no run at all.
 
 ``seed_demo`` runs before ``make run`` starts the emulator, so the job it queues waits for the
 emulator's port (every ``WAIT_S`` seconds, ``TRIES`` times), then runs the same test and checks
 a person would from the pages; their results, audit rows and events are the ordinary ones. It
-only ever tests a key nobody has tested and checks pools never checked, so a later run of
-``seed_demo`` leaves everything as people left it.
+only ever tests a key nobody has tested, checks pools never checked and reconciles an org
+never reconciled, so a later run of ``seed_demo`` leaves everything as people left it.
 """
 
 from __future__ import annotations
 
 import socket
+from datetime import timedelta
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 from celery import shared_task
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
+from billing.models import ReconciliationRun
+from billing.recon_runs import reconcile_day
 from pools.models import CapacityPool, HealthStatus
 from pools.tasks import check_pool, start_check
 from rensei.key_test import test_key
@@ -29,9 +34,14 @@ WAIT_S = 2.0
 
 
 def due(org: Organization) -> bool:
-    """Whether the demo org has a key never tested or a pool never checked."""
+    """Whether the demo org has a key never tested, a pool never checked or no
+    reconciliation run."""
     untested = Credential.objects.filter(org=org, provider="e2b", last_test_ok__isnull=True)
-    return untested.exists() or _unchecked(org).exists()
+    return untested.exists() or _unchecked(org).exists() or _never_reconciled(org)
+
+
+def _never_reconciled(org: Organization) -> bool:
+    return not ReconciliationRun.objects.filter(org=org).exists()
 
 
 def _unchecked(org: Organization) -> Any:
@@ -69,4 +79,7 @@ def first_checks(org_id: int, attempt: int = 0) -> str:
             check = start_check(pool, channel=Channel.JOB)
             cast(Any, check_pool).delay_on_commit(check.pk)
         done.append(f"checking {pool.name}")
+    if _never_reconciled(org):
+        run = reconcile_day(org, timezone.now().date() - timedelta(days=1))
+        done.append(f"reconciled {run.day}")
     return ", ".join(done)

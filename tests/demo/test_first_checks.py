@@ -5,11 +5,14 @@ worker and the emulator: tests/demo/test_free_capacity.py."""
 from __future__ import annotations
 
 import socket
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from billing import demo_checks
+from billing.models import ReconciliationRun
 from pools.models import CapacityPool, HealthStatus, PoolHealthCheck
 from rensei.models import AuditEvent, Credential, Organization
 from tests.demo.conftest import LOCAL_EMULATOR, seed
@@ -33,7 +36,7 @@ def checks_started(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def test_the_seed_says_the_worker_will_check(seeded: str, demo_org: Organization) -> None:
-    assert "the worker tests the key and checks the pools once the emulator is up" in seeded
+    assert "the worker tests the key, checks the pools and reconciles yesterday" in seeded
     assert demo_checks.due(demo_org)
 
 
@@ -51,7 +54,11 @@ def test_after_its_last_wait_it_reports_what_it_met(
 ) -> None:
     done = demo_checks.first_checks.run(demo_org.pk, demo_checks.TRIES - 1)
     assert requeued == []
-    assert done == "key failed, checking demo-e2b, checking demo-base"
+    yesterday = timezone.now().date() - timedelta(days=1)
+    assert done == f"key failed, checking demo-e2b, checking demo-base, reconciled {yesterday}"
+    run = ReconciliationRun.objects.get(org=demo_org)  # the truth again: E2B was not listed
+    assert (run.day, run.provider_seen, run.channel) == (yesterday, False, "job")
+    assert "Could not reach E2B" in run.provider_error
     assert Credential.objects.get(org=demo_org).last_test_ok is False  # the truth: unreachable
     tested = AuditEvent.objects.get(org=demo_org, action="credential.tested")
     assert (tested.channel, tested.detail["result"]) == ("job", "failed")
@@ -64,6 +71,7 @@ def test_after_its_last_wait_it_reports_what_it_met(
     assert not demo_checks.due(demo_org)
     assert demo_checks.first_checks.run(demo_org.pk, demo_checks.TRIES - 1) == "nothing to do"
     assert "the worker tests the key" not in seed()
+    assert ReconciliationRun.objects.filter(org=demo_org).count() == 1
 
 
 def test_the_port_probe(demo_settings: Any) -> None:

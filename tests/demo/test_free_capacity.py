@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from io import StringIO
 from typing import Any
 
@@ -13,7 +14,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
+from django.utils import timezone
 
+from billing.models import ReconciliationRun
 from pools.e2b_emulator.testing import RunningEmulator
 from pools.models import CapacityPool
 from rensei import tokens
@@ -158,14 +161,15 @@ def test_the_demo_dispatcher_at_full_speed_leaves_room_for_a_newcomer(
 def test_a_fresh_demo_tests_its_key_and_checks_its_pools(
     fresh_demo: Organization, client_as: Any
 ) -> None:
-    """`make run` seeds before the emulator is up; the worker then tests the key and checks
-    the pools, so the first look at Integrations and Capacity says what is true."""
+    """`make run` seeds before the emulator is up; the worker then tests the key, checks the
+    pools and reconciles yesterday, so the first look at those pages says what is true."""
 
     def checked() -> bool:
         pools = CapacityPool.objects.filter(org=fresh_demo)
         return (
             Credential.objects.filter(org=fresh_demo, last_test_ok__isnull=False).exists()
             and not pools.filter(health_checked_at__isnull=True).exists()
+            and ReconciliationRun.objects.filter(org=fresh_demo).exists()
         )
 
     wait_for(checked, timeout=WAIT, interval=0.2)
@@ -174,6 +178,10 @@ def test_a_fresh_demo_tests_its_key_and_checks_its_pools(
     assert health == {MAIN_POOL: "passing", "demo-base": "failing"}  # base has no donmai
     tested = AuditEvent.objects.get(org=fresh_demo, action="credential.tested")
     assert (tested.channel, tested.actor, tested.detail["result"]) == ("job", None, "ok")
+
+    run = ReconciliationRun.objects.get(org=fresh_demo)  # yesterday, with E2B's list
+    assert run.day == timezone.now().date() - timedelta(days=1)
+    assert run.provider_seen and run.provider_error == ""
 
     admin = client_as(get_user_model().objects.get(username="admin"))
     page = admin.get("/settings/integrations/").content.decode()
