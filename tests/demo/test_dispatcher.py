@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import signal
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from io import StringIO
@@ -13,6 +16,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -129,3 +133,41 @@ def test_create_token_needs_the_demo_org(db: None) -> None:
 def test_a_refused_token_is_an_error(live_server: Any, db: None) -> None:
     with pytest.raises(CommandError, match="did not accept"):
         dispatch("--url", live_server.url, "--token", "rsn_abcdefgh_nope", "--duration", "1")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sigterm_stops_it_as_ctrl_c_does_and_revokes_its_token(
+    emulator_and_worker: RunningEmulator, live_server: Any, settings: Any
+) -> None:
+    """`kill` (or SIGINT to a dispatcher started in the background, which a shell starts
+    with SIGINT ignored) ends the run cleanly: the token made for it does not outlive it."""
+    settings.DEBUG = True
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    ensure_rate_cards()
+    seed()
+    made = ApiToken.objects.filter(org__slug="demo", name="demo dispatcher (this run)")
+    sent: list[bool] = []
+
+    def terminate_once_it_runs() -> None:
+        try:
+            wait_for(
+                lambda: made.filter(last_used_at__isnull=False).exists(), timeout=60, interval=0.1
+            )
+            os.kill(os.getpid(), signal.SIGTERM)
+            sent.append(True)
+        finally:
+            connection.close()
+
+    # Handlers are the main thread's: elsewhere the signal would end this test process.
+    assert threading.current_thread() is threading.main_thread()
+    killer = threading.Thread(target=terminate_once_it_runs)
+    saved = signal.getsignal(signal.SIGTERM)
+    killer.start()
+    try:
+        output = dispatch("--create-token", "--url", live_server.url, "--duration", "120")
+    finally:
+        killer.join(timeout=60)
+    assert sent == [True]
+    assert "Stopping (Ctrl-C or a signal)." in output
+    assert made.get().is_revoked and "Revoked API token" in output
+    assert signal.getsignal(signal.SIGTERM) is saved  # the handler went with the run

@@ -4,8 +4,10 @@ dashboard moves while someone watches (the rounds themselves: ``sessions.demo_di
 It talks to the server only through ``/api/v1/`` with an org API token, like the real
 dispatcher: it creates sessions for the demo issues (the expensive ones more often), runs
 ``which donmai`` in each one that starts, pauses some, resumes some and terminates the ones
-that have run for a while, printing what it does. It stops after ``--duration`` seconds (or
-on Ctrl-C) and exits non-zero if the API answered with errors. A 409 is not an error: the
+that have run for a while, printing what it does. It stops after ``--duration`` seconds, or
+on Ctrl-C, SIGINT or SIGTERM (also when started in the background, where a shell leaves
+SIGINT ignored), revoking the token it made for the run, and exits non-zero if the API
+answered with errors. A 409 is not an error: the
 session moved on between our look and our request, which a dispatcher must expect.
 
 Loopback only: this is a demo tool, never pointed at someone else's server.
@@ -15,7 +17,11 @@ from __future__ import annotations
 
 import os
 import random
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -98,12 +104,13 @@ class Command(BaseCommand):
         )
         player = Player(client, self.say, random.Random(options["seed"]), options["max_live"])
         try:
-            player.check()
-            self._loop(player, 60.0 / options["rate"], options["duration"])
+            with stopping_on_signals():
+                player.check()
+                self._loop(player, 60.0 / options["rate"], options["duration"])
         except NotAccepted as exc:
             raise CommandError(str(exc)) from None
         except KeyboardInterrupt:
-            self.say("Ctrl-C: stopping.")
+            self.say("Stopping (Ctrl-C or a signal).")
         finally:
             client.close()
             if made is not None:  # a token made for this run does not outlive it
@@ -152,6 +159,24 @@ class Command(BaseCommand):
     def say(self, message: str) -> None:
         self.stdout.write(f"{timezone.now():%H:%M:%S} {message}")
         self.stdout.flush()
+
+
+@contextmanager
+def stopping_on_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM stop the run as Ctrl-C does (signal handlers: main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    saved = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def loopback_url(url: str) -> str:
