@@ -27,12 +27,14 @@ Each intent therefore carries a claim, a ``rensei.models.Lease`` row named after
 
 Every worker keeps a heartbeat lease (``worker:<boot id>``, renewed every ``SWEEP_EVERY``
 seconds, expiring after ``HEARTBEAT_TTL``) and sweeps every ``SWEEP_EVERY`` seconds, from
-its start: an intent older than ``GRACE`` whose claim is held by a worker without a
-heartbeat, or whose ``sent`` claim is older than ``SENT_GRACE`` while the queue is empty (it
-is neither waiting there nor held by anyone: the message was lost between Redis and the
-worker), is sent again. A command that was running on a dead worker is not run again (it
-may have side effects): it ends in error, its outcome unknown. Each re-send takes the claim
-with a conditional update first, so two sweeping workers send it once.
+its start (after a gap in its own heartbeats, such as a database outage, it judges no worker
+dead for a ``HEARTBEAT_TTL``: nobody could renew theirs meanwhile): an intent older than
+``GRACE`` whose claim is held by a worker without a heartbeat, or whose ``sent`` claim is
+older than ``SENT_GRACE`` while the queue is empty (it is neither waiting there nor held by
+anyone: the message was lost between Redis and the worker), is sent again. A command that
+was running on a dead worker is not run again (it may have side effects): it ends in error,
+its outcome unknown. Each re-send takes the claim with a conditional update first, so two
+sweeping workers send it once.
 
 A re-sent job meets the original message again when Redis finally restores it: every job
 starts with a conditional update and does nothing for a session that moved on.
@@ -44,6 +46,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -69,6 +72,7 @@ S = SessionState
 
 SWEEP_EVERY = float(os.environ.get("RENSEI_INTENT_SWEEP_SECONDS", "2") or 2)
 HEARTBEAT_TTL = timedelta(seconds=10)  # a worker silent this long is dead
+OUTAGE_GAP = 2.5 * SWEEP_EVERY  # seconds between two heartbeats of ours that mean an outage
 GRACE = timedelta(seconds=5)  # an intent younger than this is left to its first job
 SENT_GRACE = timedelta(seconds=10)  # a published job not received by then may be lost
 DONE_KEEP = timedelta(hours=1)  # settled claims older than this are deleted
@@ -238,14 +242,36 @@ def hand_back_unheld(held: set[str], now: datetime | None = None) -> int:
     return handed
 
 
+class Heartbeats:
+    """Whether this worker's sweep may judge other workers by their heartbeats.
+
+    Not until ``HEARTBEAT_TTL`` after a gap in its own (a database outage, or this process
+    starved): no worker could renew its heartbeat meanwhile, so each must first have had a
+    full ``HEARTBEAT_TTL`` to renew it again, or a live worker's running command would be
+    ended as lost."""
+
+    def __init__(self) -> None:
+        self.last: float | None = None
+        self.trusted_from = 0.0
+
+    def beat(self, at: float) -> bool:
+        """Record a heartbeat written at ``at`` (monotonic seconds); True if trusted."""
+        if self.last is not None and at - self.last > OUTAGE_GAP:
+            self.trusted_from = at + HEARTBEAT_TTL.total_seconds()
+        self.last = at
+        return at >= self.trusted_from
+
+
 def _keep_sweeping() -> None:
     stop = threading.Event()
+    beats = Heartbeats()
     while True:
         close_old_connections()
         try:
             heartbeat()
+            trusted = beats.beat(time.monotonic())
             hand_back_unheld(held_here())
-            sweep()
+            sweep(trust_heartbeats=trusted)
         except Exception:  # a database or broker outage: try again at the next tick
             log.warning("intent sweep failed", exc_info=True)
         if stop.wait(SWEEP_EVERY):
@@ -269,8 +295,14 @@ def _live_workers(now: datetime) -> set[str]:
     return set(rows.values_list("holder", flat=True))
 
 
+def _alive(holder: str, live: set[str] | None) -> bool:
+    """Whether the worker holding a claim is alive (``live`` None: every worker is taken to
+    be, as right after an outage, when no heartbeat could be renewed)."""
+    return live is None or holder.removesuffix(RUNNING_MARK) in live
+
+
 def _verdict(
-    claim: Claim | None, since: datetime, now: datetime, live: set[str], queue_empty: bool
+    claim: Claim | None, since: datetime, now: datetime, live: set[str] | None, queue_empty: bool
 ) -> str:
     """ "leave", "resend" (nobody has the job), or "dead" (a dead worker had it)."""
     if claim is None or (claim.holder in (SENT, DONE) and claim.at < since):
@@ -279,7 +311,7 @@ def _verdict(
         return "leave"  # it ran; what it left undone is the reconciler's
     if claim.holder == SENT:
         return "resend" if queue_empty and claim.at < now - SENT_GRACE else "leave"
-    return "leave" if claim.holder.removesuffix(RUNNING_MARK) in live else "dead"
+    return "leave" if _alive(claim.holder, live) else "dead"
 
 
 def _take(claim: Claim | None, name: str, now: datetime) -> bool:
@@ -297,10 +329,11 @@ def _take(claim: Claim | None, name: str, now: datetime) -> bool:
     return bool(taken)
 
 
-def sweep(now: datetime | None = None) -> dict[str, int]:
-    """One pass: re-send what nobody holds; end commands a dead worker was running."""
+def sweep(now: datetime | None = None, trust_heartbeats: bool = True) -> dict[str, int]:
+    """One pass: re-send what nobody holds; end commands a dead worker was running.
+    ``trust_heartbeats`` False (just after an outage): no worker is judged dead."""
     now = now or timezone.now()
-    live = _live_workers(now)
+    live = _live_workers(now) if trust_heartbeats else None
     depth = queue_depth()
     queue_empty = depth == 0  # NaN (broker down) is not empty: nothing can be sent anyway
     out = {"resent": 0, "commands_lost": 0}
@@ -372,10 +405,10 @@ def _describe(claim: Claim | None) -> str:
     return "held by a worker that stopped"
 
 
-def _run_orphaned(claim: Claim | None, now: datetime, live: set[str]) -> bool:
+def _run_orphaned(claim: Claim | None, now: datetime, live: set[str] | None) -> bool:
     if claim is None:
         return False  # no claim at all: left to the reconciler's command deadline
-    if claim.holder.removesuffix(RUNNING_MARK) in live:
+    if claim.holder not in (SENT, DONE) and _alive(claim.holder, live):
         return False
     if claim.holder in (SENT, DONE):
         return claim.at < now - SENT_GRACE  # handed back and not received again since

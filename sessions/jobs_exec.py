@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from pools.providers import for_pool
@@ -26,6 +27,7 @@ S = SessionState
 
 OUTPUT_CAP = HEAD_BYTES + TAIL_BYTES  # bytes kept of each of stdout / stderr, plus a marker
 FLUSH_SECONDS = 0.5  # how often a running command's output so far is written to its run
+FINISH_RETRY_SECONDS = 120.0  # how long a known outcome waits for the database to return
 
 
 class _LiveOutput:
@@ -138,7 +140,7 @@ def exec_command(run_id: int) -> None:
         # What it printed is kept whatever the outcome: the lines before a timeout matter.
         fields.update(live.fields())
     fields["finished_at"] = timezone.now()
-    _finish(run_id, **fields)
+    _finish_through_outages(run_id, fields)
     audit(
         session,
         "session.command_finished",
@@ -146,6 +148,31 @@ def exec_command(run_id: int) -> None:
         state=fields["state"],
         exit_code=fields.get("exit_code"),
     )
+
+
+def _finish_through_outages(run_id: int, fields: dict[str, Any]) -> None:
+    """The outcome is known once the command has ended: keep trying to write it while the
+    database is away (up to ``FINISH_RETRY_SECONDS``), rather than fail the job and leave
+    the command "lost, outcome unknown". The run stays held by this worker meanwhile."""
+    deadline = time.monotonic() + FINISH_RETRY_SECONDS
+    wait = 0.5
+    while True:
+        try:
+            _finish(run_id, **fields)
+            return
+        except DatabaseError as exc:
+            if time.monotonic() + wait > deadline:
+                raise
+            log.warning(
+                "could not write the outcome of command run %s (%s); trying again in %.1f s",
+                run_id,
+                type(exc).__name__,
+                wait,
+            )
+            if not connection.in_atomic_block:  # a dropped one is opened afresh next query
+                connection.close_if_unusable_or_obsolete()
+            time.sleep(wait)
+            wait = min(wait * 2, 5.0)
 
 
 def _finish(run_id: int, **fields: Any) -> None:

@@ -31,7 +31,9 @@ def _worker(boot: str, alive: bool, now: datetime) -> None:
     Lease.objects.create(name=f"worker:{boot}", holder=boot, expires_at=now + ttl)
 
 
-def _sweep(now: datetime, depth: float = 0.0) -> tuple[dict[str, int], list[tuple[str, Any]]]:
+def _sweep(
+    now: datetime, depth: float = 0.0, trust: bool = True
+) -> tuple[dict[str, int], list[tuple[str, Any]]]:
     sent: list[tuple[str, Any]] = []
 
     def record(name: str, args: tuple[Any, ...]) -> Any:
@@ -42,7 +44,7 @@ def _sweep(now: datetime, depth: float = 0.0) -> tuple[dict[str, int], list[tupl
         mock.patch("sessions.intents.queue_depth", return_value=depth),
         mock.patch("sessions.intents.app.signature", side_effect=record),
     ):
-        return intents.sweep(now=now), sent
+        return intents.sweep(now=now, trust_heartbeats=trust), sent
 
 
 def _session(org: Organization, state: str, ago: timedelta) -> Session:
@@ -207,3 +209,37 @@ def test_a_handed_back_claim_of_an_open_intent_survives_the_clean_up(
     assert summary["commands_lost"] == 1 and sent == []
     run.refresh_from_db()
     assert run.state == CommandRunState.ERROR
+
+
+def test_right_after_an_outage_no_worker_is_judged_dead(org_a: Organization) -> None:
+    """Seen in a PostgreSQL restart: nobody could renew a heartbeat while it was down, so
+    the first sweep after it found every other worker "dead" and ended a command a live
+    worker was running. Until heartbeats are trusted again, dead-worker verdicts wait."""
+    now = timezone.now()
+    _worker(DEAD, False, now)  # lapsed during the outage; it may be alive
+    session = _session(org_a, S.PAUSING, timedelta(seconds=30))
+    _claim(f"intent:session:{session.pk}:sessions.tasks.pause_session", DEAD, now)
+    run = CommandRun.objects.create(
+        session=session, command="make deploy", state=CommandRunState.RUNNING, timeout_seconds=60
+    )
+    CommandRun.objects.filter(pk=run.pk).update(created_at=now - timedelta(seconds=30))
+    _claim(f"intent:run:{run.pk}", DEAD + intents.RUNNING_MARK, now - timedelta(seconds=20))
+    summary, sent = _sweep(now, trust=False)
+    assert (summary, sent) == ({"resent": 0, "commands_lost": 0}, [])
+    assert CommandRun.objects.get(pk=run.pk).state == CommandRunState.RUNNING
+    # Trusted again and still silent: that worker is dead after all.
+    summary, sent = _sweep(now)
+    assert summary == {"resent": 1, "commands_lost": 1}
+
+
+def test_heartbeats_are_trusted_again_a_ttl_after_a_gap_in_ours() -> None:
+    beats, ttl = intents.Heartbeats(), intents.HEARTBEAT_TTL.total_seconds()
+    step = intents.SWEEP_EVERY
+    assert beats.beat(100.0) and beats.beat(100.0 + step)  # beating on time: trusted
+    back = 100.0 + step + 10.0  # ten seconds without a heartbeat of ours
+    assert not beats.beat(back)
+    at = back
+    while at + step < back + ttl:  # on time again, but not yet a TTL since the gap
+        at += step
+        assert not beats.beat(at)
+    assert beats.beat(back + ttl)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from django.db import DatabaseError
 
 from pools.models import CapacityPool
 from pools.providers.base import CommandTimeout, ExecResult
@@ -136,3 +137,44 @@ def test_a_live_flush_writes_only_to_a_running_run(running: Session) -> None:
     live.flush()
     run.refresh_from_db()
     assert (run.state, run.stdout) == (CommandRunState.ERROR, "")
+
+
+@pytest.mark.django_db
+def test_a_known_outcome_waits_for_the_database_to_come_back(
+    running: Session, cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command ended while the database was away: its outcome is written once it
+    answers again, not lost to "outcome unknown"."""
+    cloud.exec_handler = lambda sandbox, command, env: ExecResult(0, "built\n", "")
+    real, failures, waits = jobs_exec._finish, [DatabaseError("server closed")] * 2, []
+
+    def finish(run_id: int, **fields: object) -> None:
+        if failures:
+            raise failures.pop()
+        real(run_id, **fields)
+
+    monkeypatch.setattr(jobs_exec, "_finish", finish)
+    monkeypatch.setattr(jobs_exec.time, "sleep", waits.append)
+    run = services.run_command(running, command="make")
+    jobs.exec_command(run.pk)
+    run.refresh_from_db()
+    assert (run.state, run.exit_code, run.stdout) == (CommandRunState.DONE, 0, "built\n")
+    assert waits == [0.5, 1.0]  # backed off between tries
+
+
+@pytest.mark.django_db
+def test_a_database_gone_for_good_fails_the_job_after_its_bound(
+    running: Session, cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(jobs_exec.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(jobs_exec.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + s))
+
+    def down(run_id: int, **fields: object) -> None:
+        raise DatabaseError("connection refused")
+
+    monkeypatch.setattr(jobs_exec, "_finish", down)
+    run = services.run_command(running, command="true")
+    with pytest.raises(DatabaseError):
+        jobs.exec_command(run.pk)  # the sweep then ends it: its outcome could not be kept
+    assert jobs_exec.FINISH_RETRY_SECONDS - 5 <= clock[0] <= jobs_exec.FINISH_RETRY_SECONDS
