@@ -146,7 +146,8 @@ def test_a_known_outcome_waits_for_the_database_to_come_back(
     """The command ended while the database was away: its outcome is written once it
     answers again, not lost to "outcome unknown"."""
     cloud.exec_handler = lambda sandbox, command, env: ExecResult(0, "built\n", "")
-    real, failures, waits = jobs_exec._finish, [DatabaseError("server closed")] * 2, []
+    real, failures = jobs_exec._finish, [DatabaseError("server closed")] * 2
+    waits: list[float] = []
 
     def finish(run_id: int, **fields: object) -> None:
         if failures:
