@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from celery import shared_task
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from billing.models import ReconciliationRun
@@ -36,15 +37,18 @@ WAIT_S = 2.0
 def due(org: Organization) -> bool:
     """Whether the demo org has a key never tested, a pool never checked or no
     reconciliation run."""
-    untested = Credential.objects.filter(org=org, provider="e2b", last_test_ok__isnull=True)
-    return untested.exists() or _unchecked(org).exists() or _never_reconciled(org)
+    return _untested(org) or _unchecked(org).exists() or _never_reconciled(org)
+
+
+def _untested(org: Organization) -> bool:
+    return Credential.objects.filter(org=org, provider="e2b", last_test_ok__isnull=True).exists()
 
 
 def _never_reconciled(org: Organization) -> bool:
     return not ReconciliationRun.objects.filter(org=org).exists()
 
 
-def _unchecked(org: Organization) -> Any:
+def _unchecked(org: Organization) -> QuerySet[CapacityPool]:
     return CapacityPool.objects.filter(org=org, health_checked_at__isnull=True).exclude(
         health_status=HealthStatus.RUNNING
     )
@@ -63,7 +67,8 @@ def emulator_answers(url: str) -> bool:
 
 @shared_task(name="billing.demo_checks.first_checks")
 def first_checks(org_id: int, attempt: int = 0) -> str:
-    """Test the key and check the pools once the emulator answers; returns what it did."""
+    """Test the key, check the pools and reconcile yesterday once the emulator answers;
+    returns what it did."""
     org = Organization.objects.filter(pk=org_id).first()
     if org is None or not due(org):
         return "nothing to do"
@@ -71,7 +76,7 @@ def first_checks(org_id: int, attempt: int = 0) -> str:
         cast(Any, first_checks).apply_async((org_id, attempt + 1), countdown=WAIT_S)
         return "waiting for the emulator"
     done = []
-    if Credential.objects.filter(org=org, provider="e2b", last_test_ok__isnull=True).exists():
+    if _untested(org):
         result = test_key(org, "e2b", actor=None, channel=Channel.JOB)
         done.append("key " + ("connected" if result.ok else "failed"))
     for pool in _unchecked(org):

@@ -103,11 +103,12 @@ def _start(
     tools: dict[str, str], flags: list[str], tmp: Path | None = None, keep: Iterable[Path] = ()
 ) -> tuple[int, subprocess.Popen[bytes], bool] | None:
     """Start an init in new namespaces: (its host pid, the unshare process, whether the box
-    has ``tmp`` as its /tmp) or None. ``keep``: host paths under /tmp the box still sees."""
+    has ``tmp`` as its /tmp) or None. ``keep``: real host paths under /tmp the box still
+    sees (``Box.kept``)."""
     argv = [tools["setpriv"], "--pdeathsig", "KILL", "--", tools["unshare"], *flags, "--"]
     argv += [sys.executable, "-S", "-I", str(_INIT)]
     if tmp is not None:
-        argv += [str(tmp), *(os.path.realpath(p) for p in keep if _under_tmp(p))]
+        argv += [str(tmp), *map(str, keep)]
     try:
         launcher = subprocess.Popen(
             argv,
@@ -216,7 +217,7 @@ class Box:
         self._launcher: subprocess.Popen[bytes] | None = None
         self._ns: str | None = None
         if self.mode is not None and self.tools is not None:
-            started = _start(self.tools, _MODES[self.mode], tmp, keep)
+            started = _start(self.tools, _MODES[self.mode], tmp, self.kept)
             if started is not None:
                 self.init, self._launcher, private = started
                 self.private_tmp = tmp if private else None

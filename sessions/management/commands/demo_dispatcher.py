@@ -7,8 +7,8 @@ dispatcher: it creates sessions for the demo issues (the expensive ones more oft
 that have run for a while, printing what it does. It stops after ``--duration`` seconds, or
 on Ctrl-C, SIGINT or SIGTERM (also when started in the background, where a shell leaves
 SIGINT ignored), revoking the token it made for the run, and exits non-zero if the API
-answered with errors. A 409 is not an error: the
-session moved on between our look and our request, which a dispatcher must expect.
+answered with errors. A 409 is not an error: the session moved on between our look and our
+request, which a dispatcher must expect.
 
 Loopback only: this is a demo tool, never pointed at someone else's server.
 """
